@@ -1,0 +1,22 @@
+//! The herd contract: everything two herd processes must agree on, and nothing that does I/O.
+//!
+//! - [`spec`]: the user's test spec (model, parsing from YAML/JSON with positioned errors, validation).
+//! - [`template`]: `{{var}}` templates used in URLs, headers and bodies, parsed once.
+//! - [`threshold`]: threshold expressions (`p95 < 500ms`) and their evaluation.
+//! - [`split`]: how one spec's load is divided exactly across N agents.
+//! - [`metrics`]: per-second metric batches and the exact, associative merge of their stats.
+//! - [`wire`]: the versioned bincode envelope and every agent ↔ coordinator message body.
+//! - [`topics`]: MQTT topic names.
+//!
+//! Keeping this crate free of tokio and sockets is what lets the agent, the coordinator and the
+//! tests share one definition of the truth and test it without a runtime.
+
+pub mod metrics;
+pub mod spec;
+pub mod split;
+pub mod template;
+pub mod threshold;
+pub mod topics;
+pub mod wire;
+
+pub use spec::{parse_spec, Spec, SpecError, SpecIssue};

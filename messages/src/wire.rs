@@ -1,0 +1,233 @@
+//! The agent ↔ coordinator envelope: bincode 2, versioned, size-bounded.
+//!
+//! Payloads come off a broker that anyone holding credentials can publish to, so decoding must
+//! refuse oversized input before allocating and must never panic on garbage.
+
+use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::MetricBatch;
+use crate::spec::Spec;
+use crate::split::Share;
+
+pub const WIRE_VERSION: u16 = 1;
+/// Largest accepted message. A batch is ~1 KiB per label; an Assign carries the spec and its data files.
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+
+type Cfg = Configuration<LittleEndian, Varint, Limit<MAX_MESSAGE_BYTES>>;
+
+fn cfg() -> Cfg {
+    config::standard().with_limit::<MAX_MESSAGE_BYTES>()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("message of {0} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error(
+        "message is wire version {found}, this herd speaks {WIRE_VERSION}: upgrade the older side"
+    )]
+    Version { found: u16 },
+    #[error("malformed message: {0}")]
+    Decode(String),
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub version: u16,
+    pub run_id: String,
+    /// `coordinator` or `agent-<index>`.
+    pub sender: String,
+    /// Per sender, increasing by one per message; (sender, seq) identifies a message.
+    pub seq: u64,
+    /// Unix milliseconds by the sender's clock.
+    pub sent_at_ms: u64,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)]
+pub enum Body {
+    Assign(Assign),
+    Start(Start),
+    Stop(Stop),
+    Ready(Ready),
+    Heartbeat(Heartbeat),
+    Finished(Finished),
+    Failed(Failed),
+    Metrics(MetricBatch),
+}
+
+impl Body {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Assign(_) => "Assign",
+            Body::Start(_) => "Start",
+            Body::Stop(_) => "Stop",
+            Body::Ready(_) => "Ready",
+            Body::Heartbeat(_) => "Heartbeat",
+            Body::Finished(_) => "Finished",
+            Body::Failed(_) => "Failed",
+            Body::Metrics(_) => "Metrics",
+        }
+    }
+}
+
+/// Coordinator → agent: what to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assign {
+    pub agent: u32,
+    pub region: String,
+    pub spec: Spec,
+    pub share: Share,
+    /// Contents of the spec's data files by source name (agents may not see the spec's disk).
+    pub data: Vec<(String, Vec<u8>)>,
+}
+
+/// Coordinator → agents: begin the load at this instant (unix ms) by the agent's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Start {
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stop {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ready {
+    pub agent: u32,
+    pub host: String,
+    pub herd_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub agent: u32,
+    pub vus: u64,
+    /// Seq of the last metric batch sent.
+    pub last_batch_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finished {
+    pub agent: u32,
+    /// When the load actually started by this agent's clock (unix ms), for start skew.
+    pub started_at_ms: u64,
+    /// Seq of the last metric batch; the coordinator knows it has them all when it saw this one.
+    pub last_batch_seq: u64,
+    pub batches_sent: u64,
+    /// Batches dropped from the offline buffer while the broker was unreachable.
+    pub batches_dropped: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failed {
+    pub agent: u32,
+    pub reason: String,
+}
+
+pub fn encode(env: &Envelope) -> Result<Vec<u8>, WireError> {
+    let bytes =
+        bincode::serde::encode_to_vec(env, cfg()).map_err(|e| WireError::Encode(e.to_string()))?;
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(WireError::TooLarge(bytes.len()));
+    }
+    Ok(bytes)
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(WireError::TooLarge(bytes.len()));
+    }
+    // The version leads the envelope so a newer layout is reported as such, not as garbage.
+    let (found, _): (u16, usize) = bincode::serde::decode_from_slice(bytes, cfg())
+        .map_err(|e| WireError::Decode(e.to_string()))?;
+    if found != WIRE_VERSION {
+        return Err(WireError::Version { found });
+    }
+    let (env, used): (Envelope, usize) = bincode::serde::decode_from_slice(bytes, cfg())
+        .map_err(|e| WireError::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(WireError::Decode(format!(
+            "{} trailing bytes after the message",
+            bytes.len() - used
+        )));
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::LabelStats;
+    use proptest::prelude::*;
+
+    fn env(body: Body) -> Envelope {
+        Envelope {
+            version: WIRE_VERSION,
+            run_id: "run-1".into(),
+            sender: "agent-0".into(),
+            seq: 7,
+            sent_at_ms: 1_700_000_000_000,
+            body,
+        }
+    }
+
+    #[test]
+    fn metric_batch_round_trips() {
+        let mut s = LabelStats::default();
+        s.requests = 3;
+        s.latency.saturating_record(1234);
+        let batch = MetricBatch {
+            agent: 1,
+            second: 1_700_000_000,
+            labels: vec![s.to_wire("GET /")],
+            vus: 5,
+            iterations: 3,
+            dropped_iterations: 0,
+        };
+        let e = env(Body::Metrics(batch));
+        assert_eq!(decode(&encode(&e).unwrap()).unwrap(), e);
+    }
+
+    #[test]
+    fn other_versions_are_named() {
+        let mut e = env(Body::Stop(Stop { reason: "x".into() }));
+        e.version = 9;
+        let bytes = encode(&e).unwrap();
+        assert!(matches!(
+            decode(&bytes),
+            Err(WireError::Version { found: 9 })
+        ));
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_decoding() {
+        let big = vec![0u8; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(decode(&big), Err(WireError::TooLarge(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_messages_never_panic(flip in 0usize..200, val in any::<u8>()) {
+            let mut s = LabelStats::default();
+            s.latency.saturating_record(999);
+            let e = env(Body::Metrics(MetricBatch { agent: 0, second: 1, labels: vec![s.to_wire("a")], vus: 1, iterations: 1, dropped_iterations: 0 }));
+            let mut bytes = encode(&e).unwrap();
+            let i = flip % bytes.len();
+            bytes[i] = val;
+            if let Ok(Envelope { body: Body::Metrics(b), .. }) = decode(&bytes) {
+                for l in &b.labels { let _ = l.to_stats(); }
+            }
+        }
+    }
+}
