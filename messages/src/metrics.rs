@@ -210,7 +210,7 @@ mod tests {
                 s.errors += 1;
             }
             *s.status.entry(*status).or_default() += 1;
-            s.latency.saturating_record(*lat);
+            s.latency.record(*lat).unwrap();
             s.bytes_in += 10;
         }
         s

@@ -181,7 +181,7 @@ mod tests {
     fn metric_batch_round_trips() {
         let mut s = LabelStats::default();
         s.requests = 3;
-        s.latency.saturating_record(1234);
+        s.latency.record(1234).unwrap();
         let batch = MetricBatch {
             agent: 1,
             second: 1_700_000_000,
@@ -220,7 +220,7 @@ mod tests {
         #[test]
         fn mutated_messages_never_panic(flip in 0usize..200, val in any::<u8>()) {
             let mut s = LabelStats::default();
-            s.latency.saturating_record(999);
+            s.latency.record(999).unwrap();
             let e = env(Body::Metrics(MetricBatch { agent: 0, second: 1, labels: vec![s.to_wire("a")], vus: 1, iterations: 1, dropped_iterations: 0 }));
             let mut bytes = encode(&e).unwrap();
             let i = flip % bytes.len();

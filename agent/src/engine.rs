@@ -1,0 +1,88 @@
+//! One agent's share of a run, start to end: compile, start the recorder, run the executor,
+//! hand every batch to `out`. Used by standalone mode and by the coordinated agent alike.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use messages::metrics::MetricBatch;
+use messages::spec::Spec;
+use messages::split::Share;
+use rustls::pki_types::CertificateDer;
+use tokio::sync::{mpsc, watch};
+
+use crate::executor::{self, Env, Report};
+use crate::http::{tls, HttpConfig};
+use crate::recorder::Recorder;
+use crate::scenario::{compile, CompileError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("data file {path} of source `{name}`: {source}")]
+    DataFile {
+        name: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+}
+
+/// Reads the spec's CSV files, relative to the spec's folder.
+pub fn load_data(spec: &Spec, spec_dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, EngineError> {
+    spec.data
+        .iter()
+        .map(|(name, src)| {
+            let path = spec_dir.join(&src.file);
+            std::fs::read(&path)
+                .map(|b| (name.clone(), b))
+                .map_err(|source| EngineError::DataFile {
+                    name: name.clone(),
+                    path: path.display().to_string(),
+                    source,
+                })
+        })
+        .collect()
+}
+
+pub fn http_config(spec: &Spec, extra_roots: &[CertificateDer<'static>]) -> Arc<HttpConfig> {
+    let h = &spec.target.http;
+    Arc::new(HttpConfig {
+        version: h.version,
+        timeout: Duration::from_millis(h.timeout_ms),
+        connect_timeout: Duration::from_millis(h.connect_timeout_ms),
+        max_redirects: h.max_redirects,
+        cookies: h.cookies,
+        tls: tls::client_config(h.version, h.insecure, extra_roots),
+    })
+}
+
+/// Runs `share` of `spec` and sends each per-second batch to `out`. Returns when the executor
+/// and the recorder are done, i.e. after the last batch was sent.
+pub async fn run_share(
+    spec: &Spec,
+    data: &BTreeMap<String, Vec<u8>>,
+    share: &Share,
+    run_id: &str,
+    extra_roots: &[CertificateDer<'static>],
+    stop: watch::Receiver<bool>,
+    out: mpsc::UnboundedSender<MetricBatch>,
+) -> Result<Report, EngineError> {
+    let plan = Arc::new(compile(spec, data, run_id, share.index, share.count)?);
+    let recorder = Recorder::new(share.index, plan.labels.clone(), out);
+    let env = Env {
+        plan,
+        http: http_config(spec, extra_roots),
+        recorder: recorder.handle(),
+        vu_offset: share.vu_offset,
+        graceful_stop: Duration::from_millis(spec.load.graceful_stop_ms),
+    };
+    let rec = tokio::spawn(recorder.run());
+    let report = executor::run(&share.executor, env, stop).await;
+    // Every buffer and handle is gone now, so the recorder drains and ends.
+    if let Err(e) = rec.await {
+        tracing::error!(error = %e, "recorder task failed");
+    }
+    Ok(report)
+}

@@ -1,0 +1,447 @@
+//! The native HTTP engine: one [`Client`] per VU, holding that VU's connections and cookies.
+//!
+//! Built on hyper's connection-level API rather than a pooled client: a VU owns its connection,
+//! like a browser tab or a k6 VU, and nothing on the hot path takes a lock.
+
+mod conn;
+pub mod tls;
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, COOKIE, HOST, LOCATION, SET_COOKIE};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use messages::spec::HttpVersion;
+
+use conn::{Conn, ConnectOptions, Sender};
+pub use conn::{ConnectTimings, WireCounters};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Connect,
+    Tls,
+    Timeout,
+    /// The connection broke mid-request.
+    Io,
+    Protocol,
+    Redirect,
+    InvalidRequest,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Io => "io",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Redirect => "redirect",
+            ErrorKind::InvalidRequest => "invalid-request",
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct HttpError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl HttpError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> HttpError {
+        HttpError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Scheme, host and port: what a connection is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Origin {
+    pub fn from_url(u: &url::Url) -> Result<Origin, HttpError> {
+        let tls = match u.scheme() {
+            "http" => false,
+            "https" => true,
+            s => {
+                return Err(HttpError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("unsupported scheme {s:?} in {u}"),
+                ))
+            }
+        };
+        let host = match u.host() {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(h) => h.to_string(),
+            None => {
+                return Err(HttpError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("no host in {u}"),
+                ))
+            }
+        };
+        let port = u
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
+        Ok(Origin { tls, host, port })
+    }
+
+    /// `Host` header value: the port is left out when it is the scheme's default.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if (self.tls && self.port == 443) || (!self.tls && self.port == 80) {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// A request ready to send: origin and origin-form path already resolved.
+#[derive(Debug, Clone)]
+pub struct OutRequest {
+    pub method: Method,
+    pub origin: Origin,
+    /// `/path?query`
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// TCP connect, when this request had to open a connection.
+    pub connect: Duration,
+    pub tls: Duration,
+    /// From sending to the response head.
+    pub first_byte: Duration,
+    /// From sending to the last body byte (what latency histograms record).
+    pub total: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// The body, when the caller asked to keep it (checks and captures); else empty.
+    pub body: Bytes,
+    /// Bytes read and written on the wire for this request (headers, framing, TLS included).
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub timings: Timings,
+    pub redirects: u32,
+}
+
+pub struct HttpConfig {
+    pub version: HttpVersion,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_redirects: u32,
+    pub cookies: bool,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+pub struct Client {
+    cfg: Arc<HttpConfig>,
+    /// Usually one entry; more only after redirects to other origins.
+    conns: Vec<(Origin, Conn)>,
+    jar: Option<cookie_store::CookieStore>,
+}
+
+impl Client {
+    pub fn new(cfg: Arc<HttpConfig>) -> Client {
+        let jar = cfg.cookies.then(cookie_store::CookieStore::default);
+        Client {
+            cfg,
+            conns: Vec::new(),
+            jar,
+        }
+    }
+
+    /// Sends `req`, following redirects as configured, within the request timeout.
+    pub async fn send(&mut self, req: OutRequest, keep_body: bool) -> Result<Response, HttpError> {
+        let timeout = self.cfg.timeout;
+        match tokio::time::timeout(timeout, self.send_following(req, keep_body)).await {
+            Ok(r) => r,
+            Err(_) => Err(HttpError::new(
+                ErrorKind::Timeout,
+                format!("no complete response within {timeout:?}"),
+            )),
+        }
+    }
+
+    async fn send_following(
+        &mut self,
+        mut req: OutRequest,
+        keep_body: bool,
+    ) -> Result<Response, HttpError> {
+        let started = Instant::now();
+        let mut redirects = 0;
+        let (mut bytes_in, mut bytes_out) = (0, 0);
+        loop {
+            let mut resp = self.send_once(&req, keep_body).await?;
+            bytes_in += resp.bytes_in;
+            bytes_out += resp.bytes_out;
+            let location = resp.headers.get(LOCATION).and_then(|l| l.to_str().ok());
+            let follow = matches!(resp.status, 301 | 302 | 303 | 307 | 308)
+                && location.is_some()
+                && redirects < self.cfg.max_redirects;
+            if !follow {
+                if redirects > 0
+                    && (300..400).contains(&resp.status)
+                    && location.is_some()
+                    && self.cfg.max_redirects > 0
+                {
+                    return Err(HttpError::new(
+                        ErrorKind::Redirect,
+                        format!("more than {} redirects", self.cfg.max_redirects),
+                    ));
+                }
+                resp.redirects = redirects;
+                resp.bytes_in = bytes_in;
+                resp.bytes_out = bytes_out;
+                resp.timings.total = started.elapsed();
+                return Ok(resp);
+            }
+            let location = location.unwrap_or_default().to_string();
+            let base = url::Url::parse(&format!("{}{}", req.origin, req.path)).map_err(|e| {
+                HttpError::new(ErrorKind::Redirect, format!("bad request URL: {e}"))
+            })?;
+            let next = base.join(&location).map_err(|e| {
+                HttpError::new(
+                    ErrorKind::Redirect,
+                    format!("bad Location {location:?}: {e}"),
+                )
+            })?;
+            req.origin = Origin::from_url(&next)?;
+            req.path = match next.query() {
+                Some(q) => format!("{}?{q}", next.path()),
+                None => next.path().to_string(),
+            };
+            if resp.status == 303
+                || (matches!(resp.status, 301 | 302) && req.method == Method::POST)
+            {
+                req.method = Method::GET;
+                req.body = Bytes::new();
+                req.headers.remove(CONTENT_LENGTH);
+                req.headers.remove(http::header::CONTENT_TYPE);
+            }
+            redirects += 1;
+        }
+    }
+
+    async fn send_once(
+        &mut self,
+        req: &OutRequest,
+        keep_body: bool,
+    ) -> Result<Response, HttpError> {
+        let mut timings = Timings::default();
+        let idx = match self.conns.iter().position(|(o, _)| *o == req.origin) {
+            Some(i) => i,
+            None => {
+                let (c, t) = self.connect(&req.origin).await?;
+                timings.connect = t.connect;
+                timings.tls = t.tls;
+                self.conns.push((req.origin.clone(), c));
+                self.conns.len() - 1
+            }
+        };
+        // A kept-alive connection the server closed shows up here: reconnect once.
+        if !self.ready(idx).await {
+            let (c, t) = self.connect(&req.origin).await?;
+            timings.connect = t.connect;
+            timings.tls = t.tls;
+            self.conns[idx].1 = c;
+            if !self.ready(idx).await {
+                self.conns.swap_remove(idx);
+                return Err(HttpError::new(
+                    ErrorKind::Io,
+                    format!("new connection to {} closed at once", req.origin),
+                ));
+            }
+        }
+        // Parsing a URL per request is only worth it once the jar holds something.
+        let jar_in_use = self
+            .jar
+            .as_ref()
+            .is_some_and(|j| j.iter_any().next().is_some());
+        let cookie_url = if jar_in_use { cookie_url_of(req) } else { None };
+        let conn = &mut self.conns[idx].1;
+        let http_req = build(
+            req,
+            matches!(conn.sender, Sender::H2(_)),
+            self.jar.as_ref(),
+            cookie_url.as_ref(),
+        )?;
+        let (r0, w0) = (
+            conn.counters.read.load(Ordering::Relaxed),
+            conn.counters.written.load(Ordering::Relaxed),
+        );
+        let sent = Instant::now();
+        let result = match &mut conn.sender {
+            Sender::H1(s) => s.send_request(http_req).await,
+            Sender::H2(s) => s.send_request(http_req).await,
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.conns.swap_remove(idx);
+                return Err(classify(&e, "sending request"));
+            }
+        };
+        timings.first_byte = sent.elapsed();
+        let (parts, mut body) = resp.into_parts();
+        let mut kept = Vec::new();
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => {
+                    if let Some(d) = f.data_ref() {
+                        if keep_body {
+                            kept.extend_from_slice(d);
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.conns.swap_remove(idx);
+                    return Err(classify(&e, "reading response body"));
+                }
+            }
+        }
+        let counters = &self.conns[idx].1.counters;
+        let bytes_in = counters.read.load(Ordering::Relaxed) - r0;
+        let bytes_out = counters.written.load(Ordering::Relaxed) - w0;
+        if let Some(jar) = self
+            .jar
+            .as_mut()
+            .filter(|_| parts.headers.contains_key(SET_COOKIE))
+        {
+            let u = match cookie_url {
+                Some(u) => u,
+                None => cookie_url_of(req)
+                    .ok_or_else(|| HttpError::new(ErrorKind::InvalidRequest, "bad request URL"))?,
+            };
+            let set: Vec<_> = parts
+                .headers
+                .get_all(SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(|s| cookie_store::RawCookie::parse(s.to_string()).ok())
+                .collect();
+            if !set.is_empty() {
+                jar.store_response_cookies(set.into_iter(), &u);
+            }
+        }
+        timings.total = sent.elapsed();
+        Ok(Response {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: Bytes::from(kept),
+            bytes_in,
+            bytes_out,
+            timings,
+            redirects: 0,
+        })
+    }
+
+    async fn ready(&mut self, idx: usize) -> bool {
+        match &mut self.conns[idx].1.sender {
+            Sender::H1(s) => s.ready().await.is_ok(),
+            Sender::H2(s) => s.ready().await.is_ok(),
+        }
+    }
+
+    async fn connect(&self, origin: &Origin) -> Result<(Conn, ConnectTimings), HttpError> {
+        conn::open(
+            origin,
+            &ConnectOptions {
+                version: self.cfg.version,
+                tls: &self.cfg.tls,
+                timeout: self.cfg.connect_timeout,
+            },
+        )
+        .await
+    }
+}
+
+fn cookie_url_of(req: &OutRequest) -> Option<url::Url> {
+    url::Url::parse(&format!("{}{}", req.origin, req.path)).ok()
+}
+
+fn classify(e: &hyper::Error, doing: &str) -> HttpError {
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if e.is_parse() || e.is_user() {
+        ErrorKind::Protocol
+    } else {
+        ErrorKind::Io
+    };
+    HttpError::new(kind, format!("{doing}: {e}"))
+}
+
+fn build(
+    req: &OutRequest,
+    h2: bool,
+    jar: Option<&cookie_store::CookieStore>,
+    cookie_url: Option<&url::Url>,
+) -> Result<Request<Full<Bytes>>, HttpError> {
+    // HTTP/2 carries scheme and authority as pseudo-headers, taken from an absolute URI.
+    let uri: Uri = if h2 {
+        format!("{}{}", req.origin, req.path).parse()
+    } else {
+        req.path.parse()
+    }
+    .map_err(|e| {
+        HttpError::new(
+            ErrorKind::InvalidRequest,
+            format!("bad request target {:?}: {e}", req.path),
+        )
+    })?;
+    let mut r = Request::new(Full::new(req.body.clone()));
+    *r.method_mut() = req.method.clone();
+    *r.uri_mut() = uri;
+    *r.headers_mut() = req.headers.clone();
+    if !h2 && !r.headers().contains_key(HOST) {
+        let host = HeaderValue::from_str(&req.origin.authority())
+            .map_err(|e| HttpError::new(ErrorKind::InvalidRequest, format!("bad host: {e}")))?;
+        r.headers_mut().insert(HOST, host);
+    }
+    if let (Some(jar), Some(u)) = (jar, cookie_url) {
+        let cookies: Vec<String> = jar
+            .get_request_values(u)
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        if !cookies.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&cookies.join("; ")) {
+                r.headers_mut().insert(COOKIE, v);
+            }
+        }
+    }
+    Ok(r)
+}

@@ -1,0 +1,18 @@
+//! herd's load generator.
+//!
+//! - [`http`]: the native HTTP engine (hyper 1, rustls, HTTP/1.1 + HTTP/2), one client per VU.
+//! - [`scenario`]: the spec's steps compiled once, and the VU that runs them.
+//! - [`executor`]: when iterations run (closed and open models).
+//! - [`recorder`]: lock-free per-VU sample buffers folded into per-second metric batches.
+//! - [`report`]: folds batches into totals and prints them (standalone mode and tests).
+//! - [`standalone`]: one agent with the whole load, no coordinator (`herd agent --standalone`).
+//!
+//! Data flows one way: spec → plan → VUs → samples → recorder → batches → whoever listens.
+
+pub mod engine;
+pub mod executor;
+pub mod http;
+pub mod recorder;
+pub mod report;
+pub mod scenario;
+pub mod standalone;

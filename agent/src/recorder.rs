@@ -1,0 +1,328 @@
+//! Per-second recording without locks on the hot path.
+//!
+//! Each VU (and the arrival-rate dispatcher) owns a [`SampleBuf`]; it hands whole chunks to the
+//! [`Recorder`] task over a channel when the wall-clock second turns, when it fills, before a VU
+//! sleeps, and when it is dropped — so an aborted VU still delivers what it measured. The
+//! recorder folds chunks into per-second, per-label [`LabelStats`] and emits one
+//! [`MetricBatch`] per second once the second is over (plus a grace period for stragglers).
+//! Samples that arrive even later go into an extra batch for their second: merged downstream,
+//! never dropped.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use messages::metrics::{LabelStats, MetricBatch};
+use tokio::sync::mpsc;
+
+use crate::http::ErrorKind;
+
+/// One request's outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub label: u16,
+    pub status: u16,
+    pub error: Option<ErrorKind>,
+    pub failed: bool,
+    pub checks_passed: u16,
+    pub checks_failed: u16,
+    pub latency_us: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// Maps monotonic instants to wall-clock seconds without a syscall per sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: Instant,
+    base_unix_ms: u64,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let base_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Clock {
+            base: Instant::now(),
+            base_unix_ms,
+        }
+    }
+    pub fn unix_ms(&self, at: Instant) -> u64 {
+        self.base_unix_ms + at.saturating_duration_since(self.base).as_millis() as u64
+    }
+    pub fn second(&self, at: Instant) -> u64 {
+        self.unix_ms(at) / 1000
+    }
+    /// The instant at which unix time reaches `unix_ms` (or now, if that is past).
+    pub fn instant_of(&self, unix_ms: u64) -> Instant {
+        let now = Instant::now();
+        let now_ms = self.unix_ms(now);
+        now + Duration::from_millis(unix_ms.saturating_sub(now_ms))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+struct Chunk {
+    second: u64,
+    samples: Vec<Sample>,
+    iterations: u64,
+    dropped: u64,
+}
+
+/// Cheap to clone: what VUs need to make their own [`SampleBuf`].
+#[derive(Clone)]
+pub struct RecorderHandle {
+    tx: mpsc::UnboundedSender<Chunk>,
+    pub clock: Clock,
+    /// Active VUs right now, read when a second is emitted.
+    pub active_vus: Arc<AtomicU64>,
+}
+
+const CHUNK: usize = 512;
+
+impl RecorderHandle {
+    pub fn buf(&self) -> SampleBuf {
+        SampleBuf {
+            tx: self.tx.clone(),
+            clock: self.clock,
+            second: 0,
+            samples: Vec::new(),
+            iterations: 0,
+            dropped: 0,
+        }
+    }
+}
+
+/// A VU's private buffer of samples for the current second.
+pub struct SampleBuf {
+    tx: mpsc::UnboundedSender<Chunk>,
+    clock: Clock,
+    second: u64,
+    samples: Vec<Sample>,
+    iterations: u64,
+    dropped: u64,
+}
+
+impl SampleBuf {
+    fn roll(&mut self, at: Instant) {
+        let s = self.clock.second(at);
+        if s != self.second {
+            self.flush();
+            self.second = s;
+        }
+    }
+
+    pub fn record(&mut self, at: Instant, sample: Sample) {
+        self.roll(at);
+        if self.samples.capacity() == 0 {
+            self.samples.reserve(CHUNK);
+        }
+        self.samples.push(sample);
+        if self.samples.len() >= CHUNK {
+            self.flush();
+        }
+    }
+
+    pub fn iteration_done(&mut self, at: Instant) {
+        self.roll(at);
+        self.iterations += 1;
+    }
+
+    pub fn dropped(&mut self, at: Instant, n: u64) {
+        self.roll(at);
+        self.dropped += n;
+    }
+
+    pub fn flush(&mut self) {
+        if self.samples.is_empty() && self.iterations == 0 && self.dropped == 0 {
+            return;
+        }
+        let chunk = Chunk {
+            second: self.second,
+            samples: std::mem::take(&mut self.samples),
+            iterations: std::mem::take(&mut self.iterations),
+            dropped: std::mem::take(&mut self.dropped),
+        };
+        // The recorder outlives every buffer; if it is gone the run is being torn down.
+        if self.tx.send(chunk).is_err() {
+            tracing::warn!("recorder gone: samples of a VU could not be delivered");
+        }
+    }
+}
+
+impl Drop for SampleBuf {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+#[derive(Default)]
+struct Second {
+    labels: Vec<Option<LabelStats>>,
+    iterations: u64,
+    dropped: u64,
+}
+
+pub struct Recorder {
+    rx: mpsc::UnboundedReceiver<Chunk>,
+    handle: RecorderHandle,
+    labels: Vec<String>,
+    agent: u32,
+    grace: Duration,
+    out: mpsc::UnboundedSender<MetricBatch>,
+}
+
+impl Recorder {
+    /// A recorder for `labels` (index = label id) that sends finished seconds to `out`.
+    pub fn new(
+        agent: u32,
+        labels: Vec<String>,
+        out: mpsc::UnboundedSender<MetricBatch>,
+    ) -> Recorder {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Recorder {
+            rx,
+            handle: RecorderHandle {
+                tx,
+                clock: Clock::new(),
+                active_vus: Arc::new(AtomicU64::new(0)),
+            },
+            labels,
+            agent,
+            grace: Duration::from_millis(250),
+            out,
+        }
+    }
+
+    pub fn handle(&self) -> RecorderHandle {
+        self.handle.clone()
+    }
+
+    /// Runs until every handle and buffer is dropped, then emits what is left.
+    pub async fn run(self) {
+        let Recorder {
+            mut rx,
+            handle,
+            labels,
+            agent,
+            grace,
+            out,
+        } = self;
+        let clock = handle.clock;
+        let active = handle.active_vus.clone();
+        // Our own copy of the sender would keep the channel open forever.
+        drop(handle);
+        let mut open: BTreeMap<u64, Second> = BTreeMap::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let emit = |second: u64, s: Second, out: &mpsc::UnboundedSender<MetricBatch>| {
+            let batch = MetricBatch {
+                agent,
+                second,
+                labels: s
+                    .labels
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, l)| {
+                        Some(
+                            l.as_ref()?
+                                .to_wire(labels.get(i).map_or("?", String::as_str)),
+                        )
+                    })
+                    .collect(),
+                vus: active.load(Ordering::Relaxed),
+                iterations: s.iterations,
+                dropped_iterations: s.dropped,
+            };
+            if out.send(batch).is_err() {
+                tracing::warn!(second, "metrics consumer gone: a batch was not delivered");
+            }
+        };
+        // Seconds before `next` were emitted; from the first sample on, every second gets a
+        // batch (empty ones too) so downstream series have no holes.
+        let mut next: Option<u64> = None;
+        loop {
+            tokio::select! {
+                chunk = rx.recv() => match chunk {
+                    Some(c) => {
+                        next.get_or_insert(c.second);
+                        fold(open.entry(c.second).or_default(), c);
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    let now_ms = clock.unix_ms(Instant::now());
+                    let limit = now_ms.saturating_sub(grace.as_millis() as u64) / 1000;
+                    let Some(n) = next else { continue };
+                    let late: Vec<u64> = open.range(..n).map(|(s, _)| *s).collect();
+                    for s in late {
+                        if let Some(sec) = open.remove(&s) {
+                            emit(s, sec, &out);
+                        }
+                    }
+                    for s in n..limit {
+                        emit(s, open.remove(&s).unwrap_or_default(), &out);
+                    }
+                    next = Some(n.max(limit));
+                }
+            }
+        }
+        let last = open.keys().next_back().copied();
+        for (s, sec) in open
+            .range(..next.unwrap_or(0))
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter_map(|s| Some((s, open.remove(&s)?)))
+        {
+            emit(s, sec, &out);
+        }
+        if let (Some(n), Some(last)) = (next, last) {
+            for s in n..=last {
+                emit(s, open.remove(&s).unwrap_or_default(), &out);
+            }
+        }
+    }
+}
+
+fn fold(sec: &mut Second, c: Chunk) {
+    sec.iterations += c.iterations;
+    sec.dropped += c.dropped;
+    for s in c.samples {
+        let i = usize::from(s.label);
+        if sec.labels.len() <= i {
+            sec.labels.resize_with(i + 1, || None);
+        }
+        let st = sec.labels[i].get_or_insert_with(LabelStats::default);
+        st.requests += 1;
+        if s.failed {
+            st.errors += 1;
+        }
+        *st.status.entry(s.status).or_default() += 1;
+        if let Some(k) = s.error {
+            *st.error_kinds.entry(k.as_str().to_string()).or_default() += 1;
+        }
+        record_latency(&mut st.latency, s.latency_us);
+        st.bytes_in += s.bytes_in;
+        st.bytes_out += s.bytes_out;
+        st.checks_passed += u64::from(s.checks_passed);
+        st.checks_failed += u64::from(s.checks_failed);
+    }
+}
+
+/// Records into an auto-resizing histogram; `saturating_record` would clamp to the current
+/// range instead of growing it.
+fn record_latency(h: &mut hdrhistogram::Histogram<u64>, us: u64) {
+    let v = us.max(1);
+    if h.record(v).is_err() {
+        h.saturating_record(v);
+    }
+}

@@ -1,0 +1,236 @@
+//! Folding metric batches into totals and printing them: the standalone agent's view, and the
+//! reference the tests compare the target's own counts against.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use messages::metrics::{total_of, LabelStats, MetricBatch, MetricsError};
+use messages::threshold::{Threshold, Verdict};
+use serde_json::{json, Value};
+
+#[derive(Default)]
+pub struct Totals {
+    pub labels: BTreeMap<String, LabelStats>,
+    pub iterations: u64,
+    pub dropped: u64,
+    pub batches: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, b: &MetricBatch) -> Result<(), MetricsError> {
+        b.fold_into(&mut self.labels)?;
+        self.iterations += b.iterations;
+        self.dropped += b.dropped_iterations;
+        self.batches += 1;
+        Ok(())
+    }
+
+    pub fn total(&self) -> Result<LabelStats, MetricsError> {
+        total_of(self.labels.values())
+    }
+
+    pub fn judge(
+        &self,
+        thresholds: &[Threshold],
+        seconds: f64,
+    ) -> Result<Vec<Verdict>, MetricsError> {
+        let total = self.total()?;
+        let empty = LabelStats::default();
+        Ok(thresholds
+            .iter()
+            .map(|t| {
+                let stats = match &t.label {
+                    Some(l) => self.labels.get(l).unwrap_or(&empty),
+                    None => &total,
+                };
+                t.judge(stats, seconds, self.dropped)
+            })
+            .collect())
+    }
+
+    pub fn summary_json(&self, seconds: f64, verdicts: &[Verdict]) -> Result<Value, MetricsError> {
+        let total = self.total()?;
+        let labels: serde_json::Map<String, Value> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), stats_json(v, seconds)))
+            .collect();
+        let mut all = stats_json(&total, seconds);
+        if let Value::Object(m) = &mut all {
+            m.insert("iterations".into(), json!(self.iterations));
+            m.insert("dropped_iterations".into(), json!(self.dropped));
+            m.insert("duration_s".into(), json!(seconds));
+            m.insert("labels".into(), Value::Object(labels));
+            m.insert(
+                "thresholds".into(),
+                Value::Array(
+                    verdicts
+                        .iter()
+                        .map(|v| json!({"expr": v.expr, "label": v.label, "observed": v.observed, "passed": v.passed}))
+                        .collect(),
+                ),
+            );
+        }
+        Ok(all)
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+pub fn stats_json(s: &LabelStats, seconds: f64) -> Value {
+    let h = &s.latency;
+    json!({
+        "requests": s.requests,
+        "errors": s.errors,
+        "rps": if seconds > 0.0 { s.requests as f64 / seconds } else { 0.0 },
+        "status": s.status.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "error_kinds": s.error_kinds,
+        "latency_ms": {
+            "min": if h.is_empty() { 0.0 } else { ms(h.min()) },
+            "mean": h.mean() / 1000.0,
+            "p50": ms(h.value_at_quantile(0.50)),
+            "p90": ms(h.value_at_quantile(0.90)),
+            "p95": ms(h.value_at_quantile(0.95)),
+            "p99": ms(h.value_at_quantile(0.99)),
+            "max": ms(h.max()),
+        },
+        "bytes_in": s.bytes_in,
+        "bytes_out": s.bytes_out,
+        "checks_passed": s.checks_passed,
+        "checks_failed": s.checks_failed,
+    })
+}
+
+fn fmt_ms(us: u64) -> String {
+    let v = ms(us);
+    if v >= 1000.0 {
+        format!("{:.2}s", v / 1000.0)
+    } else if v >= 10.0 {
+        format!("{v:.0}ms")
+    } else {
+        format!("{v:.2}ms")
+    }
+}
+
+/// One line for one second of one agent's (or the fleet's) batch.
+pub fn second_line(elapsed_s: u64, b: &MetricBatch) -> String {
+    let mut labels = BTreeMap::new();
+    let stats = b
+        .fold_into(&mut labels)
+        .and_then(|_| total_of(labels.values()));
+    match stats {
+        Ok(t) => {
+            let err = if t.requests > 0 {
+                100.0 * t.errors as f64 / t.requests as f64
+            } else {
+                0.0
+            };
+            format!(
+                "{elapsed_s:>5}s  vus {:>5}  rps {:>8}  p50 {:>8}  p95 {:>8}  p99 {:>8}  errors {err:>5.2}%{}",
+                b.vus,
+                t.requests,
+                fmt_ms(t.latency.value_at_quantile(0.5)),
+                fmt_ms(t.latency.value_at_quantile(0.95)),
+                fmt_ms(t.latency.value_at_quantile(0.99)),
+                if b.dropped_iterations > 0 { format!("  dropped {}", b.dropped_iterations) } else { String::new() }
+            )
+        }
+        Err(e) => format!("{elapsed_s:>5}s  (bad batch: {e})"),
+    }
+}
+
+/// The k6-like end-of-run table: one row per label, a total row, then thresholds.
+pub fn summary_table(
+    t: &Totals,
+    seconds: f64,
+    verdicts: &[Verdict],
+) -> Result<String, MetricsError> {
+    let total = t.total()?;
+    let mut out = String::new();
+    let width = t
+        .labels
+        .keys()
+        .map(|k| k.len())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 48);
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "label", "requests", "err%", "rps", "p50", "p90", "p95", "p99", "max"
+    );
+    let row = |out: &mut String, name: &str, s: &LabelStats| {
+        let err = if s.requests > 0 {
+            100.0 * s.errors as f64 / s.requests as f64
+        } else {
+            0.0
+        };
+        let h = &s.latency;
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>9} {:>6.2}% {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            truncate(name, width),
+            s.requests,
+            err,
+            if seconds > 0.0 {
+                s.requests as f64 / seconds
+            } else {
+                0.0
+            },
+            fmt_ms(h.value_at_quantile(0.5)),
+            fmt_ms(h.value_at_quantile(0.9)),
+            fmt_ms(h.value_at_quantile(0.95)),
+            fmt_ms(h.value_at_quantile(0.99)),
+            fmt_ms(h.max()),
+        );
+    };
+    for (k, s) in &t.labels {
+        row(&mut out, k, s);
+    }
+    row(&mut out, "TOTAL", &total);
+    let _ = writeln!(
+        out,
+        "iterations {}  dropped {}  duration {:.1}s  checks {}/{} passed  data in {} B out {} B",
+        t.iterations,
+        t.dropped,
+        seconds,
+        total.checks_passed,
+        total.checks_passed + total.checks_failed,
+        total.bytes_in,
+        total.bytes_out
+    );
+    if !total.error_kinds.is_empty() {
+        let kinds: Vec<String> = total
+            .error_kinds
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        let _ = writeln!(out, "errors without a response: {}", kinds.join(", "));
+    }
+    for v in verdicts {
+        let _ = writeln!(
+            out,
+            "{} {}{}  (observed {:.3})",
+            if v.passed { "✓" } else { "✗" },
+            v.expr,
+            v.label
+                .as_ref()
+                .map(|l| format!(" [{l}]"))
+                .unwrap_or_default(),
+            v.observed
+        );
+    }
+    Ok(out)
+}
+
+fn truncate(s: &str, w: usize) -> String {
+    if s.chars().count() <= w {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(w.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}

@@ -1,0 +1,220 @@
+//! Subcommands of `herd` and their exit codes.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use messages::spec::{parse_spec, Spec, SpecError};
+use tokio::sync::watch;
+
+use crate::target::{self, TargetConfig};
+
+/// All thresholds passed (or there were none).
+pub const EXIT_OK: u8 = 0;
+/// The run could not be carried out (I/O, broker, agents…).
+pub const EXIT_ERROR: u8 = 1;
+/// The spec or the command line is invalid.
+pub const EXIT_INVALID: u8 = 2;
+/// The run completed and at least one threshold failed (k6 uses the same code).
+pub const EXIT_THRESHOLDS: u8 = 99;
+/// Cancelled by Ctrl-C.
+pub const EXIT_CANCELLED: u8 = 130;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "herd",
+    version,
+    about = "Distributed load testing: one binary, embedded broker by default"
+)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one load agent.
+    Agent(AgentArgs),
+    /// Start the built-in HTTP target (for demos, tests and benchmarks).
+    Target(TargetArgs),
+    /// Check a spec and print every problem with its line and column.
+    Validate {
+        /// The spec file (YAML or JSON).
+        spec: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Run the spec's whole load in this process, without a coordinator.
+    #[arg(long, value_name = "SPEC")]
+    pub standalone: PathBuf,
+    /// Print the final summary as one JSON line (`{"summary": …}`) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Override the spec's target URL.
+    #[arg(long, value_name = "URL")]
+    pub target_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TargetArgs {
+    /// Address to listen on; port 0 picks a free port (printed on the first line).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Serve HTTPS with a self-signed certificate (ALPN h2 and http/1.1).
+    #[arg(long)]
+    pub tls: bool,
+    /// Delay added to every response, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub delay: Option<u64>,
+}
+
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn run(cli: Cli) -> u8 {
+    let result = match cli.command {
+        Command::Agent(a) => agent(a).await,
+        Command::Target(t) => target_cmd(t).await,
+        Command::Validate { spec } => validate(&spec),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("herd: {e:#}");
+            EXIT_ERROR
+        }
+    }
+}
+
+/// A spec that failed to load, already formatted for the terminal.
+#[derive(Debug)]
+pub struct SpecLoadError(pub String);
+
+/// Reads and validates a spec file; errors are `file:line:col: path: message` lines.
+pub fn load_spec(path: &Path) -> Result<Spec, SpecLoadError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SpecLoadError(format!("{}: cannot read: {e}", path.display())))?;
+    parse_spec(&text).map_err(|e: SpecError| {
+        let lines: Vec<String> = e
+            .issues()
+            .iter()
+            .map(|i| format!("{}:{i}", path.display()))
+            .collect();
+        SpecLoadError(lines.join("\n"))
+    })
+}
+
+fn validate(path: &Path) -> anyhow::Result<u8> {
+    match load_spec(path) {
+        Ok(spec) => {
+            println!(
+                "{}: ok — {} step(s), executor {}, {}",
+                path.display(),
+                spec.scenario.len(),
+                spec.load.executor.name(),
+                match spec.agents.total() {
+                    Some(n) => format!("{n} agent(s)"),
+                    None => "one agent per CPU core".to_string(),
+                }
+            );
+            Ok(EXIT_OK)
+        }
+        Err(SpecLoadError(msg)) => {
+            eprintln!("{msg}");
+            Ok(EXIT_INVALID)
+        }
+    }
+}
+
+async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
+    let mut spec = match load_spec(&a.standalone) {
+        Ok(s) => s,
+        Err(SpecLoadError(msg)) => {
+            eprintln!("{msg}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let dir = a
+        .standalone
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let data = agent::engine::load_data(&spec, &dir)?;
+    // The built-in target lives as long as this command.
+    let mut builtin = None;
+    if let Some(url) = a.target_url {
+        spec.target.url = url;
+    } else if spec.target.builtin {
+        let t = target::Target::start(TargetConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: false,
+            base_delay: None,
+        })
+        .await
+        .context("starting the built-in target")?;
+        spec.target.url = t.url();
+        eprintln!("herd: built-in target on {}", spec.target.url);
+        builtin = Some(t);
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let cancelled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let c2 = cancelled.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            c2.store(true, std::sync::atomic::Ordering::SeqCst);
+            eprintln!("herd: stopping (Ctrl-C again to abort)…");
+            let _ = stop_tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(i32::from(EXIT_CANCELLED));
+            }
+        }
+    });
+    let mut stdout = std::io::stdout();
+    let outcome = agent::standalone::run(&spec, &data, stop_rx, &mut stdout, a.json).await?;
+    let _ = stdout.flush();
+    if let Some(t) = builtin {
+        let seen = t.stats().requests;
+        eprintln!("herd: built-in target counted {seen} requests");
+        t.shutdown().await;
+    }
+    Ok(if cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+        EXIT_CANCELLED
+    } else if outcome.passed() {
+        EXIT_OK
+    } else {
+        EXIT_THRESHOLDS
+    })
+}
+
+async fn target_cmd(t: TargetArgs) -> anyhow::Result<u8> {
+    let cfg = TargetConfig {
+        listen: t.listen,
+        tls: t.tls,
+        base_delay: t.delay.map(Duration::from_millis),
+    };
+    target::run_cli(cfg, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .with_context(|| format!("serving the target on {}", t.listen))?;
+    Ok(EXIT_OK)
+}
