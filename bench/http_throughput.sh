@@ -180,11 +180,11 @@ EOF
 }
 warm_herd() {
   herd_spec "$WARMUP" "$OUT/herd-warmup.yaml"
-  on_tool_core "$HERD" agent --standalone "$OUT/herd-warmup.yaml"
+  on_tool_core "$HERD" agent --json --standalone "$OUT/herd-warmup.yaml"
 }
 run_herd() {
   herd_spec "$DUR" "$OUT/herd.yaml"
-  on_tool_core "$HERD" agent --standalone "$OUT/herd.yaml" >"$OUT/herd.txt" 2>"$OUT/herd.stderr"
+  on_tool_core "$HERD" agent --json --standalone "$OUT/herd.yaml" >"$OUT/herd.txt" 2>"$OUT/herd.stderr"
   local rc=$? summary
   summary=$(grep '^{"summary":' "$OUT/herd.txt" | tail -n 1)
   if [[ -z $summary ]]; then

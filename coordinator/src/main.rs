@@ -7,10 +7,15 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = coordinator::cli::Cli::parse();
     coordinator::cli::init_tracing(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // On one core (a pinned agent, a small container) a single-threaded scheduler wastes
+    // nothing on cross-thread wake-ups.
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = if one_core {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("herd: cannot start the async runtime: {e}");

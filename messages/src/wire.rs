@@ -179,8 +179,10 @@ mod tests {
 
     #[test]
     fn metric_batch_round_trips() {
-        let mut s = LabelStats::default();
-        s.requests = 3;
+        let mut s = LabelStats {
+            requests: 3,
+            ..Default::default()
+        };
         s.latency.record(1234).unwrap();
         let batch = MetricBatch {
             agent: 1,

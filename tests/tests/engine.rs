@@ -314,3 +314,24 @@ async fn h2c_and_tls_h2_both_work() {
     );
     assert_eq!(tls.stats().requests, 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_cuts_off_iterations_that_run_too_long() {
+    let t = start_target().await;
+    let s = spec(
+        "name: gs\ntarget: {url}\nscenario:\n  - request: GET /fast\n  - request: GET /delay/5000\nload: {executor: constant-vus, vus: 3, duration: 1s, graceful_stop: 300ms}\n",
+        &t.url(),
+    );
+    let begun = std::time::Instant::now();
+    let out = run(&s, &BTreeMap::new()).await;
+    assert!(
+        begun.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        begun.elapsed()
+    );
+    assert!(out.report.interrupted);
+    // The completed first steps were measured and flushed although their VUs were cut off.
+    assert_eq!(out.totals.labels["GET /fast"].requests, 3);
+    assert!(!out.totals.labels.contains_key("GET /delay/5000"));
+    assert_eq!(out.totals.iterations, 0);
+}

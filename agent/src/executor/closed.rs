@@ -59,7 +59,6 @@ pub async fn run(executor: &Executor, env: &Env, mut stop: watch::Receiver<bool>
         active: initial,
         stopping: false,
     });
-    let (hard_tx, hard_rx) = watch::channel(false);
     // Every VU holds a clone of `alive`: the channel closes when the last one leaves.
     let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
     let handles: Vec<_> = (0..vus)
@@ -70,7 +69,6 @@ pub async fn run(executor: &Executor, env: &Env, mut stop: watch::Receiver<bool>
                 vu,
                 i,
                 ctl_rx.clone(),
-                hard_rx.clone(),
                 work.clone(),
                 env.recorder.active_vus.clone(),
             );
@@ -120,7 +118,7 @@ pub async fn run(executor: &Executor, env: &Env, mut stop: watch::Receiver<bool>
         active: 0,
         stopping: true,
     });
-    let interrupted = drain(handles, env.graceful_stop, &hard_tx).await;
+    let interrupted = drain(handles, env.graceful_stop).await;
     (interrupted, stopped_early)
 }
 
@@ -128,7 +126,6 @@ async fn vu_loop(
     mut vu: crate::scenario::Vu,
     index: u64,
     mut ctl: watch::Receiver<Control>,
-    mut hard: watch::Receiver<bool>,
     work: Work,
     active_vus: Arc<AtomicU64>,
 ) {
@@ -144,8 +141,14 @@ async fn vu_loop(
             *counted = on;
         }
     };
+    let mut c = *ctl.borrow_and_update();
     loop {
-        let c = *ctl.borrow_and_update();
+        // A version check is one atomic load; borrowing takes the channel's lock.
+        match ctl.has_changed() {
+            Ok(false) => {}
+            Ok(true) => c = *ctl.borrow_and_update(),
+            Err(_) => break,
+        }
         if c.stopping {
             break;
         }
@@ -155,6 +158,8 @@ async fn vu_loop(
             if ctl.changed().await.is_err() {
                 break;
             }
+            // `changed` marked the new value seen: read it here, `has_changed` won't report it.
+            c = *ctl.borrow_and_update();
             continue;
         }
         let take = match &work {
@@ -168,15 +173,9 @@ async fn vu_loop(
             break;
         }
         set_active(&mut counted, true);
-        tokio::select! {
-            biased;
-            _ = hard.wait_for(|h| *h) => break,
-            outcome = vu.iteration(Duration::ZERO) => {
-                done += 1;
-                if let Outcome::DataExhausted = outcome {
-                    break;
-                }
-            }
+        done += 1;
+        if let Outcome::DataExhausted = vu.iteration(Duration::ZERO).await {
+            break;
         }
     }
     set_active(&mut counted, false);

@@ -71,24 +71,17 @@ pub async fn run(executor: &Executor, env: Env, stop: watch::Receiver<bool>) -> 
     }
 }
 
-/// Waits for `handles` up to the graceful stop, then cuts off whatever still runs via `hard`.
-/// Returns whether anything had to be cut off.
-async fn drain(
-    handles: Vec<tokio::task::JoinHandle<()>>,
-    graceful: Duration,
-    hard: &watch::Sender<bool>,
-) -> bool {
+/// Waits for `handles` up to the graceful stop, then aborts whatever still runs. An aborted
+/// VU drops its sample buffer, which flushes what it measured; only the requests cut off
+/// mid-flight are not recorded (they never completed). Returns whether anything was cut off.
+async fn drain(handles: Vec<tokio::task::JoinHandle<()>>, graceful: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + graceful;
     let mut interrupted = false;
     for mut h in handles {
-        match tokio::time::timeout_at(deadline, &mut h).await {
-            Ok(_) => {}
-            Err(_) => {
-                interrupted = true;
-                let _ = hard.send(true);
-                // VUs leave at once on `hard`, flushing their samples as they drop.
-                let _ = h.await;
-            }
+        if tokio::time::timeout_at(deadline, &mut h).await.is_err() {
+            interrupted = true;
+            h.abort();
+            let _ = h.await;
         }
     }
     interrupted

@@ -44,7 +44,6 @@ pub async fn run(executor: &Executor, env: &Env, mut stop: watch::Receiver<bool>
         _ => return (false, false),
     };
     let (idle_tx, mut idle_rx) = mpsc::unbounded_channel::<usize>();
-    let (hard_tx, hard_rx) = watch::channel(false);
     let busy = env.recorder.active_vus.clone();
     let mut senders: Vec<mpsc::Sender<Job>> = Vec::new();
     let mut handles = Vec::new();
@@ -57,7 +56,6 @@ pub async fn run(executor: &Executor, env: &Env, mut stop: watch::Receiver<bool>
             i,
             rx,
             idle_tx.clone(),
-            hard_rx.clone(),
             busy.clone(),
         )));
         senders.push(tx);
@@ -100,7 +98,7 @@ pub async fn run(executor: &Executor, env: &Env, mut stop: watch::Receiver<bool>
     drop(dropped);
     // Closing the job queues lets each VU finish its iteration and leave.
     drop(senders);
-    let interrupted = drain(handles, env.graceful_stop, &hard_tx).await;
+    let interrupted = drain(handles, env.graceful_stop).await;
     (interrupted, stopped_early)
 }
 
@@ -109,7 +107,6 @@ async fn vu_loop(
     index: usize,
     mut jobs: mpsc::Receiver<Job>,
     idle: mpsc::UnboundedSender<usize>,
-    mut hard: watch::Receiver<bool>,
     busy: Arc<AtomicU64>,
 ) {
     loop {
@@ -124,15 +121,10 @@ async fn vu_loop(
         let Some(job) = job else { break };
         busy.fetch_add(1, Ordering::Relaxed);
         let lag = Instant::now().saturating_duration_since(job.intended);
-        let outcome = tokio::select! {
-            biased;
-            _ = hard.wait_for(|h| *h) => None,
-            o = vu.iteration(lag) => Some(o),
-        };
+        let outcome = vu.iteration(lag).await;
         busy.fetch_sub(1, Ordering::Relaxed);
-        match outcome {
-            None | Some(Outcome::DataExhausted) => break,
-            Some(Outcome::Done) => {}
+        if let Outcome::DataExhausted = outcome {
+            break;
         }
         if idle.send(index).is_err() {
             break;

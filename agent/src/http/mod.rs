@@ -124,7 +124,8 @@ impl Origin {
     }
 }
 
-/// A request ready to send: origin and origin-form path already resolved.
+/// A request ready to send: origin, path, `Host` and the request target resolved once, so a
+/// pre-built request is sent without any parsing or formatting.
 #[derive(Debug, Clone)]
 pub struct OutRequest {
     pub method: Method,
@@ -133,6 +134,40 @@ pub struct OutRequest {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    host: HeaderValue,
+    target: Uri,
+}
+
+impl OutRequest {
+    pub fn new(
+        method: Method,
+        origin: Origin,
+        path: String,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<OutRequest, HttpError> {
+        let host = HeaderValue::from_str(&origin.authority()).map_err(|e| {
+            HttpError::new(
+                ErrorKind::InvalidRequest,
+                format!("bad host {:?}: {e}", origin.host),
+            )
+        })?;
+        let target: Uri = path.parse().map_err(|e| {
+            HttpError::new(
+                ErrorKind::InvalidRequest,
+                format!("bad request target {path:?}: {e}"),
+            )
+        })?;
+        Ok(OutRequest {
+            method,
+            origin,
+            path,
+            headers,
+            body,
+            host,
+            target,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -186,7 +221,7 @@ impl Client {
     }
 
     /// Sends `req`, following redirects as configured, within the request timeout.
-    pub async fn send(&mut self, req: OutRequest, keep_body: bool) -> Result<Response, HttpError> {
+    pub async fn send(&mut self, req: &OutRequest, keep_body: bool) -> Result<Response, HttpError> {
         let timeout = self.cfg.timeout;
         match tokio::time::timeout(timeout, self.send_following(req, keep_body)).await {
             Ok(r) => r,
@@ -199,14 +234,16 @@ impl Client {
 
     async fn send_following(
         &mut self,
-        mut req: OutRequest,
+        first: &OutRequest,
         keep_body: bool,
     ) -> Result<Response, HttpError> {
         let started = Instant::now();
+        // Borrowed until a redirect makes a new request.
+        let mut req = std::borrow::Cow::Borrowed(first);
         let mut redirects = 0;
         let (mut bytes_in, mut bytes_out) = (0, 0);
         loop {
-            let mut resp = self.send_once(&req, keep_body).await?;
+            let mut resp = self.send_once(req.as_ref(), keep_body).await?;
             bytes_in += resp.bytes_in;
             bytes_out += resp.bytes_out;
             let location = resp.headers.get(LOCATION).and_then(|l| l.to_str().ok());
@@ -240,19 +277,25 @@ impl Client {
                     format!("bad Location {location:?}: {e}"),
                 )
             })?;
-            req.origin = Origin::from_url(&next)?;
-            req.path = match next.query() {
+            let path = match next.query() {
                 Some(q) => format!("{}?{q}", next.path()),
                 None => next.path().to_string(),
             };
-            if resp.status == 303
-                || (matches!(resp.status, 301 | 302) && req.method == Method::POST)
-            {
-                req.method = Method::GET;
-                req.body = Bytes::new();
-                req.headers.remove(CONTENT_LENGTH);
-                req.headers.remove(http::header::CONTENT_TYPE);
+            let (mut method, mut body, mut headers) =
+                (req.method.clone(), req.body.clone(), req.headers.clone());
+            if resp.status == 303 || (matches!(resp.status, 301 | 302) && method == Method::POST) {
+                method = Method::GET;
+                body = Bytes::new();
+                headers.remove(CONTENT_LENGTH);
+                headers.remove(http::header::CONTENT_TYPE);
             }
+            req = std::borrow::Cow::Owned(OutRequest::new(
+                method,
+                Origin::from_url(&next)?,
+                path,
+                headers,
+                body,
+            )?);
             redirects += 1;
         }
     }
@@ -266,7 +309,9 @@ impl Client {
         let idx = match self.conns.iter().position(|(o, _)| *o == req.origin) {
             Some(i) => i,
             None => {
-                let (c, t) = self.connect(&req.origin).await?;
+                // Boxed: the TLS handshake's state is ~9 KB; inline it would be memcpy'd with
+                // every request's future although it runs once per connection.
+                let (c, t) = Box::pin(self.connect(&req.origin)).await?;
                 timings.connect = t.connect;
                 timings.tls = t.tls;
                 self.conns.push((req.origin.clone(), c));
@@ -275,7 +320,7 @@ impl Client {
         };
         // A kept-alive connection the server closed shows up here: reconnect once.
         if !self.ready(idx).await {
-            let (c, t) = self.connect(&req.origin).await?;
+            let (c, t) = Box::pin(self.connect(&req.origin)).await?;
             timings.connect = t.connect;
             timings.tls = t.tls;
             self.conns[idx].1 = c;
@@ -413,24 +458,21 @@ fn build(
 ) -> Result<Request<Full<Bytes>>, HttpError> {
     // HTTP/2 carries scheme and authority as pseudo-headers, taken from an absolute URI.
     let uri: Uri = if h2 {
-        format!("{}{}", req.origin, req.path).parse()
+        format!("{}{}", req.origin, req.path).parse().map_err(|e| {
+            HttpError::new(
+                ErrorKind::InvalidRequest,
+                format!("bad request target {:?}: {e}", req.path),
+            )
+        })?
     } else {
-        req.path.parse()
-    }
-    .map_err(|e| {
-        HttpError::new(
-            ErrorKind::InvalidRequest,
-            format!("bad request target {:?}: {e}", req.path),
-        )
-    })?;
+        req.target.clone()
+    };
     let mut r = Request::new(Full::new(req.body.clone()));
     *r.method_mut() = req.method.clone();
     *r.uri_mut() = uri;
     *r.headers_mut() = req.headers.clone();
     if !h2 && !r.headers().contains_key(HOST) {
-        let host = HeaderValue::from_str(&req.origin.authority())
-            .map_err(|e| HttpError::new(ErrorKind::InvalidRequest, format!("bad host: {e}")))?;
-        r.headers_mut().insert(HOST, host);
+        r.headers_mut().insert(HOST, req.host.clone());
     }
     if let (Some(jar), Some(u)) = (jar, cookie_url) {
         let cookies: Vec<String> = jar

@@ -491,11 +491,5 @@ pub fn build_request(
             Bytes::from(ser.finish())
         }
     };
-    Ok(OutRequest {
-        method: step.method.clone(),
-        origin,
-        path,
-        headers,
-        body,
-    })
+    OutRequest::new(step.method.clone(), origin, path, headers, body)
 }

@@ -105,8 +105,9 @@ impl Vu {
         }
         let plan = self.plan.clone();
         for step in &plan.steps {
+            let rendered;
             let req = match &step.prebuilt {
-                Some(r) => Ok(r.clone()),
+                Some(r) => Ok(r),
                 None => {
                     let ctx = RenderCtx {
                         plan: &plan,
@@ -120,7 +121,9 @@ impl Vu {
                         base_path: &plan.base_path,
                         default_headers: &plan.default_headers,
                     };
-                    build_request(&view, step, &mut |t, out, json| ctx.render(t, out, json))
+                    rendered =
+                        build_request(&view, step, &mut |t, out, json| ctx.render(t, out, json));
+                    rendered.as_ref().map_err(Clone::clone)
                 }
             };
             let started = Instant::now();
