@@ -40,13 +40,32 @@ pub async fn run(spec: &Spec, data: &BTreeMap<String, Vec<u8>>) -> agent::standa
         .expect("the standalone run completes")
 }
 
-/// Path of the `herd` binary built for these tests.
+/// Path of the `herd` binary, built (once per test process) so it is never stale or missing:
+/// `cargo test` does not build another package's binaries for this crate's tests.
 pub fn herd_bin() -> std::path::PathBuf {
-    // tests/ is a workspace member; the binary sits in the shared target dir.
-    let mut p = std::env::current_exe().expect("test binary path");
-    p.pop();
-    if p.ends_with("deps") {
-        p.pop();
-    }
-    p.join("herd")
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            let status = std::process::Command::new(cargo)
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "herd-coordinator",
+                    "--bin",
+                    "herd",
+                ])
+                .status()
+                .expect("running cargo build for the herd binary");
+            assert!(status.success(), "building the herd binary failed");
+            // tests/ is a workspace member; the binary sits in the shared target dir.
+            let mut p = std::env::current_exe().expect("test binary path");
+            p.pop();
+            if p.ends_with("deps") {
+                p.pop();
+            }
+            p.join("herd")
+        })
+        .clone()
 }
