@@ -2,6 +2,7 @@
 //!
 //! - [`http`]: the native HTTP engine (hyper 1, rustls, HTTP/1.1 + HTTP/2), one client per VU.
 //! - [`scenario`]: the spec's steps compiled once, and the VU that runs them.
+//! - [`engine`]: one agent's share of a run end to end (compile, recorder, executor).
 //! - [`executor`]: when iterations run (closed and open models).
 //! - [`recorder`]: lock-free per-VU sample buffers folded into per-second metric batches.
 //! - [`report`]: folds batches into totals and prints them (standalone mode and tests).

@@ -30,7 +30,8 @@ pub fn new_histogram() -> Histogram<u64> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelStats {
     pub requests: u64,
-    /// Requests that failed: no response, status >= 400, or a failed check.
+    /// Requests that failed: no response, or a status the step's status check does not accept
+    /// (without a status check: >= 400). Other failed checks are counted in `checks_failed`.
     pub errors: u64,
     /// Status code → count; [`NO_RESPONSE`] for requests without a response.
     pub status: BTreeMap<u16, u64>,

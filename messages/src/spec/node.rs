@@ -22,7 +22,8 @@ pub enum Kind {
     Bool(bool),
     Int(i64),
     Float(f64),
-    /// A string; `quoted` tells `"30"` (a string) from `30` (a number written plainly).
+    /// A string: quoted scalars always, plain ones that are not null, bool or a number —
+    /// so `"30"` stays a string while a plain `30` is an integer.
     Str(String),
     Seq(Vec<Node>),
     Map(Vec<(String, Pos, Node)>),
