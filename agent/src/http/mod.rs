@@ -7,6 +7,7 @@ mod conn;
 pub mod tls;
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -208,6 +209,8 @@ pub struct Client {
     /// Usually one entry; more only after redirects to other origins.
     conns: Vec<(Origin, Conn)>,
     jar: Option<cookie_store::CookieStore>,
+    /// One timer reused across requests (see [`Client::send`]).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Client {
@@ -217,19 +220,37 @@ impl Client {
             cfg,
             conns: Vec::new(),
             jar,
+            timer: None,
         }
     }
 
     /// Sends `req`, following redirects as configured, within the request timeout.
+    ///
+    /// A request fails with [`ErrorKind::Timeout`] at least `timeout` after it started and at
+    /// most an eighth later: one timer is kept per VU and only re-armed when its deadline comes
+    /// closer than `timeout`, instead of registering a timer for every request.
     pub async fn send(&mut self, req: &OutRequest, keep_body: bool) -> Result<Response, HttpError> {
         let timeout = self.cfg.timeout;
-        match tokio::time::timeout(timeout, self.send_following(req, keep_body)).await {
-            Ok(r) => r,
-            Err(_) => Err(HttpError::new(
+        let now = tokio::time::Instant::now();
+        let far = now + timeout + timeout / 8;
+        let mut timer = match self.timer.take() {
+            Some(t) if t.deadline() >= now + timeout => t,
+            Some(mut t) => {
+                t.as_mut().reset(far);
+                t
+            }
+            None => Box::pin(tokio::time::sleep_until(far)),
+        };
+        let result = tokio::select! {
+            biased;
+            r = self.send_following(req, keep_body) => r,
+            _ = &mut timer => Err(HttpError::new(
                 ErrorKind::Timeout,
                 format!("no complete response within {timeout:?}"),
             )),
-        }
+        };
+        self.timer = Some(timer);
+        result
     }
 
     async fn send_following(
@@ -416,9 +437,10 @@ impl Client {
     }
 
     async fn ready(&mut self, idx: usize) -> bool {
+        // The synchronous check answers the common case without building a future.
         match &mut self.conns[idx].1.sender {
-            Sender::H1(s) => s.ready().await.is_ok(),
-            Sender::H2(s) => s.ready().await.is_ok(),
+            Sender::H1(s) => s.is_ready() || s.ready().await.is_ok(),
+            Sender::H2(s) => s.is_ready() || s.ready().await.is_ok(),
         }
     }
 
