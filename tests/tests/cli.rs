@@ -59,25 +59,30 @@ fn validate_accepts_the_example_specs() {
     assert!(n >= 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standalone_agent_process_counts_what_the_target_saw() {
-    let t = start_target().await;
+/// Writes `yaml` (with `{url}` replaced) to a temp file and runs `herd agent --standalone` on it.
+async fn run_agent(yaml: &str, url: &str, extra: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "name: s\ntarget: {}\nscenario: [{{request: GET /fast}}]\nload: {{executor: constant-vus, vus: 4, duration: 2s}}\nthresholds: ['error_rate < 1%', 'p99 < 5s']\n",
-            t.url()
-        ),
-    )
-    .unwrap();
-    let out = tokio::process::Command::new(herd_bin())
-        .args(["agent", "--json", "--standalone"])
+    std::fs::write(&path, yaml.replace("{url}", url)).unwrap();
+    tokio::process::Command::new(herd_bin())
+        .arg("agent")
+        .args(extra)
+        .arg("--standalone")
         .arg(&path)
         .output()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_agent_process_counts_what_the_target_saw() {
+    let t = start_target().await;
+    let out = run_agent(
+        "name: s\ntarget: {url}\nscenario: [{request: GET /fast}]\nload: {executor: constant-vus, vus: 4, duration: 2s}\nthresholds: ['error_rate < 1%', 'p99 < 5s']\n",
+        &t.url(),
+        &["--json"],
+    )
+    .await;
     assert!(
         out.status.success(),
         "{}",
@@ -98,22 +103,12 @@ async fn standalone_agent_process_counts_what_the_target_saw() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_thresholds_give_exit_code_99() {
     let t = start_target().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "name: s\ntarget: {}\nscenario: [{{request: GET /status/500}}]\nload: {{executor: per-vu-iterations, vus: 1, iterations: 3}}\nthresholds: ['error_rate < 1%']\n",
-            t.url()
-        ),
+    let out = run_agent(
+        "name: s\ntarget: {url}\nscenario: [{request: GET /status/500}]\nload: {executor: per-vu-iterations, vus: 1, iterations: 3}\nthresholds: ['error_rate < 1%']\n",
+        &t.url(),
+        &[],
     )
-    .unwrap();
-    let out = tokio::process::Command::new(herd_bin())
-        .args(["agent", "--standalone"])
-        .arg(&path)
-        .output()
-        .await
-        .unwrap();
+    .await;
     assert_eq!(out.status.code(), Some(99));
     assert!(String::from_utf8_lossy(&out.stdout).contains("✗ error_rate < 1%"));
 }
