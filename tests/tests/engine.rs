@@ -335,3 +335,50 @@ async fn graceful_stop_cuts_off_iterations_that_run_too_long() {
     assert!(!out.totals.labels.contains_key("GET /delay/5000"));
     assert_eq!(out.totals.iterations, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reuses_its_connection_and_reports_timings() {
+    use agent::http::{tls, Client, HttpConfig, Origin, OutRequest};
+    let t = start_target().await;
+    let addr = t.local_addr();
+    let cfg = std::sync::Arc::new(HttpConfig {
+        version: messages::spec::HttpVersion::Http1,
+        timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(5),
+        max_redirects: 0,
+        cookies: false,
+        tls: tls::client_config(messages::spec::HttpVersion::Http1, false, &[]),
+    });
+    let mut c = Client::new(cfg);
+    let origin = Origin {
+        tls: false,
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    };
+    let req = OutRequest::new(
+        http::Method::GET,
+        origin,
+        "/delay/30".into(),
+        Default::default(),
+        Default::default(),
+    )
+    .unwrap();
+    let first = c.send(&req, true).await.unwrap();
+    let second = c.send(&req, true).await.unwrap();
+    assert_eq!((first.status, second.status), (200, 200));
+    assert!(
+        first.timings.connect > Duration::ZERO,
+        "a new connection was timed"
+    );
+    assert_eq!(
+        second.timings.connect,
+        Duration::ZERO,
+        "the second request reused the connection"
+    );
+    for r in [&first, &second] {
+        assert!(r.timings.first_byte >= Duration::from_millis(30));
+        assert!(r.timings.total >= r.timings.first_byte);
+        assert!(r.bytes_in > 0 && r.bytes_out > 0);
+    }
+    assert_eq!(&second.body[..], b"ok");
+}
