@@ -13,6 +13,8 @@
 pub mod engine;
 pub mod executor;
 pub mod http;
+pub mod link;
+pub mod mqtt;
 pub mod recorder;
 pub mod report;
 pub mod scenario;

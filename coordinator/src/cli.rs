@@ -39,7 +39,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run one load agent.
+    /// Run a spec on this machine: embedded broker, coordinator, agents as child processes.
+    Run(RunArgs),
+    /// Run one load agent (coordinated through a broker, or `--standalone`).
     Agent(AgentArgs),
     /// Start the built-in HTTP target (for demos, tests and benchmarks).
     Target(TargetArgs),
@@ -51,10 +53,64 @@ pub enum Command {
 }
 
 #[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The spec file (YAML or JSON).
+    pub spec: PathBuf,
+    /// Number of agents (default: the spec's `agents`, else one per CPU core).
+    #[arg(long)]
+    pub agents: Option<u32>,
+    /// Use this MQTT broker instead of the embedded one: mqtt://host:port or mqtts://host:port.
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Where run folders are written.
+    #[arg(long, default_value = "herd-results")]
+    pub results_dir: PathBuf,
+    /// No live lines or summary table (results files and exit code only).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// CA certificate (PEM) to trust for mqtts:// (default: the public web roots).
+    #[arg(long, value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mqtts:// brokers that require one.
+    #[arg(long, value_name = "PEM", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn files(&self) -> agent::mqtt::TlsFiles {
+        agent::mqtt::TlsFiles {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
 pub struct AgentArgs {
     /// Run the spec's whole load in this process, without a coordinator.
-    #[arg(long, value_name = "SPEC")]
-    pub standalone: PathBuf,
+    #[arg(long, value_name = "SPEC", conflicts_with_all = ["broker", "run", "index"])]
+    pub standalone: Option<PathBuf>,
+    /// The coordinator's broker (coordinated mode): mqtt://host:port or mqtts://host:port.
+    #[arg(long, value_name = "URL", requires_all = ["run", "index"])]
+    pub broker: Option<String>,
+    /// Run id to join (coordinated mode).
+    #[arg(long, env = "HERD_RUN")]
+    pub run: Option<String>,
+    /// This agent's index in the run, from 0 (coordinated mode).
+    #[arg(long, env = "HERD_AGENT_INDEX")]
+    pub index: Option<u32>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Print the final summary as one JSON line (`{"summary": …}`) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -77,9 +133,10 @@ pub struct TargetArgs {
 }
 
 pub fn init_tracing(verbose: u8) {
+    // rumqttd logs every probe and client disconnect as an error: quiet unless asked.
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,rumqttd=off",
+        1 => "info,rumqttd=warn",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -92,6 +149,17 @@ pub fn init_tracing(verbose: u8) {
 
 pub async fn run(cli: Cli) -> u8 {
     let result = match cli.command {
+        Command::Run(r) => {
+            crate::run_cmd::run(crate::run_cmd::RunOptions {
+                spec: r.spec,
+                agents: r.agents,
+                broker: r.broker,
+                tls: r.tls.files(),
+                results_dir: r.results_dir,
+                quiet: r.quiet,
+            })
+            .await
+        }
         Command::Agent(a) => agent(a).await,
         Command::Target(t) => target_cmd(t).await,
         Command::Validate { spec } => validate(&spec),
@@ -146,18 +214,17 @@ fn validate(path: &Path) -> anyhow::Result<u8> {
 }
 
 async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
-    let mut spec = match load_spec(&a.standalone) {
+    let Some(standalone) = a.standalone.clone() else {
+        return coordinated_agent(a).await;
+    };
+    let mut spec = match load_spec(&standalone) {
         Ok(s) => s,
         Err(SpecLoadError(msg)) => {
             eprintln!("{msg}");
             return Ok(EXIT_INVALID);
         }
     };
-    let dir = a
-        .standalone
-        .parent()
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+    let dir = standalone.parent().unwrap_or(Path::new(".")).to_path_buf();
     let data = agent::engine::load_data(&spec, &dir)?;
     // The built-in target lives as long as this command.
     let mut builtin = None;
@@ -203,6 +270,28 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_THRESHOLDS
     })
+}
+
+async fn coordinated_agent(a: AgentArgs) -> anyhow::Result<u8> {
+    let (Some(broker), Some(run), Some(index)) = (a.broker, a.run, a.index) else {
+        eprintln!("herd agent: give --standalone SPEC, or --broker URL --run ID --index N");
+        return Ok(EXIT_INVALID);
+    };
+    let cfg = agent::link::LinkConfig {
+        broker: agent::mqtt::BrokerUrl::parse(&broker)?,
+        tls: a.tls.files(),
+        run_id: run,
+        agent: index,
+        buffer: 1024,
+        wait: Duration::from_secs(60),
+    };
+    match agent::link::run(cfg).await? {
+        agent::link::LinkOutcome::Finished | agent::link::LinkOutcome::Stopped => Ok(EXIT_OK),
+        agent::link::LinkOutcome::Failed(reason) => {
+            eprintln!("herd agent: {reason}");
+            Ok(EXIT_ERROR)
+        }
+    }
 }
 
 async fn target_cmd(t: TargetArgs) -> anyhow::Result<u8> {

@@ -7,6 +7,11 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = coordinator::cli::Cli::parse();
     coordinator::cli::init_tracing(cli.verbose);
+    // The coordinator's actors run on an actix System (one thread; agents are processes).
+    if matches!(cli.command, coordinator::cli::Command::Run(_)) {
+        let code = actix::System::new().block_on(coordinator::cli::run(cli));
+        return ExitCode::from(code);
+    }
     // On one core (a pinned agent, a small container) a single-threaded scheduler wastes
     // nothing on cross-thread wake-ups.
     let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);

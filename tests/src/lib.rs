@@ -69,3 +69,155 @@ pub fn herd_bin() -> std::path::PathBuf {
         })
         .clone()
 }
+
+/// A `herd run` child process with its results folder.
+pub struct HerdRun {
+    pub child: tokio::process::Child,
+    pub results: tempfile::TempDir,
+    _spec_dir: tempfile::TempDir,
+}
+
+/// Starts `herd run` on `yaml` (with `{url}` replaced) with `args`, results in a temp folder.
+pub fn spawn_run(yaml: &str, url: &str, args: &[&str]) -> HerdRun {
+    let spec_dir = tempfile::tempdir().expect("temp dir");
+    let results = tempfile::tempdir().expect("temp dir");
+    let path = spec_dir.path().join("spec.yaml");
+    std::fs::write(&path, yaml.replace("{url}", url)).expect("write spec");
+    let child = tokio::process::Command::new(herd_bin())
+        .arg("run")
+        .arg(&path)
+        .arg("--results-dir")
+        .arg(results.path())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn herd run");
+    HerdRun {
+        child,
+        results,
+        _spec_dir: spec_dir,
+    }
+}
+
+impl HerdRun {
+    /// Waits (bounded) and returns (exit code, stdout, stderr).
+    pub async fn finish(self) -> (Option<i32>, String, String, tempfile::TempDir) {
+        let out = tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            self.child.wait_with_output(),
+        )
+        .await
+        .expect("herd run finished within 120 s")
+        .expect("herd run output");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            self.results,
+        )
+    }
+}
+
+/// The run folder inside a results dir (there is exactly one per test).
+pub fn run_dir(results: &std::path::Path) -> std::path::PathBuf {
+    let mut dirs: Vec<_> = std::fs::read_dir(results)
+        .expect("results dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "expected one run folder in {}",
+        results.display()
+    );
+    dirs.remove(0)
+}
+
+pub fn summary(results: &std::path::Path) -> serde_json::Value {
+    let p = run_dir(results).join("summary.json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).expect("summary.json is JSON")
+}
+
+/// Pids of live `herd agent` processes whose command line mentions `needle`.
+pub fn agent_pids(needle: &str) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        // Zombies have an empty command line; they are not running.
+        if cmd.contains(" agent --broker ") && cmd.contains(needle) {
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+/// A real mosquitto on a free loopback port, configured not to drop queued QoS 1 messages.
+pub struct Mosquitto {
+    pub port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts mosquitto, or returns None when it is not installed (CI installs it and sets
+/// HERD_REQUIRE_MOSQUITTO=1, which turns a missing mosquitto into a failure).
+pub fn start_mosquitto() -> Option<Mosquitto> {
+    let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(exe) = exe else {
+        assert!(
+            std::env::var("HERD_REQUIRE_MOSQUITTO").is_err(),
+            "mosquitto is required but not installed"
+        );
+        eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let dir = tempfile::tempdir().ok()?;
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n")).ok()?;
+    let child = std::process::Command::new(exe)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    // Owned at once, so Drop kills and reaps it whatever happens next.
+    let m = Mosquitto {
+        port,
+        child,
+        _dir: dir,
+    };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(m);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("mosquitto did not listen on {port}");
+}

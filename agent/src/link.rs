@@ -1,0 +1,356 @@
+//! The coordinated agent: its MQTT link to the coordinator and its side of a run.
+//!
+//! Connect → subscribe to the run's control topic → heartbeat (the first one says "here") →
+//! receive `Assign` → compile → `Ready` → wait for `Start{at}` → run the share at `at` by this
+//! machine's clock, publishing every per-second batch (QoS 1, one sequence number per message)
+//! → `Finished`. A `Stop` ends the load gracefully at any point.
+//!
+//! If the broker goes away the load goes on: rumqttc keeps unacknowledged publishes and
+//! resends them after reconnecting, and its bounded request queue holds what is produced
+//! meanwhile. A batch that finds the queue full is dropped and counted in `Finished`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use messages::topics;
+use messages::wire::{self, Body, Envelope, Failed, Finished, Heartbeat, Ready, WIRE_VERSION};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use tokio::sync::{mpsc, watch};
+
+use crate::engine::run_share;
+use crate::mqtt::{self, BrokerUrl, MqttSetupError, TlsFiles};
+use crate::recorder::Clock;
+
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    pub broker: BrokerUrl,
+    pub tls: TlsFiles,
+    pub run_id: String,
+    pub agent: u32,
+    /// Outgoing messages held while the broker is unreachable (≈ seconds of batches).
+    pub buffer: usize,
+    /// How long to wait for the broker, then for an assignment, then for Start.
+    pub wait: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error(transparent)]
+    Setup(#[from] MqttSetupError),
+    #[error("no connection to the broker at {0} within {1:?}")]
+    Unreachable(String, Duration),
+    #[error("no {what} from the coordinator within {wait:?}")]
+    Timeout { what: &'static str, wait: Duration },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum LinkOutcome {
+    Finished,
+    Stopped,
+    Failed(String),
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct Out {
+    client: AsyncClient,
+    run: String,
+    sender: String,
+    agent: u32,
+    seq: u64,
+    qos1_sent: Arc<AtomicU64>,
+}
+
+impl Out {
+    /// Queues a message; false when the outgoing queue is full (the caller counts it).
+    fn send(&mut self, topic: String, body: Body, qos: QoS) -> bool {
+        self.seq += 1;
+        let env = Envelope {
+            version: WIRE_VERSION,
+            run_id: self.run.clone(),
+            sender: self.sender.clone(),
+            seq: self.seq,
+            sent_at_ms: unix_ms(),
+            body,
+        };
+        let bytes = match wire::encode(&env) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a message");
+                return false;
+            }
+        };
+        let ok = self.client.try_publish(topic, qos, false, bytes).is_ok();
+        if ok && qos != QoS::AtMostOnce {
+            self.qos1_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+    fn status(&mut self, body: Body) -> bool {
+        let t = topics::status(&self.run, self.agent);
+        self.send(t, body, QoS::AtLeastOnce)
+    }
+}
+
+pub async fn run(cfg: LinkConfig) -> Result<LinkOutcome, LinkError> {
+    let client_id = format!("herd-{}-agent-{}", cfg.run_id, cfg.agent);
+    let opts = mqtt::options(&cfg.broker, &client_id, &cfg.tls, cfg.buffer)?;
+    let (client, mut eventloop) = AsyncClient::new(opts, cfg.buffer);
+    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Envelope>();
+    let (sub_tx, mut sub_rx) = watch::channel(false);
+    let acks = Arc::new(AtomicU64::new(0));
+    let control = topics::control(&cfg.run_id);
+    {
+        let client = client.clone();
+        let acks = acks.clone();
+        let control = control.clone();
+        tokio::spawn(async move {
+            let mut logged_down = false;
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        logged_down = false;
+                        // Subscriptions die with the session: renew them on every connect.
+                        if let Err(e) = client.try_subscribe(control.clone(), QoS::AtLeastOnce) {
+                            tracing::warn!(error = %e, "cannot subscribe to the control topic");
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = sub_tx.send(true);
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        acks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => match wire::decode(&p.payload) {
+                        Ok(env) => {
+                            if ctl_tx.send(env).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic = %p.topic, error = %e, "ignoring a malformed control message")
+                        }
+                    },
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = sub_tx.send(false);
+                        if !logged_down {
+                            tracing::warn!(error = %e, "broker connection lost; load continues, batches are buffered");
+                            logged_down = true;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+    }
+    let mut out = Out {
+        client: client.clone(),
+        run: cfg.run_id.clone(),
+        sender: format!("agent-{}", cfg.agent),
+        agent: cfg.agent,
+        seq: 0,
+        qos1_sent: Arc::new(AtomicU64::new(0)),
+    };
+    if tokio::time::timeout(cfg.wait, sub_rx.wait_for(|s| *s))
+        .await
+        .is_err()
+    {
+        return Err(LinkError::Unreachable(cfg.broker.to_string(), cfg.wait));
+    }
+
+    // Heartbeats: the first announces this agent; later ones prove it alive.
+    let vus = Arc::new(AtomicU64::new(0));
+    let last_batch = Arc::new(AtomicU64::new(0));
+    let hb = {
+        let (client, run, agent, vus, last_batch) = (
+            client.clone(),
+            cfg.run_id.clone(),
+            cfg.agent,
+            vus.clone(),
+            last_batch.clone(),
+        );
+        tokio::spawn(async move {
+            let mut hb_out = Out {
+                client,
+                run,
+                sender: format!("agent-{agent}"),
+                agent,
+                seq: u64::MAX / 2,
+                qos1_sent: Arc::new(AtomicU64::new(0)),
+            };
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let body = Body::Heartbeat(Heartbeat {
+                    agent,
+                    vus: vus.load(Ordering::Relaxed),
+                    last_batch_seq: last_batch.load(Ordering::Relaxed),
+                });
+                let t = topics::status(&hb_out.run, agent);
+                hb_out.send(t, body, QoS::AtMostOnce);
+            }
+        })
+    };
+    let outcome = drive(&cfg, &mut out, &mut ctl_rx, vus, last_batch).await;
+    hb.abort();
+    // Leave only once the coordinator has everything we queued (or we gave up waiting).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acks.load(Ordering::Relaxed) < out.qos1_sent.load(Ordering::Relaxed)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = client.try_disconnect();
+    outcome
+}
+
+async fn drive(
+    cfg: &LinkConfig,
+    out: &mut Out,
+    ctl: &mut mpsc::UnboundedReceiver<Envelope>,
+    vus: Arc<AtomicU64>,
+    last_batch: Arc<AtomicU64>,
+) -> Result<LinkOutcome, LinkError> {
+    let me = cfg.agent;
+    // 1. The assignment.
+    let assign = loop {
+        let env = tokio::time::timeout(cfg.wait, ctl.recv())
+            .await
+            .map_err(|_| LinkError::Timeout {
+                what: "assignment",
+                wait: cfg.wait,
+            })?;
+        match env.map(|e| e.body) {
+            Some(Body::Assign(a)) if a.agent == me => break a,
+            Some(Body::Stop(_)) => return Ok(LinkOutcome::Stopped),
+            Some(_) => continue,
+            None => {
+                return Err(LinkError::Timeout {
+                    what: "assignment",
+                    wait: cfg.wait,
+                })
+            }
+        }
+    };
+    let data: BTreeMap<String, Vec<u8>> = assign.data.into_iter().collect();
+    if let Err(e) = crate::scenario::compile(
+        &assign.spec,
+        &data,
+        &cfg.run_id,
+        assign.share.index,
+        assign.share.count,
+    ) {
+        let reason = format!("agent {me}: {e}");
+        out.status(Body::Failed(Failed {
+            agent: me,
+            reason: reason.clone(),
+        }));
+        return Ok(LinkOutcome::Failed(reason));
+    }
+    out.status(Body::Ready(Ready {
+        agent: me,
+        host: hostname(),
+        herd_version: env!("CARGO_PKG_VERSION").to_string(),
+    }));
+    // 2. The start instant.
+    let at_ms = loop {
+        let env = tokio::time::timeout(cfg.wait, ctl.recv())
+            .await
+            .map_err(|_| LinkError::Timeout {
+                what: "Start",
+                wait: cfg.wait,
+            })?;
+        match env.map(|e| e.body) {
+            Some(Body::Start(s)) => break s.at_ms,
+            Some(Body::Stop(_)) => return Ok(LinkOutcome::Stopped),
+            Some(_) => continue,
+            None => {
+                return Err(LinkError::Timeout {
+                    what: "Start",
+                    wait: cfg.wait,
+                })
+            }
+        }
+    };
+    let clock = Clock::new();
+    tokio::time::sleep_until(tokio::time::Instant::from_std(clock.instant_of(at_ms))).await;
+    let started_at_ms = unix_ms();
+    // 3. The load, with batches going out as they come.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (batch_tx, mut batch_rx) = mpsc::unbounded_channel();
+    let engine = run_share(
+        &assign.spec,
+        &data,
+        &assign.share,
+        &cfg.run_id,
+        &[],
+        stop_rx,
+        batch_tx,
+    );
+    tokio::pin!(engine);
+    let (mut sent, mut dropped, mut last_seq) = (0u64, 0u64, 0u64);
+    let mut engine_result = None;
+    let mut stopped = false;
+    let metrics_topic = topics::metrics(&cfg.run_id, me);
+    loop {
+        tokio::select! {
+            r = &mut engine, if engine_result.is_none() => engine_result = Some(r),
+            b = batch_rx.recv() => match b {
+                Some(b) => {
+                    vus.store(b.vus, Ordering::Relaxed);
+                    if out.send(metrics_topic.clone(), Body::Metrics(b), QoS::AtLeastOnce) {
+                        sent += 1;
+                        last_seq = out.seq;
+                        last_batch.store(last_seq, Ordering::Relaxed);
+                    } else {
+                        dropped += 1;
+                        tracing::warn!(dropped, "outgoing queue full: a metric batch was dropped");
+                    }
+                }
+                None => break,
+            },
+            env = ctl.recv() => {
+                if let Some(Envelope { body: Body::Stop(s), .. }) = env {
+                    tracing::info!(reason = %s.reason, "stop requested");
+                    stopped = true;
+                    let _ = stop_tx.send(true);
+                }
+            }
+        }
+    }
+    if let Some(Err(e)) = engine_result {
+        let reason = format!("agent {me}: {e}");
+        out.status(Body::Failed(Failed {
+            agent: me,
+            reason: reason.clone(),
+        }));
+        return Ok(LinkOutcome::Failed(reason));
+    }
+    vus.store(0, Ordering::Relaxed);
+    out.status(Body::Finished(Finished {
+        agent: me,
+        started_at_ms,
+        last_batch_seq: last_seq,
+        batches_sent: sent,
+        batches_dropped: dropped,
+    }));
+    Ok(if stopped {
+        LinkOutcome::Stopped
+    } else {
+        LinkOutcome::Finished
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}

@@ -1,0 +1,146 @@
+//! `LivePublisher`: every second, the fleet snapshot as JSON on `herd/runs/{run}/live` (schema:
+//! `docs/schemas/live.schema.json`) and a line in the terminal.
+
+use std::io::{IsTerminal, Write};
+
+use actix::prelude::*;
+use rumqttc::QoS;
+use serde_json::json;
+
+use crate::bus::Bus;
+use crate::fold::{Row, RowStats};
+use crate::protocol::LiveRow;
+
+/// The load started at this instant (unix ms); elapsed times count from it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Started {
+    pub at_ms: u64,
+}
+
+pub struct LivePublisher {
+    bus: Bus,
+    run_id: String,
+    planned_s: f64,
+    agents: u32,
+    started_ms: Option<u64>,
+    tty: bool,
+    quiet: bool,
+}
+
+impl LivePublisher {
+    pub fn new(
+        bus: Bus,
+        run_id: String,
+        planned_s: f64,
+        agents: u32,
+        quiet: bool,
+    ) -> LivePublisher {
+        LivePublisher {
+            bus,
+            run_id,
+            planned_s,
+            agents,
+            started_ms: None,
+            tty: std::io::stdout().is_terminal(),
+            quiet,
+        }
+    }
+}
+
+impl Actor for LivePublisher {
+    type Context = Context<Self>;
+}
+
+impl Handler<Started> for LivePublisher {
+    type Result = ();
+    fn handle(&mut self, msg: Started, _ctx: &mut Context<Self>) {
+        self.started_ms = Some(msg.at_ms);
+    }
+}
+
+fn stats_json(s: &RowStats) -> serde_json::Value {
+    json!({
+        "requests": s.requests,
+        "errors": s.errors,
+        "latency_ms": { "p50": s.p50_ms, "p90": s.p90_ms, "p95": s.p95_ms, "p99": s.p99_ms, "max": s.max_ms },
+    })
+}
+
+/// The live snapshot document (see `docs/schemas/live.schema.json`).
+pub fn live_json(
+    run_id: &str,
+    row: &Row,
+    elapsed_s: f64,
+    planned_s: f64,
+    agents_total: u32,
+) -> serde_json::Value {
+    let t = &row.total;
+    let errors_by_status: serde_json::Map<String, serde_json::Value> = t
+        .status
+        .iter()
+        .filter(|(code, _)| **code == 0 || **code >= 400)
+        .map(|(code, n)| (code.to_string(), json!(n)))
+        .collect();
+    json!({
+        "run": run_id,
+        "second": row.second,
+        "elapsed_s": elapsed_s,
+        "planned_s": planned_s,
+        "vus": row.vus,
+        "rps": t.requests,
+        "errors": t.errors,
+        "error_rate": if t.requests > 0 { t.errors as f64 / t.requests as f64 } else { 0.0 },
+        "errors_by_status": errors_by_status,
+        "latency_ms": { "p50": t.p50_ms, "p90": t.p90_ms, "p95": t.p95_ms, "p99": t.p99_ms, "max": t.max_ms },
+        "iterations": row.iterations,
+        "dropped_iterations": row.dropped_iterations,
+        "labels": row.labels.iter().map(|(k, v)| (k.clone(), stats_json(v))).collect::<serde_json::Map<_, _>>(),
+        "agents": { "reporting": row.agents, "total": agents_total },
+    })
+}
+
+impl Handler<LiveRow> for LivePublisher {
+    type Result = ();
+
+    fn handle(&mut self, msg: LiveRow, _ctx: &mut Context<Self>) {
+        let row = &msg.row;
+        let elapsed_s = self
+            .started_ms
+            .map(|s| ((row.second + 1) * 1000).saturating_sub(s) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        let doc = live_json(&self.run_id, row, elapsed_s, self.planned_s, self.agents);
+        self.bus.publish(
+            messages::topics::live(&self.run_id),
+            doc.to_string().into_bytes(),
+            QoS::AtMostOnce,
+            false,
+        );
+        if self.quiet {
+            return;
+        }
+        let t = &row.total;
+        let err = if t.requests > 0 {
+            100.0 * t.errors as f64 / t.requests as f64
+        } else {
+            0.0
+        };
+        let line = format!(
+            "{:>5.0}s/{:.0}s  vus {:>5}  rps {:>8}  p50 {:>8.2}ms  p95 {:>8.2}ms  p99 {:>8.2}ms  errors {:>5.2}%  agents {}/{}",
+            elapsed_s, self.planned_s, row.vus, t.requests, t.p50_ms, t.p95_ms, t.p99_ms, err, row.agents, self.agents
+        );
+        let mut out = std::io::stdout();
+        if self.tty {
+            // Bold elapsed time on a terminal; plain lines when piped or logged.
+            let _ = writeln!(
+                out,
+                "\x1b[1m{}\x1b[0m{}",
+                &line[..8.min(line.len())],
+                &line[8.min(line.len())..]
+            );
+        } else {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+    }
+}

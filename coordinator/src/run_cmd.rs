@@ -1,0 +1,266 @@
+//! `herd run spec.yaml`: a whole distributed run on this machine. Embedded broker (or
+//! `--broker`), the coordinator actors in-process, agents as child processes, a live line per
+//! second, results in `./herd-results/<run>/`, and an exit code from the thresholds.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use agent::mqtt::{BrokerUrl, TlsFiles};
+use anyhow::Context as _;
+use messages::split::split;
+use tokio::sync::oneshot;
+
+use crate::aggregator::Aggregator;
+use crate::bus::Bus;
+use crate::cli::{
+    load_spec, SpecLoadError, EXIT_CANCELLED, EXIT_ERROR, EXIT_INVALID, EXIT_OK, EXIT_THRESHOLDS,
+};
+use crate::launcher::LocalLauncher;
+use crate::live::LivePublisher;
+use crate::protocol::{LaunchAgents, StopAgents};
+use crate::results::ResultsWriter;
+use crate::supervisor::{Begin, Cancel, Deps, RunSupervisor};
+use crate::target::{Target, TargetConfig, TargetStats};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub spec: PathBuf,
+    pub agents: Option<u32>,
+    pub broker: Option<String>,
+    pub tls: TlsFiles,
+    pub results_dir: PathBuf,
+    pub quiet: bool,
+}
+
+/// The built-in target on its own threads, so it never competes with the coordinator's.
+struct Builtin {
+    url: String,
+    stop: oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<TargetStats>,
+}
+
+fn start_builtin() -> anyhow::Result<Builtin> {
+    let (url_tx, url_rx) = std::sync::mpsc::channel::<std::io::Result<String>>();
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("herd-target".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = url_tx.send(Err(e));
+                    return TargetStats::default();
+                }
+            };
+            rt.block_on(async move {
+                match Target::start(TargetConfig {
+                    listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    tls: false,
+                    base_delay: None,
+                })
+                .await
+                {
+                    Ok(t) => {
+                        let _ = url_tx.send(Ok(t.url()));
+                        let _ = stop_rx.await;
+                        let stats = t.stats();
+                        t.shutdown().await;
+                        stats
+                    }
+                    Err(e) => {
+                        let _ = url_tx.send(Err(e));
+                        TargetStats::default()
+                    }
+                }
+            })
+        })?;
+    let url = url_rx
+        .recv()
+        .context("the built-in target thread ended")??;
+    Ok(Builtin { url, stop, thread })
+}
+
+pub async fn run(opts: RunOptions) -> anyhow::Result<u8> {
+    let mut spec = match load_spec(&opts.spec) {
+        Ok(s) => s,
+        Err(SpecLoadError(msg)) => {
+            eprintln!("{msg}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let spec_text = std::fs::read_to_string(&opts.spec)
+        .with_context(|| format!("reading {}", opts.spec.display()))?;
+    let spec_dir = opts
+        .spec
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    let data: Vec<(String, Vec<u8>)> = agent::engine::load_data(&spec, &spec_dir)?
+        .into_iter()
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let count = opts.agents.or(spec.agents.total()).unwrap_or(cores).max(1);
+
+    let builtin = if spec.target.builtin {
+        let b = start_builtin()?;
+        spec.target.url = b.url.clone();
+        eprintln!("herd: built-in target on {}", b.url);
+        Some(b)
+    } else {
+        None
+    };
+    let broker = match &opts.broker {
+        Some(b) => BrokerUrl::parse(b)?,
+        None => {
+            let addr = crate::broker::start(0)?;
+            BrokerUrl {
+                tls: false,
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            }
+        }
+    };
+    let run_id = format!("{}-{}", spec.name, crate::clock::stamp());
+    let dir = opts.results_dir.join(&run_id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    eprintln!(
+        "herd: run {run_id}: {} agent(s), broker {broker}{}, executor {}",
+        count,
+        if opts.broker.is_none() {
+            " (embedded)"
+        } else {
+            ""
+        },
+        spec.load.executor.name()
+    );
+
+    let spec = Arc::new(spec);
+    let shares = split(&spec.load.executor, count);
+    let region_of: HashMap<u32, String> =
+        (0..count).map(|i| (i, spec.agents.region_of(i))).collect();
+    let (done_tx, done_rx) = oneshot::channel();
+
+    let sup_ctx = Context::<RunSupervisor>::new();
+    let sup = sup_ctx.address();
+    let agg_ctx = Context::<Aggregator>::new();
+    let agg = agg_ctx.address();
+    let bus = Bus::connect(
+        &broker,
+        &opts.tls,
+        &run_id,
+        sup.clone().recipient(),
+        agg.clone().recipient(),
+    )
+    .await?;
+    let planned_s = spec.load.executor.planned_ms() as f64 / 1000.0;
+    let live =
+        LivePublisher::new(bus.clone(), run_id.clone(), planned_s, count, opts.quiet).start();
+    let agg = agg_ctx.run(Aggregator::new(
+        count,
+        region_of,
+        sup.clone().recipient(),
+        live.clone().recipient(),
+    ));
+    let results = ResultsWriter::new(bus.clone(), dir.clone(), (*spec).clone(), spec_text).start();
+    let launcher = LocalLauncher::new(sup.clone().recipient(), dir.clone()).start();
+    let launch = LaunchAgents {
+        run_id: run_id.clone(),
+        count,
+        broker: broker.to_string(),
+        tls: opts.tls.clone(),
+    };
+    let deps = Deps {
+        bus: bus.clone(),
+        launcher: launcher.clone().recipient(),
+        stop_agents: launcher.clone().recipient::<StopAgents>(),
+        aggregator: agg,
+        live,
+        results,
+    };
+    sup_ctx.run(RunSupervisor::new(
+        run_id.clone(),
+        spec.clone(),
+        data,
+        shares,
+        launch,
+        deps,
+        done_tx,
+    ));
+    sup.do_send(Begin);
+
+    let sup_c = sup.clone();
+    let launcher_c = launcher.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("herd: cancelling — agents are told to stop; Ctrl-C again to kill them");
+            sup_c.do_send(Cancel {
+                reason: "cancelled with Ctrl-C".into(),
+            });
+            if tokio::signal::ctrl_c().await.is_ok() {
+                launcher_c.do_send(StopAgents);
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                std::process::exit(i32::from(EXIT_CANCELLED));
+            }
+        }
+    });
+
+    let outcome = done_rx
+        .await
+        .context("the run supervisor ended without a result")?;
+    let r = &outcome.result;
+    let totals = agent::report::Totals {
+        labels: r.totals.clone(),
+        iterations: r.iterations,
+        dropped: r.dropped,
+        batches: 0,
+    };
+    if !opts.quiet {
+        match agent::report::summary_table(&totals, r.seconds, &r.verdicts) {
+            Ok(t) => print!("\n{t}"),
+            Err(e) => eprintln!("herd: cannot print the summary: {e}"),
+        }
+    }
+    println!(
+        "run {} {}{} — agents {}/{} finished{}, start skew {} ms",
+        r.run_id,
+        r.state,
+        r.reason
+            .as_ref()
+            .map(|x| format!(" ({x})"))
+            .unwrap_or_default(),
+        r.agents.len() - r.agents_lost(),
+        r.agents.len(),
+        if r.agents_lost() > 0 {
+            " (RUN FLAGGED: agents lost)"
+        } else {
+            ""
+        },
+        r.start_skew_ms()
+            .map_or("n/a".to_string(), |s| s.to_string()),
+    );
+    match &outcome.dir {
+        Ok(d) => println!("results: {}", d.display()),
+        Err(e) => eprintln!("herd: {e}"),
+    }
+    bus.disconnect();
+    if let Some(b) = builtin {
+        let _ = b.stop.send(());
+        if let Ok(stats) = b.thread.join() {
+            eprintln!("herd: built-in target counted {} requests", stats.requests);
+        }
+    }
+    Ok(match r.state.as_str() {
+        "cancelled" => EXIT_CANCELLED,
+        "failed" => EXIT_ERROR,
+        _ if outcome.dir.is_err() => EXIT_ERROR,
+        _ if r.passed() => EXIT_OK,
+        _ => EXIT_THRESHOLDS,
+    })
+}
