@@ -144,3 +144,58 @@ impl Handler<LiveRow> for LivePublisher {
         let _ = out.flush();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn keys(v: &serde_json::Value) -> BTreeSet<String> {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The published document and docs/schemas/live.schema.json must not drift apart.
+    #[test]
+    fn live_json_matches_the_committed_schema() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/schemas/live.schema.json")).unwrap();
+        let mut total = messages::metrics::LabelStats {
+            requests: 3,
+            ..Default::default()
+        };
+        total.latency.record(1500).unwrap();
+        let stats = RowStats::of(&total, 1.0);
+        let row = Row {
+            second: 1,
+            total: stats.clone(),
+            labels: [("GET /".to_string(), stats)].into_iter().collect(),
+            vus: 2,
+            iterations: 3,
+            dropped_iterations: 0,
+            agents: 1,
+        };
+        let doc = live_json("r", &row, 1.0, 10.0, 2);
+        let props = keys(&schema["properties"]);
+        assert_eq!(keys(&doc), props);
+        let required: BTreeSet<String> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(required, props);
+        assert_eq!(
+            keys(&doc["latency_ms"]),
+            keys(&schema["$defs"]["latency"]["properties"])
+        );
+        assert_eq!(
+            keys(&doc["agents"]),
+            keys(&schema["properties"]["agents"]["properties"])
+        );
+        let label_schema = &schema["properties"]["labels"]["additionalProperties"]["properties"];
+        assert_eq!(keys(&doc["labels"]["GET /"]), keys(label_schema));
+        assert_eq!(doc["latency_ms"]["max"], 1.5);
+    }
+}

@@ -26,6 +26,12 @@ async fn three_agents_count_what_the_target_saw_and_p99_is_that_of_the_union() {
         .subscribe("herd/runs/+/agents/+/metrics", QoS::AtLeastOnce)
         .await
         .unwrap();
+    client
+        .subscribe("herd/runs/+/live", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let live_docs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let live_sink = live_docs.clone();
     // Every batch any agent publishes, de-duplicated, merged here independently.
     let collected = std::sync::Arc::new(std::sync::Mutex::new((
         messages::metrics::new_histogram(),
@@ -36,6 +42,12 @@ async fn three_agents_count_what_the_target_saw_and_p99_is_that_of_the_union() {
     let listener = tokio::spawn(async move {
         while let Ok(ev) = el.poll().await {
             if let Event::Incoming(Packet::Publish(p)) = ev {
+                if p.topic.ends_with("/live") {
+                    if let Ok(doc) = serde_json::from_slice(&p.payload) {
+                        live_sink.lock().unwrap().push(doc);
+                    }
+                    continue;
+                }
                 let Ok(env) = wire::decode(&p.payload) else {
                     continue;
                 };
@@ -97,6 +109,11 @@ async fn three_agents_count_what_the_target_saw_and_p99_is_that_of_the_union() {
         .contains("error_rate &lt; 1%"));
     assert!(dir.join("spec.yaml").exists() && dir.join("spec.json").exists());
     listener.abort();
+    let live = live_docs.lock().unwrap();
+    assert!(!live.is_empty(), "no live snapshot was published");
+    assert!(live
+        .iter()
+        .all(|d| d["agents"]["total"] == 3 && d["latency_ms"]["p99"].is_number()));
     let g = collected.lock().unwrap();
     assert_eq!(
         g.1, total,
