@@ -240,7 +240,8 @@ async fn drive(
             }
         }
     };
-    let data: BTreeMap<String, Vec<u8>> = assign.data.into_iter().collect();
+    let data: BTreeMap<String, Vec<u8>> =
+        assign.data.into_iter().map(|f| (f.name, f.bytes)).collect();
     if let Err(e) = crate::scenario::compile(
         &assign.spec,
         &data,

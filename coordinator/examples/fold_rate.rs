@@ -2,10 +2,11 @@
 //!
 //!     cargo run --release -p herd-coordinator --example fold_rate
 //!
-//! Builds realistic per-second batches (10 labels, 1000 requests each with latencies spread
-//! from 0.2 ms to ~2 s), measures their wire size, then decodes and folds them on one thread
-//! the way the aggregator does (envelope decode → histogram decode → exact merge → per-second
-//! state, with late-window finalization).
+//! Builds per-second batches (10 labels, N requests per label with latencies spread log-uniformly
+//! from 0.25 ms to ~2 s — nearly every request in its own histogram bucket, the worst case),
+//! measures their wire size, then decodes and folds them on one thread the way the aggregator
+//! does (envelope decode → sparse histogram decode → exact merge → per-second state, with
+//! late-window finalization). Runs N = 100 (1,000 requests per agent-second) and N = 1000.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -14,12 +15,12 @@ use coordinator::fold::Fold;
 use messages::metrics::{LabelStats, MetricBatch};
 use messages::wire::{self, Body, Envelope, WIRE_VERSION};
 
-fn label_stats(seed: u64) -> LabelStats {
+fn label_stats(seed: u64, n: u64) -> LabelStats {
     let mut s = LabelStats::default();
     let mut x = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
-    for _ in 0..1000 {
+    for _ in 0..n {
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -38,7 +39,13 @@ fn label_stats(seed: u64) -> LabelStats {
 }
 
 fn main() {
-    let labels: Vec<LabelStats> = (0..10).map(label_stats).collect();
+    for n in [100, 1000] {
+        bench(n);
+    }
+}
+
+fn bench(n: u64) {
+    let labels: Vec<LabelStats> = (0..10).map(|i| label_stats(i, n)).collect();
     let agents = 50u32;
     let seconds = 400u64;
     let mut payloads = Vec::new();
@@ -53,7 +60,7 @@ fn main() {
                     .map(|(i, s)| s.to_wire(&format!("GET /api/resource/{i}")))
                     .collect(),
                 vus: 10,
-                iterations: 10_000,
+                iterations: 10 * n,
                 dropped_iterations: 0,
             };
             let env = Envelope {
@@ -68,7 +75,7 @@ fn main() {
         }
     }
     let size = payloads[0].2.len();
-    println!("batch wire size: {size} bytes for 10 labels = {:.0} bytes per label (1000 requests per label)", size as f64 / 10.0);
+    println!("{n} requests per label: batch wire size {size} bytes for 10 labels = {:.0} bytes per label", size as f64 / 10.0);
     let mut fold = Fold::new(10, HashMap::new());
     let start = Instant::now();
     let mut last_sec = 0;
@@ -84,15 +91,15 @@ fn main() {
     }
     fold.finish().expect("finish");
     let took = start.elapsed().as_secs_f64();
-    let n = payloads.len() as f64;
+    let batches = payloads.len() as f64;
     println!(
         "folded {} batches ({} agents × {} s, 10 labels each) in {:.2} s on one thread: {:.0} batches/s, {:.0} label-merges/s",
-        payloads.len(), agents, seconds, took, n / took, n * 10.0 / took
+        payloads.len(), agents, seconds, took, batches / took, batches * 10.0 / took
     );
     let total = fold.total().expect("total");
     assert_eq!(
         total.requests,
-        payloads.len() as u64 * 10_000,
+        payloads.len() as u64 * 10 * n,
         "every request counted"
     );
     println!(

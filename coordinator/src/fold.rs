@@ -1,14 +1,14 @@
 //! The aggregator's state, without a runtime: batches in, exact totals and a per-second series
 //! out. De-duplicates by (agent, seq) so QoS 1 redelivery never counts twice.
 //!
-//! A second stays "open" (histograms kept) for `late_window` seconds after it was first
-//! reported, so late batches still land in their own second's percentiles; after that the
-//! second is finalized into a [`Row`] and its histograms are dropped. A batch later still is
-//! counted in the totals (never lost) and in `late_batches`.
+//! A second stays "open" (histograms kept) until the wall clock is `late_window` seconds past
+//! it, so late batches still land in their own second's percentiles; then the second is
+//! finalized into a [`Row`] and its histograms are dropped. A batch later still is counted in
+//! the totals (never lost) and in `late_batches`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use messages::metrics::{total_of, LabelStats, MetricBatch, MetricsError};
+use messages::metrics::{total_of, LabelStats, MetricBatch, MetricsError, SparseLabel};
 use serde::Serialize;
 
 /// One label's numbers for one second (or the whole run).
@@ -82,6 +82,8 @@ pub struct Fold {
     seen: HashSet<(u32, u64)>,
     batches: HashMap<u32, u64>,
     region_of: HashMap<u32, String>,
+    /// Per-region histograms are only kept when there is more than one region.
+    multi_region: bool,
     pub totals: BTreeMap<String, LabelStats>,
     pub by_region: BTreeMap<String, LabelStats>,
     pub iterations: u64,
@@ -98,6 +100,7 @@ impl Fold {
             late_window: late_window_s,
             seen: HashSet::new(),
             batches: HashMap::new(),
+            multi_region: region_of.values().collect::<HashSet<_>>().len() > 1,
             region_of,
             totals: BTreeMap::new(),
             by_region: BTreeMap::new(),
@@ -116,33 +119,42 @@ impl Fold {
     }
 
     pub fn add(&mut self, agent: u32, seq: u64, b: &MetricBatch) -> Result<Added, MetricsError> {
-        // Decode before touching state so a corrupt batch changes nothing.
-        let mut labels = BTreeMap::new();
-        b.fold_into(&mut labels)?;
+        // Decode every label before touching state, so a corrupt batch changes nothing.
+        let labels = b
+            .labels
+            .iter()
+            .map(SparseLabel::decode)
+            .collect::<Result<Vec<_>, _>>()?;
         if !self.seen.insert((agent, seq)) {
             return Ok(Added::Duplicate);
         }
         *self.batches.entry(agent).or_default() += 1;
         self.iterations += b.iterations;
         self.dropped += b.dropped_iterations;
-        let region = self
-            .region_of
-            .get(&agent)
-            .cloned()
-            .unwrap_or_else(|| "local".into());
-        let mut batch_total = LabelStats::default();
-        for (label, s) in &labels {
-            merge_into(&mut self.totals, label, s)?;
-            batch_total.merge(s)?;
+        if self.multi_region {
+            let region = self
+                .region_of
+                .get(&agent)
+                .cloned()
+                .unwrap_or_else(|| "local".into());
+            let r = self.by_region.entry(region).or_default();
+            for l in &labels {
+                l.merge_into(r)?;
+            }
         }
-        merge_into(&mut self.by_region, &region, &batch_total)?;
         if self.finalized_upto.is_some_and(|f| b.second <= f) {
+            // Its second is final: count it in the totals only.
+            for l in &labels {
+                l.merge_into(self.totals.entry(l.label.clone()).or_default())?;
+            }
             self.late_batches += 1;
             return Ok(Added::Late);
         }
+        // Totals are merged from whole seconds when they are finalized: one merge per label
+        // and second instead of one per agent.
         let o = self.open.entry(b.second).or_default();
-        for (label, s) in &labels {
-            merge_into(&mut o.labels, label, s)?;
+        for l in &labels {
+            l.merge_into(o.labels.entry(l.label.clone()).or_default())?;
         }
         *o.vus.entry(agent).or_default() = b.vus;
         o.iterations += b.iterations;
@@ -172,6 +184,15 @@ impl Fold {
     pub fn finish(&mut self) -> Result<Vec<Row>, MetricsError> {
         let due: Vec<u64> = self.open.keys().copied().collect();
         let out = self.finalize(due)?;
+        if !self.multi_region {
+            let region = self
+                .region_of
+                .values()
+                .next()
+                .cloned()
+                .unwrap_or_else(|| "local".into());
+            self.by_region = BTreeMap::from([(region, self.total()?)]);
+        }
         self.rows.sort_by_key(|r| r.second);
         // Fill holes so the series covers the whole run.
         let mut filled = Vec::new();
@@ -193,6 +214,9 @@ impl Fold {
         let mut out = Vec::new();
         for s in due {
             if let Some(o) = self.open.remove(&s) {
+                for (label, st) in &o.labels {
+                    merge_into(&mut self.totals, label, st)?;
+                }
                 let r = row(s, &o);
                 self.rows.push(r.clone());
                 out.push(r);
@@ -202,6 +226,8 @@ impl Fold {
         Ok(out)
     }
 
+    /// Totals over all labels. Complete once [`Fold::finish`] ran (open seconds join the
+    /// totals when they are finalized).
     pub fn total(&self) -> Result<LabelStats, MetricsError> {
         total_of(self.totals.values())
     }
@@ -265,6 +291,7 @@ mod tests {
         let b = batch(0, 100, &[1000, 2000]);
         assert_eq!(f.add(0, 1, &b).unwrap(), Added::New);
         assert_eq!(f.add(0, 1, &b).unwrap(), Added::Duplicate);
+        f.finish().unwrap();
         assert_eq!(f.total().unwrap().requests, 2);
         assert_eq!(f.batches_from(0), 1);
     }
@@ -281,6 +308,7 @@ mod tests {
         for v in fast.iter().chain(&slow) {
             union.record(*v).unwrap();
         }
+        f.finish().unwrap();
         let t = f.total().unwrap();
         assert_eq!(
             t.latency.value_at_quantile(0.99),
@@ -306,6 +334,7 @@ mod tests {
         assert_eq!(f.total().unwrap().requests, 3);
         assert_eq!(f.late_batches, 1);
         f.finish().unwrap();
+        assert_eq!(f.total().unwrap().requests, 3);
         assert_eq!(
             f.rows.iter().map(|r| r.second).collect::<Vec<_>>(),
             vec![100, 101, 102, 103]

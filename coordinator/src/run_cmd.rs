@@ -102,8 +102,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<u8> {
         .parent()
         .unwrap_or(std::path::Path::new("."))
         .to_path_buf();
-    let data: Vec<(String, Vec<u8>)> = agent::engine::load_data(&spec, &spec_dir)?
+    let data: Vec<messages::wire::DataFile> = agent::engine::load_data(&spec, &spec_dir)?
         .into_iter()
+        .map(|(name, bytes)| messages::wire::DataFile { name, bytes })
         .collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let count = opts.agents.or(spec.agents.total()).unwrap_or(cores).max(1);

@@ -13,7 +13,7 @@ use actix::prelude::*;
 use messages::spec::Spec;
 use messages::split::Share;
 use messages::topics;
-use messages::wire::{Assign, Body, Start, Stop};
+use messages::wire::{Assign, Body, DataFile, Start, Stop};
 use tokio::sync::oneshot;
 
 use crate::aggregator::{Aggregator, Finish};
@@ -139,7 +139,7 @@ pub struct Deps {
 pub struct RunSupervisor {
     run_id: String,
     spec: Arc<Spec>,
-    data: Vec<(String, Vec<u8>)>,
+    data: Vec<DataFile>,
     shares: Vec<Share>,
     agents: Vec<AgentRec>,
     state: RunState,
@@ -156,7 +156,7 @@ impl RunSupervisor {
     pub fn new(
         run_id: String,
         spec: Arc<Spec>,
-        data: Vec<(String, Vec<u8>)>,
+        data: Vec<DataFile>,
         shares: Vec<Share>,
         launch: LaunchAgents,
         deps: Deps,
@@ -456,7 +456,10 @@ impl Handler<FromAgent> for RunSupervisor {
                 if matches!(self.agents[i].slot, Slot::Launched | Slot::Assigned(_)) {
                     self.agents[i].slot = Slot::Ready;
                 }
-                if self.state == RunState::WaitingForAgents && self.all(|s| *s == Slot::Ready) {
+                // Launching too: agents may all be Ready before the launcher's reply arrives.
+                if matches!(self.state, RunState::Launching | RunState::WaitingForAgents)
+                    && self.all(|s| *s == Slot::Ready)
+                {
                     self.start(ctx);
                 }
             }
@@ -467,6 +470,10 @@ impl Handler<FromAgent> for RunSupervisor {
                 a.dropped = f.batches_dropped;
                 if !a.slot.is_terminal() {
                     a.slot = Slot::Finished;
+                }
+                // The first agent done ends the load phase: the rest is draining.
+                if self.state == RunState::Running {
+                    self.transition(RunState::Draining);
                 }
                 self.deps.aggregator.do_send(ExpectBatches {
                     agent: msg.agent,
@@ -597,10 +604,12 @@ impl Handler<Cancel> for RunSupervisor {
     type Result = ();
     fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) {
         match self.state {
-            RunState::Running => {
+            RunState::Running | RunState::Draining => {
                 self.cancel_reason = Some(msg.reason.clone());
                 self.control(Body::Stop(Stop { reason: msg.reason }));
-                self.transition(RunState::Draining);
+                if self.state == RunState::Running {
+                    self.transition(RunState::Draining);
+                }
                 let wait = Duration::from_millis(self.spec.load.graceful_stop_ms)
                     + Duration::from_secs(10);
                 ctx.notify_later(StopDeadline, wait);

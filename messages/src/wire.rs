@@ -83,7 +83,14 @@ pub struct Assign {
     pub spec: Spec,
     pub share: Share,
     /// Contents of the spec's data files by source name (agents may not see the spec's disk).
-    pub data: Vec<(String, Vec<u8>)>,
+    pub data: Vec<DataFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFile {
+    pub name: String,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
 }
 
 /// Coordinator → agents: begin the load at this instant (unix ms) by the agent's clock.
