@@ -181,6 +181,73 @@ impl Drop for Mosquitto {
 /// Starts mosquitto, or returns None when it is not installed (CI installs it and sets
 /// HERD_REQUIRE_MOSQUITTO=1, which turns a missing mosquitto into a failure).
 pub fn start_mosquitto() -> Option<Mosquitto> {
+    start_mosquitto_with("")
+}
+
+/// Test PKI: a CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca: std::path::PathBuf,
+    pub server_cert: std::path::PathBuf,
+    pub server_key: std::path::PathBuf,
+    pub client_cert: std::path::PathBuf,
+    pub client_key: std::path::PathBuf,
+}
+
+pub fn make_pki() -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "herd test CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
+        .expect("CA cert");
+    let leaf = |names: Vec<String>, cn: &str| {
+        let key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(names).expect("params");
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let cert = p.signed_by(&key, &ca).expect("sign");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_pem, server_key_pem) =
+        leaf(vec!["127.0.0.1".into(), "localhost".into()], "localhost");
+    let (client_pem, client_key_pem) = leaf(vec![], "herd-agent");
+    let w = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write PEM");
+        p
+    };
+    Pki {
+        ca: w("ca.pem", &ca.pem()),
+        server_cert: w("server.pem", &server_pem),
+        server_key: w("server.key", &server_key_pem),
+        client_cert: w("client.pem", &client_pem),
+        client_key: w("client.key", &client_key_pem),
+        dir,
+    }
+}
+
+/// mosquitto over TLS that requires a client certificate signed by the test CA.
+pub fn start_mosquitto_tls(pki: &Pki) -> Option<Mosquitto> {
+    start_mosquitto_with(&format!(
+        "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\n",
+        pki.ca.display(),
+        pki.server_cert.display(),
+        pki.server_key.display()
+    ))
+}
+
+fn start_mosquitto_with(extra: &str) -> Option<Mosquitto> {
     let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
@@ -199,7 +266,7 @@ pub fn start_mosquitto() -> Option<Mosquitto> {
         .port();
     let dir = tempfile::tempdir().ok()?;
     let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n")).ok()?;
+    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n{extra}")).ok()?;
     let child = std::process::Command::new(exe)
         .arg("-c")
         .arg(&conf)

@@ -265,3 +265,41 @@ async fn the_same_run_works_through_an_external_mosquitto() {
     assert_eq!(s["total"]["requests"].as_u64().unwrap(), t.stats().requests);
     assert_eq!(s["agents_lost"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_through_mosquitto_over_tls_with_client_certificates() {
+    let pki = herd_tests::make_pki();
+    let Some(m) = herd_tests::start_mosquitto_tls(&pki) else {
+        return;
+    };
+    let t = start_target().await;
+    let broker = format!("mqtts://127.0.0.1:{}", m.port);
+    let (ca, cert, key) = (
+        pki.ca.display().to_string(),
+        pki.client_cert.display().to_string(),
+        pki.client_key.display().to_string(),
+    );
+    let args = [
+        "--agents", "2", "--quiet", "--broker", &broker, "--ca", &ca, "--cert", &cert, "--key",
+        &key,
+    ];
+    let (code, stdout, stderr, results) = spawn_run(CLOSED, &t.url(), &args).finish().await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(s["total"]["requests"].as_u64().unwrap(), t.stats().requests);
+    assert_eq!(s["agents_lost"], 0);
+
+    // Without a client certificate the broker refuses us: a clear error, exit 1, no hang.
+    let (code, _, stderr, _) = spawn_run(
+        CLOSED,
+        &t.url(),
+        &["--agents", "1", "--quiet", "--broker", &broker, "--ca", &ca],
+    )
+    .finish()
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot subscribe on the broker"),
+        "{stderr}"
+    );
+}
