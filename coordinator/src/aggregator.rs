@@ -37,20 +37,22 @@ pub struct Aggregator {
     live: Recipient<LiveRow>,
 }
 
-/// How long a second waits for stragglers before its percentiles are final.
+/// Default for how long a second waits for stragglers before its percentiles are final
+/// (`herd run --late-window`).
 pub const LATE_WINDOW_S: u64 = 10;
 /// The live feed shows the second that ended this long ago (agents emit 250 ms after a second).
 const LIVE_LAG_S: u64 = 2;
 
 impl Aggregator {
     pub fn new(
+        late_window_s: u64,
         agents: u32,
         region_of: HashMap<u32, String>,
         supervisor: Recipient<Drained>,
         live: Recipient<LiveRow>,
     ) -> Aggregator {
         Aggregator {
-            fold: Fold::new(LATE_WINDOW_S, region_of),
+            fold: Fold::new(late_window_s, region_of),
             expected: HashMap::new(),
             drained: HashSet::new(),
             agents,

@@ -70,6 +70,14 @@ pub struct RunArgs {
     /// No live lines or summary table (results files and exit code only).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Seconds a second of the series stays open for late batches before its percentiles are
+    /// final (later batches still count in the totals).
+    #[arg(long, value_name = "SECS", default_value_t = crate::aggregator::LATE_WINDOW_S)]
+    pub late_window: u64,
+    /// Broker URL handed to agents when they reach the broker by another address than this
+    /// coordinator (NAT, a proxy, a load balancer). Default: the same as --broker.
+    #[arg(long, value_name = "URL")]
+    pub agent_broker: Option<String>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -157,6 +165,8 @@ pub async fn run(cli: Cli) -> u8 {
                 tls: r.tls.files(),
                 results_dir: r.results_dir,
                 quiet: r.quiet,
+                late_window_s: r.late_window,
+                agent_broker: r.agent_broker,
             })
             .await
         }

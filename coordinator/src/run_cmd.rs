@@ -33,6 +33,10 @@ pub struct RunOptions {
     pub tls: TlsFiles,
     pub results_dir: PathBuf,
     pub quiet: bool,
+    /// Seconds a second stays open for late batches.
+    pub late_window_s: u64,
+    /// The broker address agents use, when it differs from the coordinator's (NAT, proxy).
+    pub agent_broker: Option<String>,
 }
 
 /// The built-in target on its own threads, so it never competes with the coordinator's.
@@ -164,6 +168,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<u8> {
     let live =
         LivePublisher::new(bus.clone(), run_id.clone(), planned_s, count, opts.quiet).start();
     let agg = agg_ctx.run(Aggregator::new(
+        opts.late_window_s,
         count,
         region_of,
         sup.clone().recipient(),
@@ -174,7 +179,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<u8> {
     let launch = LaunchAgents {
         run_id: run_id.clone(),
         count,
-        broker: broker.to_string(),
+        broker: match &opts.agent_broker {
+            Some(b) => BrokerUrl::parse(b)?.to_string(),
+            None => broker.to_string(),
+        },
         tls: opts.tls.clone(),
     };
     let deps = Deps {
