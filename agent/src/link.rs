@@ -221,24 +221,14 @@ async fn drive(
 ) -> Result<LinkOutcome, LinkError> {
     let me = cfg.agent;
     // 1. The assignment.
-    let assign = loop {
-        let env = tokio::time::timeout(cfg.wait, ctl.recv())
-            .await
-            .map_err(|_| LinkError::Timeout {
-                what: "assignment",
-                wait: cfg.wait,
-            })?;
-        match env.map(|e| e.body) {
-            Some(Body::Assign(a)) if a.agent == me => break a,
-            Some(Body::Stop(_)) => return Ok(LinkOutcome::Stopped),
-            Some(_) => continue,
-            None => {
-                return Err(LinkError::Timeout {
-                    what: "assignment",
-                    wait: cfg.wait,
-                })
-            }
-        }
+    let assign = match await_control(ctl, cfg.wait, "assignment", |b| match b {
+        Body::Assign(a) if a.agent == me => Some(a),
+        _ => None,
+    })
+    .await?
+    {
+        Some(a) => a,
+        None => return Ok(LinkOutcome::Stopped),
     };
     let data: BTreeMap<String, Vec<u8>> =
         assign.data.into_iter().map(|f| (f.name, f.bytes)).collect();
@@ -262,24 +252,14 @@ async fn drive(
         herd_version: env!("CARGO_PKG_VERSION").to_string(),
     }));
     // 2. The start instant.
-    let at_ms = loop {
-        let env = tokio::time::timeout(cfg.wait, ctl.recv())
-            .await
-            .map_err(|_| LinkError::Timeout {
-                what: "Start",
-                wait: cfg.wait,
-            })?;
-        match env.map(|e| e.body) {
-            Some(Body::Start(s)) => break s.at_ms,
-            Some(Body::Stop(_)) => return Ok(LinkOutcome::Stopped),
-            Some(_) => continue,
-            None => {
-                return Err(LinkError::Timeout {
-                    what: "Start",
-                    wait: cfg.wait,
-                })
-            }
-        }
+    let at_ms = match await_control(ctl, cfg.wait, "Start", |b| match b {
+        Body::Start(s) => Some(s.at_ms),
+        _ => None,
+    })
+    .await?
+    {
+        Some(at) => at,
+        None => return Ok(LinkOutcome::Stopped),
     };
     let clock = Clock::new();
     tokio::time::sleep_until(tokio::time::Instant::from_std(clock.instant_of(at_ms))).await;
@@ -348,6 +328,31 @@ async fn drive(
     } else {
         LinkOutcome::Finished
     })
+}
+
+/// Waits for the control message `pick` accepts, ignoring others. `Ok(None)`: a Stop came first.
+async fn await_control<T>(
+    ctl: &mut mpsc::UnboundedReceiver<Envelope>,
+    wait: Duration,
+    what: &'static str,
+    mut pick: impl FnMut(Body) -> Option<T>,
+) -> Result<Option<T>, LinkError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let env = tokio::time::timeout_at(deadline, ctl.recv()).await;
+        match env {
+            Ok(Some(Envelope {
+                body: Body::Stop(_),
+                ..
+            })) => return Ok(None),
+            Ok(Some(env)) => {
+                if let Some(v) = pick(env.body) {
+                    return Ok(Some(v));
+                }
+            }
+            Ok(None) | Err(_) => return Err(LinkError::Timeout { what, wait }),
+        }
+    }
 }
 
 fn hostname() -> String {

@@ -351,7 +351,10 @@ async fn agents_keep_loading_through_a_broker_outage_and_replay_their_batches() 
         assert_eq!(a["batches_dropped_by_agent"], 0);
     }
     let log = std::fs::read_to_string(run_dir(results.path()).join("agent-0.log")).unwrap();
-    assert!(log.contains("broker connection lost"), "the outage did not reach the agent:\n{log}");
+    assert!(
+        log.contains("broker connection lost"),
+        "the outage did not reach the agent:\n{log}"
+    );
     // Every batch buffered during the outage arrived afterwards: nothing measured was lost.
     assert_eq!(s["total"]["requests"].as_u64().unwrap(), t.stats().requests);
     assert!(no_agents_left(&run_id).await);
