@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use messages::metrics::{total_of, LabelStats, MetricBatch, MetricsError, SparseLabel};
+use messages::metrics::{total_of, DenseLabel, LabelStats, MetricBatch, MetricsError, SparseLabel};
 use serde::Serialize;
 
 /// One label's numbers for one second (or the whole run).
@@ -63,7 +63,8 @@ pub struct Row {
 
 #[derive(Default)]
 struct Open {
-    labels: BTreeMap<String, LabelStats>,
+    /// Counts by histogram bucket: adding a batch is an array add per bucket.
+    labels: BTreeMap<String, DenseLabel>,
     vus: HashMap<u32, u64>,
     iterations: u64,
     dropped: u64,
@@ -154,7 +155,14 @@ impl Fold {
         // and second instead of one per agent.
         let o = self.open.entry(b.second).or_default();
         for l in &labels {
-            l.merge_into(o.labels.entry(l.label.clone()).or_default())?;
+            match o.labels.get_mut(&l.label) {
+                Some(d) => d.add(l),
+                None => {
+                    let mut d = DenseLabel::default();
+                    d.add(l);
+                    o.labels.insert(l.label.clone(), d);
+                }
+            }
         }
         *o.vus.entry(agent).or_default() = b.vus;
         o.iterations += b.iterations;
@@ -164,7 +172,13 @@ impl Fold {
 
     /// The current view of second `s` (for the live feed), if any batch reported it.
     pub fn peek(&self, s: u64) -> Option<Row> {
-        self.open.get(&s).map(|o| row(s, o))
+        let o = self.open.get(&s)?;
+        let labels = o
+            .labels
+            .iter()
+            .filter_map(|(k, d)| Some((k.clone(), d.to_stats().ok()?)))
+            .collect();
+        Some(row(s, o, &labels))
     }
 
     /// Finalizes seconds that have been open for longer than the late window, as of `now_s`
@@ -200,7 +214,7 @@ impl Fold {
         for r in std::mem::take(&mut self.rows) {
             if let Some(p) = prev {
                 for s in p + 1..r.second {
-                    filled.push(row(s, &Open::default()));
+                    filled.push(row(s, &Open::default(), &BTreeMap::new()));
                 }
             }
             prev = Some(r.second);
@@ -214,10 +228,13 @@ impl Fold {
         let mut out = Vec::new();
         for s in due {
             if let Some(o) = self.open.remove(&s) {
-                for (label, st) in &o.labels {
-                    merge_into(&mut self.totals, label, st)?;
+                let mut labels = BTreeMap::new();
+                for (label, d) in &o.labels {
+                    let st = d.to_stats()?;
+                    merge_into(&mut self.totals, label, &st)?;
+                    labels.insert(label.clone(), st);
                 }
-                let r = row(s, &o);
+                let r = row(s, &o, &labels);
                 self.rows.push(r.clone());
                 out.push(r);
                 self.finalized_upto = Some(self.finalized_upto.map_or(s, |f| f.max(s)));
@@ -247,13 +264,12 @@ fn merge_into(
     }
 }
 
-fn row(second: u64, o: &Open) -> Row {
-    let total = total_of(o.labels.values()).unwrap_or_default();
+fn row(second: u64, o: &Open, labels: &BTreeMap<String, LabelStats>) -> Row {
+    let total = total_of(labels.values()).unwrap_or_default();
     Row {
         second,
         total: RowStats::of(&total, 1.0),
-        labels: o
-            .labels
+        labels: labels
             .iter()
             .map(|(k, v)| (k.clone(), RowStats::of(v, 1.0)))
             .collect(),

@@ -184,7 +184,39 @@ pub struct SparseLabel {
     /// The batch's counters as they came (no histogram: building an empty one costs a
     /// zeroed allocation per label).
     counters: LabelBatch,
-    buckets: Vec<(u64, u64)>,
+    /// (bucket index, count), non-zero only.
+    buckets: Vec<(u32, u64)>,
+}
+
+// Layout of Histogram::new(3): 2048 sub-buckets, half = 1024 (magnitude 10), unit 1.
+const HALF_MAG: u32 = 10;
+const HALF: u64 = 1 << HALF_MAG;
+const SUB_MASK: u64 = 2 * HALF - 1;
+
+/// The value a bucket index stands for in herd's histogram layout (`None` past u64).
+pub fn value_at_index(index: u32) -> Option<u64> {
+    let index = u64::from(index);
+    let bucket = (index >> HALF_MAG) as i64 - 1;
+    let mut sub = (index & (HALF - 1)) + HALF;
+    let shift = if bucket < 0 {
+        sub -= HALF;
+        0
+    } else {
+        bucket as u32
+    };
+    if shift >= 53 {
+        return None;
+    }
+    Some(sub << shift)
+}
+
+/// The bucket index of `value` in herd's histogram layout (the inverse of [`value_at_index`]
+/// up to the bucket's resolution).
+pub fn index_of(value: u64) -> u32 {
+    let pow2ceiling = 64 - (value | SUB_MASK).leading_zeros();
+    let bucket = pow2ceiling - (HALF_MAG + 1);
+    let sub = value >> bucket;
+    (((u64::from(bucket) + 1) << HALF_MAG) + sub - HALF) as u32
 }
 
 /// hdrhistogram's V2 cookie: base 0x1c849303 with the word size (0x10) in bits 4-7.
@@ -214,9 +246,9 @@ fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
     Some(v)
 }
 
-/// The non-zero buckets of a V2 histogram as (value, count), or `None` when the bytes are not
+/// The non-zero buckets of a V2 histogram as (index, count), or `None` when the bytes are not
 /// a plain V2 histogram with lowest value 1 and 3 significant digits (herd's own layout).
-fn v2_buckets(b: &[u8]) -> Option<Vec<(u64, u64)>> {
+fn v2_buckets(b: &[u8]) -> Option<Vec<(u32, u64)>> {
     if be_u32(b, 0)? & !0xf0 != V2_COOKIE_BASE {
         return None;
     }
@@ -227,9 +259,6 @@ fn v2_buckets(b: &[u8]) -> Option<Vec<(u64, u64)>> {
         return None;
     }
     let payload = b.get(40..40usize.checked_add(len)?)?;
-    // Layout of Histogram::new(3): 2048 sub-buckets, half = 1024 (magnitude 10), unit 1.
-    const HALF_MAG: u32 = 10;
-    const HALF: u64 = 1 << HALF_MAG;
     let mut out = Vec::with_capacity(payload.len() / 2);
     let (mut at, mut index) = (0usize, 0u64);
     while at < payload.len() {
@@ -240,18 +269,10 @@ fn v2_buckets(b: &[u8]) -> Option<Vec<(u64, u64)>> {
             continue;
         }
         if n > 0 {
-            let bucket = (index >> HALF_MAG) as i64 - 1;
-            let mut sub = (index & (HALF - 1)) + HALF;
-            let shift = if bucket < 0 {
-                sub -= HALF;
-                0
-            } else {
-                bucket as u32
-            };
-            if shift >= 63 {
-                return None;
-            }
-            out.push((sub << shift, n as u64));
+            let i = u32::try_from(index).ok()?;
+            // Reject indexes past u64 now, so merging later cannot fail on them.
+            value_at_index(i)?;
+            out.push((i, n as u64));
         }
         index += 1;
     }
@@ -270,7 +291,7 @@ impl SparseLabel {
                 None => {
                     let h = lb.to_stats()?.latency;
                     h.iter_recorded()
-                        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                        .map(|v| (index_of(v.value_iterated_to()), v.count_at_value()))
                         .collect()
                 }
             }
@@ -288,11 +309,18 @@ impl SparseLabel {
 
     /// Adds this label into `into`, exactly as `into.merge(&lb.to_stats()?)` would.
     pub fn merge_into(&self, into: &mut LabelStats) -> Result<(), MetricsError> {
-        for (v, n) in &self.buckets {
+        for (i, n) in &self.buckets {
+            let v = value_at_index(*i)
+                .ok_or_else(|| MetricsError::Merge(format!("bucket {i} out of range")))?;
             into.latency
-                .record_n(*v, *n)
+                .record_n(v, *n)
                 .map_err(|e| MetricsError::Merge(format!("{e:?}")))?;
         }
+        self.add_counters(into);
+        Ok(())
+    }
+
+    fn add_counters(&self, into: &mut LabelStats) {
         let c = &self.counters;
         into.requests += c.requests;
         into.errors += c.errors;
@@ -311,7 +339,45 @@ impl SparseLabel {
         into.bytes_out += c.bytes_out;
         into.checks_passed += c.checks_passed;
         into.checks_failed += c.checks_failed;
-        Ok(())
+    }
+}
+
+/// A label's stats being accumulated from many agents: latency as plain counts by bucket
+/// index, so adding a batch is one array add per bucket; turned into [`LabelStats`] once,
+/// when the second is read or finalized.
+#[derive(Default)]
+pub struct DenseLabel {
+    counters: LabelStats,
+    counts: Vec<u64>,
+}
+
+impl DenseLabel {
+    pub fn add(&mut self, l: &SparseLabel) {
+        l.add_counters(&mut self.counters);
+        // Buckets come in index order: grow once to the last one.
+        if let Some((last, _)) = l.buckets.last() {
+            let need = *last as usize + 1;
+            if need > self.counts.len() {
+                self.counts.resize(need, 0);
+            }
+        }
+        for (i, n) in &l.buckets {
+            if let Some(c) = self.counts.get_mut(*i as usize) {
+                *c += n;
+            }
+        }
+    }
+
+    pub fn to_stats(&self) -> Result<LabelStats, MetricsError> {
+        let mut s = self.counters.clone();
+        for (i, n) in self.counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let v = value_at_index(i as u32)
+                .ok_or_else(|| MetricsError::Merge(format!("bucket {i} out of range")))?;
+            s.latency
+                .record_n(v, *n)
+                .map_err(|e| MetricsError::Merge(format!("{e:?}")))?;
+        }
+        Ok(s)
     }
 }
 
@@ -417,6 +483,25 @@ mod tests {
             let mut fast = sa.clone();
             SparseLabel::decode(&sb.to_wire("x")).unwrap().merge_into(&mut fast).unwrap();
             prop_assert_eq!(fast, slow);
+        }
+
+        #[test]
+        fn dense_accumulation_equals_merging(a in sample(), b in sample(), c in sample()) {
+            let mut slow = stats_from(&a);
+            let mut dense = DenseLabel::default();
+            dense.add(&SparseLabel::decode(&slow.to_wire("x")).unwrap());
+            for other in [&b, &c] {
+                let st = stats_from(other);
+                slow.merge(&st).unwrap();
+                dense.add(&SparseLabel::decode(&st.to_wire("x")).unwrap());
+            }
+            prop_assert_eq!(dense.to_stats().unwrap(), slow);
+        }
+
+        #[test]
+        fn index_of_inverts_value_at_index(v in 1u64..u64::MAX / 4) {
+            let h = new_histogram();
+            prop_assert_eq!(value_at_index(index_of(v)), Some(h.lowest_equivalent(v)));
         }
 
         #[test]
