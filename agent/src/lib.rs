@@ -5,6 +5,7 @@
 //! - [`engine`]: one agent's share of a run end to end (compile, recorder, executor).
 //! - [`executor`]: when iterations run (closed and open models).
 //! - [`recorder`]: lock-free per-VU sample buffers folded into per-second metric batches.
+//! - [`runners`]: readers of k6/Locust/JMeter output (k6 so far).
 //! - [`report`]: folds batches into totals and prints them (standalone mode and tests).
 //! - [`standalone`]: one agent with the whole load, no coordinator (`herd agent --standalone`).
 //!
@@ -17,5 +18,6 @@ pub mod link;
 pub mod mqtt;
 pub mod recorder;
 pub mod report;
+pub mod runners;
 pub mod scenario;
 pub mod standalone;
