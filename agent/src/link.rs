@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use messages::topics;
 use messages::wire::{self, Body, Envelope, Failed, Finished, Heartbeat, Ready, WIRE_VERSION};
@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::engine::run_share;
 use crate::mqtt::{self, BrokerUrl, MqttSetupError, TlsFiles};
-use crate::recorder::Clock;
+use crate::recorder::{unix_ms, Clock};
 
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
@@ -50,13 +50,6 @@ pub enum LinkOutcome {
     Finished,
     Stopped,
     Failed(String),
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 struct Out {

@@ -32,6 +32,14 @@ pub struct Sample {
     pub bytes_out: u64,
 }
 
+/// Wall-clock now in unix milliseconds (0 if the clock is before 1970).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Maps monotonic instants to wall-clock seconds without a syscall per sample.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -41,10 +49,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Clock {
-        let base_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let base_unix_ms = unix_ms();
         Clock {
             base: Instant::now(),
             base_unix_ms,

@@ -13,7 +13,6 @@ pub struct Totals {
     pub labels: BTreeMap<String, LabelStats>,
     pub iterations: u64,
     pub dropped: u64,
-    pub batches: u64,
 }
 
 impl Totals {
@@ -21,7 +20,6 @@ impl Totals {
         b.fold_into(&mut self.labels)?;
         self.iterations += b.iterations;
         self.dropped += b.dropped_iterations;
-        self.batches += 1;
         Ok(())
     }
 

@@ -1,13 +1,8 @@
 //! Wall-clock helpers.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use agent::recorder::unix_ms;
 
 /// `20261125T213000Z`: sortable, safe in paths and topics.
 pub fn stamp() -> String {

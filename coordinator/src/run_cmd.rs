@@ -228,7 +228,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<u8> {
         labels: r.totals.clone(),
         iterations: r.iterations,
         dropped: r.dropped,
-        batches: 0,
     };
     if !opts.quiet {
         match agent::report::summary_table(&totals, r.seconds, &r.verdicts) {

@@ -333,16 +333,30 @@ impl RunSupervisor {
                     }
                 };
                 let totals = agent::report::Totals {
-                    labels: folded.totals.clone(),
+                    labels: folded.totals,
                     iterations: folded.iterations,
                     dropped: folded.dropped,
-                    batches: folded.batches.values().sum(),
                 };
-                let verdicts = totals.judge(&spec.thresholds, seconds).unwrap_or_default();
+                let verdicts = totals.judge(&spec.thresholds, seconds).unwrap_or_else(|e| {
+                    // Unjudgeable is not passed: every threshold fails, with the reason logged.
+                    tracing::error!(error = %e, "judging thresholds failed");
+                    spec.thresholds
+                        .iter()
+                        .map(|t| messages::threshold::Verdict {
+                            expr: t.expr.clone(),
+                            label: t.label.clone(),
+                            observed: f64::NAN,
+                            passed: false,
+                        })
+                        .collect()
+                });
                 for a in &mut agents {
                     a.batches_received = folded.batches.get(&a.index).copied().unwrap_or(0);
                 }
-                let total = totals.total().unwrap_or_default();
+                let total = totals.total().unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "summing labels failed: totals are empty");
+                    Default::default()
+                });
                 let result = FinalResult {
                     run_id,
                     state: state.to_string(),
@@ -350,7 +364,7 @@ impl RunSupervisor {
                     start_at_ms,
                     ended_at_ms,
                     seconds,
-                    totals: folded.totals,
+                    totals: totals.labels,
                     total,
                     by_region: folded.by_region,
                     verdicts,
