@@ -36,7 +36,7 @@ impl Bus {
         status: Recipient<FromAgent>,
         batches: Recipient<BatchIn>,
     ) -> Result<Bus, BusError> {
-        let opts = mqtt::options(url, &format!("herd-{run_id}-coordinator"), tls, 10_000)?;
+        let opts = mqtt::options(url, &format!("herd-coordinator-{run_id}"), tls, 10_000)?;
         let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
         let (sub_tx, mut sub_rx) = watch::channel(false);
         let sub_client = client.clone();

@@ -43,6 +43,12 @@ pub enum Command {
     Run(RunArgs),
     /// Run one load agent (coordinated through a broker, or `--standalone`).
     Agent(AgentArgs),
+    /// The long-running coordinator: inbox folder locally; SQS, ECS, IoT Core, S3 on AWS.
+    Serve {
+        /// Configuration file (TOML). Default: `HERD_CONFIG`, else TOML in `HERD_CONFIG_TOML`.
+        #[arg(long, env = "HERD_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Start the built-in HTTP target (for demos, tests and benchmarks).
     Target(TargetArgs),
     /// Check a spec and print every problem with its line and column.
@@ -106,8 +112,12 @@ impl TlsArgs {
 #[derive(Args, Debug)]
 pub struct AgentArgs {
     /// Run the spec's whole load in this process, without a coordinator.
-    #[arg(long, value_name = "SPEC", conflicts_with_all = ["broker", "run", "index"])]
+    #[arg(long, value_name = "SPEC", conflicts_with_all = ["broker", "run", "index", "bootstrap"])]
     pub standalone: Option<PathBuf>,
+    /// ECS mode: read this task's index, broker and certificate from its bootstrap object
+    /// under this S3 prefix (set by the coordinator as a container override).
+    #[arg(long, env = "HERD_BOOTSTRAP", value_name = "S3_URL", conflicts_with_all = ["broker", "index"])]
+    pub bootstrap: Option<String>,
     /// The coordinator's broker (coordinated mode): mqtt://host:port or mqtts://host:port.
     #[arg(long, value_name = "URL", requires_all = ["run", "index"])]
     pub broker: Option<String>,
@@ -147,7 +157,9 @@ pub fn init_tracing(verbose: u8) {
         1 => "info,rumqttd=warn",
         _ => "debug",
     };
+    // RUST_LOG, else HERD_LOG (what the task definitions set), else -v.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("HERD_LOG"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -171,6 +183,7 @@ pub async fn run(cli: Cli) -> u8 {
             .await
         }
         Command::Agent(a) => agent(a).await,
+        Command::Serve { config } => crate::serve::serve(config).await,
         Command::Target(t) => target_cmd(t).await,
         Command::Validate { spec } => validate(&spec),
     };
@@ -282,15 +295,68 @@ async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
     })
 }
 
-async fn coordinated_agent(a: AgentArgs) -> anyhow::Result<u8> {
-    let (Some(broker), Some(run), Some(index)) = (a.broker, a.run, a.index) else {
-        eprintln!("herd agent: give --standalone SPEC, or --broker URL --run ID --index N");
+/// An ECS task: who it is comes from its bootstrap object.
+async fn bootstrapped_agent(url: &str, run: Option<String>) -> anyhow::Result<u8> {
+    let Some((bucket, prefix)) = crate::bootstrap::parse_s3_url(url) else {
+        eprintln!("herd agent: --bootstrap {url:?} is not an s3://bucket/prefix/ URL");
         return Ok(EXIT_INVALID);
     };
+    let region = std::env::var("HERD_BOOTSTRAP_REGION")
+        .or_else(|_| std::env::var("AWS_REGION"))
+        .unwrap_or_else(|_| "us-east-1".into());
+    let endpoint = std::env::var("HERD_AWS_ENDPOINT_URL").ok();
+    let conf = crate::aws::sdk_config(&region, endpoint.as_deref()).await;
+    let store = crate::aws::store::S3Store {
+        client: crate::aws::s3_client(&conf),
+        results_bucket: bucket.clone(),
+        results_prefix: String::new(),
+    };
+    let arn = crate::bootstrap::own_task_arn()
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let boot = crate::bootstrap::fetch(&store, &bucket, &prefix, &arn, Duration::from_secs(120))
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(r) = run.filter(|r| *r != boot.run_id) {
+        anyhow::bail!(
+            "the bootstrap object is for run {}, this task was started for {r}",
+            boot.run_id
+        );
+    }
+    eprintln!(
+        "herd agent: task {} is agent {} of run {}",
+        crate::bootstrap::task_id(&arn),
+        boot.index,
+        boot.run_id
+    );
+    let dir = tempfile::tempdir().context("a folder for the agent's certificate")?;
+    let write = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+        Ok(p)
+    };
+    let tls = agent::mqtt::TlsFiles {
+        ca: boot
+            .ca_pem
+            .as_deref()
+            .map(|c| write("ca.pem", c))
+            .transpose()?,
+        cert: Some(write("agent.pem", &boot.cert_pem)?),
+        key: Some(write("agent.key", &boot.key_pem)?),
+    };
+    link_agent(&boot.broker, tls, boot.run_id, boot.index).await
+}
+
+async fn link_agent(
+    broker: &str,
+    tls: agent::mqtt::TlsFiles,
+    run_id: String,
+    index: u32,
+) -> anyhow::Result<u8> {
     let cfg = agent::link::LinkConfig {
-        broker: agent::mqtt::BrokerUrl::parse(&broker)?,
-        tls: a.tls.files(),
-        run_id: run,
+        broker: agent::mqtt::BrokerUrl::parse(broker)?,
+        tls,
+        run_id,
         agent: index,
         buffer: 1024,
         wait: Duration::from_secs(60),
@@ -302,6 +368,17 @@ async fn coordinated_agent(a: AgentArgs) -> anyhow::Result<u8> {
             Ok(EXIT_ERROR)
         }
     }
+}
+
+async fn coordinated_agent(a: AgentArgs) -> anyhow::Result<u8> {
+    if let Some(url) = &a.bootstrap {
+        return bootstrapped_agent(url, a.run.clone()).await;
+    }
+    let (Some(broker), Some(run), Some(index)) = (a.broker, a.run, a.index) else {
+        eprintln!("herd agent: give --standalone SPEC, --broker URL --run ID --index N, or --bootstrap S3_URL");
+        return Ok(EXIT_INVALID);
+    };
+    link_agent(&broker, a.tls.files(), run, index).await
 }
 
 async fn target_cmd(t: TargetArgs) -> anyhow::Result<u8> {

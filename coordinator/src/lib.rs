@@ -9,6 +9,8 @@
 //! - [`target`]: `herd target`, the built-in HTTP target for demos, tests and benchmarks.
 
 pub mod aggregator;
+pub mod aws;
+pub mod bootstrap;
 pub mod broker;
 pub mod bus;
 pub mod cli;
@@ -16,8 +18,11 @@ pub mod clock;
 pub mod fold;
 pub mod launcher;
 pub mod live;
+pub mod notifier;
 pub mod protocol;
 pub mod results;
 pub mod run_cmd;
+pub mod serve;
 pub mod supervisor;
 pub mod target;
+pub mod wiring;

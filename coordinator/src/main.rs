@@ -8,7 +8,10 @@ fn main() -> ExitCode {
     let cli = coordinator::cli::Cli::parse();
     coordinator::cli::init_tracing(cli.verbose);
     // The coordinator's actors run on an actix System (one thread; agents are processes).
-    if matches!(cli.command, coordinator::cli::Command::Run(_)) {
+    if matches!(
+        cli.command,
+        coordinator::cli::Command::Run(_) | coordinator::cli::Command::Serve { .. }
+    ) {
         let code = actix::System::new().block_on(coordinator::cli::run(cli));
         return ExitCode::from(code);
     }

@@ -2,28 +2,22 @@
 //! `--broker`), the coordinator actors in-process, agents as child processes, a live line per
 //! second, results in `./herd-results/<run>/`, and an exit code from the thresholds.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use actix::prelude::*;
 use agent::mqtt::{BrokerUrl, TlsFiles};
 use anyhow::Context as _;
-use messages::split::split;
 use tokio::sync::oneshot;
 
-use crate::aggregator::Aggregator;
-use crate::bus::Bus;
 use crate::cli::{
     load_spec, SpecLoadError, EXIT_CANCELLED, EXIT_ERROR, EXIT_INVALID, EXIT_OK, EXIT_THRESHOLDS,
 };
 use crate::launcher::LocalLauncher;
-use crate::live::LivePublisher;
-use crate::protocol::{LaunchAgents, StopAgents};
-use crate::results::ResultsWriter;
-use crate::supervisor::{Begin, Cancel, Deps, RunSupervisor};
+use crate::protocol::StopAgents;
+use crate::supervisor::Cancel;
 use crate::target::{Target, TargetConfig, TargetStats};
+use crate::wiring::{start_run, LauncherLink, RunParams};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -146,66 +140,39 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<u8> {
         spec.load.executor.name()
     );
 
-    let spec = Arc::new(spec);
-    let shares = split(&spec.load.executor, count);
-    let region_of: HashMap<u32, String> =
-        (0..count).map(|i| (i, spec.agents.region_of(i))).collect();
-    let (done_tx, done_rx) = oneshot::channel();
-
-    let sup_ctx = Context::<RunSupervisor>::new();
-    let sup = sup_ctx.address();
-    let agg_ctx = Context::<Aggregator>::new();
-    let agg = agg_ctx.address();
-    let bus = Bus::connect(
-        &broker,
-        &opts.tls,
-        &run_id,
-        sup.clone().recipient(),
-        agg.clone().recipient(),
+    let agent_broker = match &opts.agent_broker {
+        Some(b) => BrokerUrl::parse(b)?.to_string(),
+        None => broker.to_string(),
+    };
+    let log_dir = dir.clone();
+    let handle = start_run(
+        RunParams {
+            run_id: run_id.clone(),
+            spec,
+            spec_text,
+            data,
+            agents: count,
+            broker,
+            tls: opts.tls.clone(),
+            agent_broker,
+            agent_tls: opts.tls.clone(),
+            late_window_s: opts.late_window_s,
+            quiet: opts.quiet,
+            dir: dir.clone(),
+        },
+        move |sup| {
+            let l = LocalLauncher::new(sup, log_dir).start();
+            LauncherLink {
+                launch: l.clone().recipient(),
+                stop: l.recipient(),
+            }
+        },
     )
     .await?;
-    let planned_s = spec.load.executor.planned_ms() as f64 / 1000.0;
-    let live =
-        LivePublisher::new(bus.clone(), run_id.clone(), planned_s, count, opts.quiet).start();
-    let agg = agg_ctx.run(Aggregator::new(
-        opts.late_window_s,
-        count,
-        region_of,
-        sup.clone().recipient(),
-        live.clone().recipient(),
-    ));
-    let results = ResultsWriter::new(bus.clone(), dir.clone(), (*spec).clone(), spec_text).start();
-    let launcher = LocalLauncher::new(sup.clone().recipient(), dir.clone()).start();
-    let launch = LaunchAgents {
-        run_id: run_id.clone(),
-        count,
-        broker: match &opts.agent_broker {
-            Some(b) => BrokerUrl::parse(b)?.to_string(),
-            None => broker.to_string(),
-        },
-        tls: opts.tls.clone(),
-    };
-    let deps = Deps {
-        bus: bus.clone(),
-        launcher: launcher.clone().recipient(),
-        stop_agents: launcher.clone().recipient::<StopAgents>(),
-        aggregator: agg,
-        live,
-        results,
-    };
-    sup_ctx.run(RunSupervisor::new(
-        run_id.clone(),
-        spec.clone(),
-        data,
-        shares,
-        launch,
-        deps,
-        done_tx,
-    ));
-    sup.do_send(Begin);
+    let (sup, bus, done_rx) = (handle.supervisor, handle.bus, handle.done);
+    let launcher_c = handle.stop_agents;
 
     let sup_c = sup.clone();
-    let launcher_c = launcher.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("herd: cancelling — agents are told to stop; Ctrl-C again to kill them");

@@ -226,7 +226,7 @@ impl RunSupervisor {
         let at_ms = unix_ms() + START_LEAD.as_millis() as u64;
         self.start_at_ms = Some(at_ms);
         self.control(Body::Start(Start { at_ms }));
-        for a in &mut self.agents {
+        for a in self.agents.iter_mut().filter(|a| a.slot == Slot::Ready) {
             a.slot = Slot::Running;
             a.last_seen = Instant::now();
         }
@@ -249,7 +249,67 @@ impl RunSupervisor {
         }
     }
 
+    /// Every agent still in the run is Ready (and at least one is).
+    fn ready_to_start(&self) -> bool {
+        let live = self.agents.iter().filter(|a| !a.slot.is_terminal());
+        let mut any = false;
+        for a in live {
+            if a.slot != Slot::Ready {
+                return false;
+            }
+            any = true;
+        }
+        any
+    }
+
+    /// `Some(reason)` when fewer agents are healthy than the spec's `min_healthy_agents`.
+    fn below_min_healthy(&self) -> Option<String> {
+        let pct = self.spec.min_healthy_agents?;
+        let total = self.agents.len();
+        let healthy = self
+            .agents
+            .iter()
+            .filter(|a| !matches!(a.slot, Slot::Lost(_) | Slot::Failed(_)))
+            .count();
+        (healthy * 100 < pct as usize * total).then(|| {
+            let why: Vec<String> = self
+                .agents
+                .iter()
+                .enumerate()
+                .filter_map(|(i, a)| match &a.slot {
+                    Slot::Lost(r) | Slot::Failed(r) => Some(format!("agent {i}: {r}")),
+                    _ => None,
+                })
+                .take(5)
+                .collect();
+            format!(
+                "healthy agents {healthy}/{total} fell below min_healthy_agents {pct}% ({})",
+                why.join("; ")
+            )
+        })
+    }
+
+    /// An agent dropped out before the start: fatal unless the spec tolerates losses.
+    fn lost_before_start(&mut self, agent: u32, reason: String, ctx: &mut Context<Self>) {
+        if self.spec.min_healthy_agents.is_none() {
+            self.fail(format!("agent {agent} {reason}"), ctx);
+            return;
+        }
+        self.lose(agent, reason);
+        if let Some(why) = self.below_min_healthy() {
+            self.fail(why, ctx);
+        } else if self.ready_to_start() {
+            self.start(ctx);
+        }
+    }
+
     fn check_done(&mut self, ctx: &mut Context<Self>) {
+        if matches!(self.state, RunState::Running | RunState::Draining) {
+            if let Some(why) = self.below_min_healthy() {
+                self.fail(why, ctx);
+                return;
+            }
+        }
         if matches!(self.state, RunState::Running | RunState::Draining)
             && self.all(Slot::is_terminal)
         {
@@ -472,7 +532,7 @@ impl Handler<FromAgent> for RunSupervisor {
                 }
                 // Launching too: agents may all be Ready before the launcher's reply arrives.
                 if matches!(self.state, RunState::Launching | RunState::WaitingForAgents)
-                    && self.all(|s| *s == Slot::Ready)
+                    && self.ready_to_start()
                 {
                     self.start(ctx);
                 }
@@ -497,10 +557,9 @@ impl Handler<FromAgent> for RunSupervisor {
             }
             Body::Failed(f) => {
                 if matches!(self.state, RunState::Launching | RunState::WaitingForAgents) {
-                    self.fail(
-                        format!("agent {} failed before the start: {}", f.agent, f.reason),
-                        ctx,
-                    );
+                    let reason = format!("failed before the start: {}", f.reason);
+                    self.agents[i].slot = Slot::Failed(reason.clone());
+                    self.lost_before_start(msg.agent, reason, ctx);
                 } else {
                     self.agents[i].slot = Slot::Failed(f.reason);
                     self.check_done(ctx);
@@ -551,13 +610,8 @@ impl Handler<AgentExited> for RunSupervisor {
             return;
         }
         if matches!(self.state, RunState::Launching | RunState::WaitingForAgents) {
-            self.fail(
-                format!(
-                    "agent {} ended before it was ready: {}",
-                    msg.agent, msg.reason
-                ),
-                ctx,
-            );
+            let reason = format!("ended before it was ready: {}", msg.reason);
+            self.lost_before_start(msg.agent, reason, ctx);
             return;
         }
         a.slot = Slot::Exited(msg.reason);
@@ -585,9 +639,22 @@ impl Handler<ReadyDeadline> for RunSupervisor {
                 .agents
                 .iter()
                 .enumerate()
-                .filter(|(_, a)| a.slot != Slot::Ready)
+                .filter(|(_, a)| a.slot != Slot::Ready && !a.slot.is_terminal())
                 .map(|(i, _)| i.to_string())
                 .collect();
+            if self.spec.min_healthy_agents.is_some() {
+                for i in &missing {
+                    if let Ok(i) = i.parse::<u32>() {
+                        self.lose(i, format!("not Ready within {READY_TIMEOUT:?}"));
+                    }
+                }
+                if let Some(why) = self.below_min_healthy() {
+                    self.fail(why, ctx);
+                } else if self.ready_to_start() {
+                    self.start(ctx);
+                }
+                return;
+            }
             self.fail(
                 format!(
                     "agents {} did not report Ready within {READY_TIMEOUT:?}",

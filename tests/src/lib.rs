@@ -1,5 +1,7 @@
 //! Shared helpers for herd's cross-crate integration tests: a real target on 127.0.0.1, specs
-//! from YAML text, and the standalone engine run in-process.
+//! from YAML text, and the standalone engine run in-process. [`aws`]: moto and the ECS harness.
+
+pub mod aws;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -188,6 +190,7 @@ pub fn start_mosquitto() -> Option<Mosquitto> {
 pub struct Pki {
     pub dir: tempfile::TempDir,
     pub ca: std::path::PathBuf,
+    pub ca_key: std::path::PathBuf,
     pub server_cert: std::path::PathBuf,
     pub server_key: std::path::PathBuf,
     pub client_cert: std::path::PathBuf,
@@ -229,6 +232,7 @@ pub fn make_pki() -> Pki {
     };
     Pki {
         ca: w("ca.pem", &ca.pem()),
+        ca_key: w("ca.key", &ca.key().serialize_pem()),
         server_cert: w("server.pem", &server_pem),
         server_key: w("server.key", &server_key_pem),
         client_cert: w("client.pem", &client_pem),

@@ -181,6 +181,33 @@ fn positive(n: &Node, path: &str, errs: &mut Errs) -> Option<u64> {
     Some(v)
 }
 
+/// A share of a whole as a percent: `80%` or `80`, from 1 to 100.
+fn percent(n: &Node, path: &str, errs: &mut Errs) -> Option<u32> {
+    let v = match &n.kind {
+        Kind::Int(i) => Some(*i as f64),
+        Kind::Float(f) => Some(*f),
+        Kind::Str(s) => s
+            .trim()
+            .strip_suffix('%')
+            .and_then(|x| x.trim().parse::<f64>().ok()),
+        _ => None,
+    };
+    match v {
+        Some(v) if (1.0..=100.0).contains(&v) && v.fract() == 0.0 => Some(v as u32),
+        _ => {
+            errs.at(
+                path,
+                n.pos,
+                format!(
+                    "{} is not a percent from 1% to 100% (write e.g. 80%)",
+                    n.show()
+                ),
+            );
+            None
+        }
+    }
+}
+
 fn boolean(n: &Node, path: &str, errs: &mut Errs) -> Option<bool> {
     match n.kind {
         Kind::Bool(b) => Some(b),
@@ -347,6 +374,9 @@ fn spec_inner(root: &Node, errs: &mut Errs) -> Option<Spec> {
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
+    let min_healthy_agents = m
+        .get("min_healthy_agents")
+        .and_then(|(n, p)| percent(n, &p, errs));
     m.finish(errs, " in the spec");
 
     let (name, target, scenario, load, agents) = (name?, target?, scenario?, load?, agents?);
@@ -360,6 +390,7 @@ fn spec_inner(root: &Node, errs: &mut Errs) -> Option<Spec> {
         load,
         agents,
         thresholds,
+        min_healthy_agents,
     };
     check_templates(&spec, root, errs);
     Some(spec)
@@ -1083,7 +1114,7 @@ fn stages(n: &Node, path: &str, errs: &mut Errs) -> Option<Vec<Stage>> {
     ok.then_some(out)
 }
 
-const MAX_REGIONS: usize = 5;
+use super::model::MAX_REGIONS;
 
 fn agents(n: &Node, path: &str, errs: &mut Errs) -> Option<Agents> {
     match &n.kind {

@@ -22,6 +22,10 @@ pub struct Spec {
     pub load: Load,
     pub agents: Agents,
     pub thresholds: Vec<Threshold>,
+    /// Percent of agents that must stay healthy (1–100). When set, a run whose healthy share
+    /// falls below it fails, whether agents are lost at launch or mid-run. When not set, any
+    /// agent lost before the start fails the run and one lost later flags it.
+    pub min_healthy_agents: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -291,3 +295,6 @@ impl Agents {
         "local".to_string()
     }
 }
+
+/// Regions one run may span (the AWS solution's limit too).
+pub const MAX_REGIONS: usize = 5;

@@ -203,3 +203,21 @@ fn threshold_labels_must_exist() {
     let src = "name: t\ntarget: http://x\nscenario: [{name: home, request: GET /}]\nload: {executor: constant-vus, vus: 1, duration: 1s}\nthresholds: [{expr: p95 < 1s, label: hom}]\n";
     assert!(issues(src)[0].contains("no step is labelled \"hom\""));
 }
+
+#[test]
+fn min_healthy_agents_is_a_percent() {
+    let base = "name: t\ntarget: http://x\nscenario: [{request: GET /}]\nload: {executor: constant-vus, vus: 1, duration: 1s}\n";
+    for (v, want) in [("80%", 80), ("100", 100), ("1%", 1)] {
+        let s = parse_spec(&format!("{base}min_healthy_agents: {v}\n")).expect(v);
+        assert_eq!(s.min_healthy_agents, Some(want), "{v}");
+    }
+    assert_eq!(parse_spec(base).expect("no field").min_healthy_agents, None);
+    for bad in ["0%", "101%", "80.5%", "most", "-5"] {
+        let got = issues(&format!("{base}min_healthy_agents: {bad}\n"));
+        assert!(
+            got.iter()
+                .any(|e| e.starts_with("5:21: min_healthy_agents:") && e.contains("percent")),
+            "{bad}: {got:#?}"
+        );
+    }
+}

@@ -1,0 +1,392 @@
+//! IoT Core credentials. Each run gets one policy (`herd-<run>`) and each agent its own thing
+//! (`herd-<run>-agent-<i>`, which is also its MQTT client id) and certificate; the policy lets
+//! a certificate connect only as a thing attached to it and publish/subscribe only on its
+//! run's topics. All of it is made at launch and deactivated and deleted at run end.
+//!
+//! Certificates come from IoT Core (CreateKeysAndCertificate) or are signed here by our own CA
+//! and registered (RegisterCertificateWithoutCA): the second suits a self-managed CA and any
+//! broker that trusts only that CA — which is how the tests stand mosquitto in for IoT Core.
+
+use aws_sdk_iot::types::CertificateStatus;
+use aws_sdk_iot::Client;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::{json, Value};
+
+use super::err_text;
+use crate::serve::config::CertificateSource;
+
+#[derive(Debug, thiserror::Error)]
+#[error("IoT {call}: {message}")]
+pub struct IotError {
+    pub call: &'static str,
+    pub message: String,
+}
+
+fn iot_err(call: &'static str) -> impl Fn(&dyn std::error::Error) -> IotError {
+    move |e| IotError {
+        call,
+        message: {
+            let mut s = e.to_string();
+            let mut src = e.source();
+            while let Some(x) = src {
+                s.push_str(": ");
+                s.push_str(&x.to_string());
+                src = x.source();
+            }
+            s
+        },
+    }
+}
+
+/// One agent's identity on the broker.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// Thing name and MQTT client id (empty for the coordinator, which has no thing).
+    pub thing: String,
+    pub cert_id: String,
+    pub cert_arn: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunCredentials {
+    pub policy: String,
+    pub agents: Vec<Credential>,
+}
+
+#[derive(Clone)]
+pub struct Iot {
+    client: Client,
+    region: String,
+    source: CertificateSource,
+    /// Our CA (certificate PEM, key PEM) for [`CertificateSource::OwnCa`].
+    ca: Option<(String, String)>,
+}
+
+/// The MQTT client id (and thing name) of agent `index` in `run` — the same the agent uses.
+pub fn agent_client_id(run: &str, index: u32) -> String {
+    format!("herd-{run}-agent-{index}")
+}
+
+/// The policy of a run's agents. `deploy/iot-agent-policy.json` is this with placeholders.
+pub fn agent_policy(region: &str, account: &str, run: &str) -> Value {
+    let arn = |kind: &str, rest: &str| format!("arn:aws:iot:{region}:{account}:{kind}/{rest}");
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "iot:Connect",
+                "Resource": arn("client", "${iot:Connection.Thing.ThingName}"),
+                "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Publish",
+                "Resource": arn("topic", &format!("herd/runs/{run}/agents/*"))
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Subscribe",
+                "Resource": arn("topicfilter", &format!("herd/runs/{run}/control"))
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Receive",
+                "Resource": arn("topic", &format!("herd/runs/{run}/control"))
+            }
+        ]
+    })
+}
+
+/// IoT calls in flight at once when making or removing a run's credentials.
+const PARALLEL: usize = 8;
+
+impl Iot {
+    pub fn new(
+        client: Client,
+        region: String,
+        source: CertificateSource,
+        ca: Option<(String, String)>,
+    ) -> Iot {
+        Iot {
+            client,
+            region,
+            source,
+            ca,
+        }
+    }
+
+    /// `mqtts://<account endpoint>:8883`.
+    pub async fn endpoint(&self) -> Result<String, IotError> {
+        let out = self
+            .client
+            .describe_endpoint()
+            .endpoint_type("iot:Data-ATS")
+            .send()
+            .await
+            .map_err(|e| iot_err("DescribeEndpoint")(&e))?;
+        let host = out.endpoint_address().ok_or(IotError {
+            call: "DescribeEndpoint",
+            message: "no endpoint address in the answer".into(),
+        })?;
+        Ok(format!("mqtts://{host}:8883"))
+    }
+
+    async fn certificate(&self, cn: &str) -> Result<Credential, IotError> {
+        match (&self.source, &self.ca) {
+            (CertificateSource::OwnCa, Some((ca_pem, ca_key))) => {
+                let (cert_pem, key_pem) = sign_with_ca(ca_pem, ca_key, cn)?;
+                let out = self
+                    .client
+                    .register_certificate_without_ca()
+                    .certificate_pem(&cert_pem)
+                    .status(CertificateStatus::Active)
+                    .send()
+                    .await
+                    .map_err(|e| iot_err("RegisterCertificateWithoutCA")(&e))?;
+                Ok(Credential {
+                    thing: String::new(),
+                    cert_id: out.certificate_id().unwrap_or_default().to_string(),
+                    cert_arn: out.certificate_arn().unwrap_or_default().to_string(),
+                    cert_pem,
+                    key_pem,
+                })
+            }
+            (CertificateSource::OwnCa, None) => Err(IotError {
+                call: "RegisterCertificateWithoutCA",
+                message: "own-ca certificates need ca_cert and ca_key".into(),
+            }),
+            (CertificateSource::Aws, _) => {
+                let out = self
+                    .client
+                    .create_keys_and_certificate()
+                    .set_as_active(true)
+                    .send()
+                    .await
+                    .map_err(|e| iot_err("CreateKeysAndCertificate")(&e))?;
+                Ok(Credential {
+                    thing: String::new(),
+                    cert_id: out.certificate_id().unwrap_or_default().to_string(),
+                    cert_arn: out.certificate_arn().unwrap_or_default().to_string(),
+                    cert_pem: out.certificate_pem().unwrap_or_default().to_string(),
+                    key_pem: out
+                        .key_pair()
+                        .and_then(|k| k.private_key())
+                        .unwrap_or_default()
+                        .to_string(),
+                })
+            }
+        }
+    }
+
+    /// Policy, things and certificates for `count` agents of `run`. On error, whatever was
+    /// made is removed again before the error is returned.
+    pub async fn issue_run(&self, run: &str, count: u32) -> Result<RunCredentials, IotError> {
+        let policy = format!("herd-{run}");
+        let doc = agent_policy(&self.region, "*", run).to_string();
+        self.client
+            .create_policy()
+            .policy_name(&policy)
+            .policy_document(doc)
+            .send()
+            .await
+            .map_err(|e| iot_err("CreatePolicy")(&e))?;
+        let made: Vec<Result<Credential, (Option<Credential>, IotError)>> =
+            futures::stream::iter(0..count)
+                .map(|i| self.issue_agent(run, i, &policy))
+                .buffered(PARALLEL)
+                .collect()
+                .await;
+        let mut creds = RunCredentials {
+            policy,
+            agents: Vec::new(),
+        };
+        let mut first_err = None;
+        for r in made {
+            match r {
+                Ok(c) => creds.agents.push(c),
+                Err((partial, e)) => {
+                    creds.agents.extend(partial);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            self.revoke_run(&creds).await;
+            return Err(e);
+        }
+        Ok(creds)
+    }
+
+    async fn issue_agent(
+        &self,
+        run: &str,
+        i: u32,
+        policy: &str,
+    ) -> Result<Credential, (Option<Credential>, IotError)> {
+        let thing = agent_client_id(run, i);
+        let mut c = self.certificate(&thing).await.map_err(|e| (None, e))?;
+        c.thing = thing.clone();
+        let step = async {
+            self.client
+                .create_thing()
+                .thing_name(&thing)
+                .send()
+                .await
+                .map_err(|e| iot_err("CreateThing")(&e))?;
+            self.client
+                .attach_thing_principal()
+                .thing_name(&thing)
+                .principal(&c.cert_arn)
+                .send()
+                .await
+                .map_err(|e| iot_err("AttachThingPrincipal")(&e))?;
+            self.client
+                .attach_policy()
+                .policy_name(policy)
+                .target(&c.cert_arn)
+                .send()
+                .await
+                .map_err(|e| iot_err("AttachPolicy")(&e))?;
+            Ok::<(), IotError>(())
+        };
+        match step.await {
+            Ok(()) => Ok(c),
+            Err(e) => Err((Some(c), e)),
+        }
+    }
+
+    /// Detaches, deactivates and deletes everything [`Iot::issue_run`] made. Best effort: each
+    /// failure is logged and the rest still goes.
+    pub async fn revoke_run(&self, creds: &RunCredentials) {
+        futures::stream::iter(creds.agents.iter())
+            .map(|c| self.revoke(c, Some(&creds.policy)))
+            .buffer_unordered(PARALLEL)
+            .collect::<Vec<()>>()
+            .await;
+        if let Err(e) = self
+            .client
+            .delete_policy()
+            .policy_name(&creds.policy)
+            .send()
+            .await
+        {
+            tracing::warn!(policy = %creds.policy, error = %err_text(&e), "IoT DeletePolicy failed");
+        }
+    }
+
+    async fn revoke(&self, c: &Credential, policy: Option<&str>) {
+        let warn = |call: &str, e: &dyn std::error::Error| tracing::warn!(thing = %c.thing, cert = %c.cert_id, call, error = %e, "IoT cleanup step failed");
+        if let Some(p) = policy {
+            if let Err(e) = self
+                .client
+                .detach_policy()
+                .policy_name(p)
+                .target(&c.cert_arn)
+                .send()
+                .await
+            {
+                warn("DetachPolicy", &e);
+            }
+        }
+        if !c.thing.is_empty() {
+            if let Err(e) = self
+                .client
+                .detach_thing_principal()
+                .thing_name(&c.thing)
+                .principal(&c.cert_arn)
+                .send()
+                .await
+            {
+                warn("DetachThingPrincipal", &e);
+            }
+        }
+        if let Err(e) = self
+            .client
+            .update_certificate()
+            .certificate_id(&c.cert_id)
+            .new_status(CertificateStatus::Inactive)
+            .send()
+            .await
+        {
+            warn("UpdateCertificate", &e);
+        }
+        if let Err(e) = self
+            .client
+            .delete_certificate()
+            .certificate_id(&c.cert_id)
+            .send()
+            .await
+        {
+            warn("DeleteCertificate", &e);
+        }
+        if !c.thing.is_empty() {
+            if let Err(e) = self.client.delete_thing().thing_name(&c.thing).send().await {
+                warn("DeleteThing", &e);
+            }
+        }
+    }
+
+    /// The coordinator's own certificate, under the stack's coordinator policy.
+    pub async fn issue_coordinator(&self, policy: &str, id: &str) -> Result<Credential, IotError> {
+        let c = self.certificate(id).await?;
+        self.client
+            .attach_policy()
+            .policy_name(policy)
+            .target(&c.cert_arn)
+            .send()
+            .await
+            .map_err(|e| iot_err("AttachPolicy")(&e))?;
+        Ok(c)
+    }
+
+    pub async fn revoke_coordinator(&self, c: &Credential, policy: &str) {
+        self.revoke(c, Some(policy)).await;
+    }
+
+    /// Checks that every credential exists in IoT (used after a partial failure in tests).
+    pub async fn count_active(&self, creds: &RunCredentials) -> Result<usize, IotError> {
+        futures::stream::iter(creds.agents.iter())
+            .map(|c| async move {
+                self.client
+                    .describe_certificate()
+                    .certificate_id(&c.cert_id)
+                    .send()
+                    .await
+                    .map(|o| {
+                        o.certificate_description()
+                            .and_then(|d| d.status())
+                            .is_some_and(|s| *s == CertificateStatus::Active)
+                    })
+                    .map_err(|e| iot_err("DescribeCertificate")(&e))
+            })
+            .buffered(PARALLEL)
+            .try_fold(0, |n, active| async move { Ok(n + usize::from(active)) })
+            .await
+    }
+}
+
+/// A client certificate for `cn`, signed by our CA. EC P-256: IoT Core accepts it and it is
+/// cheap to make by the hundred.
+fn sign_with_ca(ca_pem: &str, ca_key: &str, cn: &str) -> Result<(String, String), IotError> {
+    let e = |m: String| IotError {
+        call: "sign certificate",
+        message: m,
+    };
+    let ca_key = rcgen::KeyPair::from_pem(ca_key).map_err(|x| e(format!("CA key: {x}")))?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(ca_pem, ca_key)
+        .map_err(|x| e(format!("CA certificate: {x}")))?;
+    let key = rcgen::KeyPair::generate().map_err(|x| e(format!("key: {x}")))?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+        .map_err(|x| e(format!("params: {x}")))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(|x| e(format!("signing: {x}")))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}

@@ -1,0 +1,202 @@
+//! S3: specs in, results out, short-lived agent bootstrap objects, and idempotency markers
+//! that make a re-delivered request a no-op even across coordinator restarts.
+
+use std::path::Path;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+
+use super::err_text;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("s3://{bucket}/{key}: {message}")]
+    S3 {
+        bucket: String,
+        key: String,
+        message: String,
+    },
+    #[error("s3://{bucket}/{key} does not exist")]
+    Missing { bucket: String, key: String },
+    #[error("{0}: {1}")]
+    Local(String, std::io::Error),
+}
+
+#[derive(Clone)]
+pub struct S3Store {
+    pub client: Client,
+    pub results_bucket: String,
+    pub results_prefix: String,
+}
+
+/// Specs larger than this are refused before they are read (a spec is a page of YAML).
+pub const MAX_SPEC_BYTES: i64 = 1 << 20;
+/// Data files (CSV feeders) travel inside the Assign message, which is bounded too.
+pub const MAX_DATA_BYTES: i64 = 4 << 20;
+
+impl S3Store {
+    fn err(bucket: &str, key: &str, e: impl std::error::Error) -> StoreError {
+        StoreError::S3 {
+            bucket: bucket.into(),
+            key: key.into(),
+            message: err_text(&e),
+        }
+    }
+
+    /// Fetches an object as UTF-8 text (a spec), the given version when one is named.
+    pub async fn get_text(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<String, StoreError> {
+        let bytes = self.get_bytes(bucket, key, version, MAX_SPEC_BYTES).await?;
+        String::from_utf8(bytes).map_err(|_| StoreError::S3 {
+            bucket: bucket.into(),
+            key: key.into(),
+            message: "not UTF-8 text".into(),
+        })
+    }
+
+    /// Fetches an object of at most `limit` bytes.
+    pub async fn get_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    StoreError::Missing {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                    }
+                } else {
+                    Self::err(bucket, key, e)
+                }
+            })?;
+        if out.content_length().unwrap_or(0) > limit {
+            return Err(StoreError::S3 {
+                bucket: bucket.into(),
+                key: key.into(),
+                message: format!("larger than {limit} bytes"),
+            });
+        }
+        Ok(out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Self::err(bucket, key, e))?
+            .into_bytes()
+            .to_vec())
+    }
+
+    pub async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.results_bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| Self::err(&self.results_bucket, key, e))?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.results_bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| Self::err(&self.results_bucket, key, e))?;
+        Ok(())
+    }
+
+    /// `results/<spec>/<run>/` as an `s3://` URL.
+    pub fn results_url(&self, spec: &str, run: &str) -> String {
+        format!(
+            "s3://{}/{}",
+            self.results_bucket,
+            self.results_key(spec, run, "")
+        )
+    }
+
+    fn results_key(&self, spec: &str, run: &str, file: &str) -> String {
+        format!("{}{spec}/{run}/{file}", self.results_prefix)
+    }
+
+    /// Uploads every file of a local run folder to `results/<spec>/<run>/`.
+    pub async fn upload_results(
+        &self,
+        dir: &Path,
+        spec: &str,
+        run: &str,
+    ) -> Result<String, StoreError> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| StoreError::Local(dir.display().to_string(), e))?;
+        let mut files: Vec<_> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for f in files {
+            let Some(name) = f.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let body =
+                std::fs::read(&f).map_err(|e| StoreError::Local(f.display().to_string(), e))?;
+            let ct = match f.extension().and_then(|e| e.to_str()) {
+                Some("json") => "application/json",
+                Some("csv") => "text/csv",
+                Some("xml") => "application/xml",
+                Some("yaml") => "application/yaml",
+                Some("html") => "text/html",
+                _ => "text/plain",
+            };
+            self.put(&self.results_key(spec, run, name), body, ct)
+                .await?;
+        }
+        Ok(self.results_url(spec, run))
+    }
+
+    fn marker_key(key: &str) -> String {
+        format!("_idempotency/{key}")
+    }
+
+    /// The run an idempotency key already started, if any.
+    pub async fn seen(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let k = Self::marker_key(key);
+        match self.get_text(&self.results_bucket.clone(), &k, None).await {
+            Ok(run) => Ok(Some(run)),
+            Err(StoreError::Missing { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn mark(&self, key: &str, run: &str) -> Result<(), StoreError> {
+        self.put(
+            &Self::marker_key(key),
+            run.as_bytes().to_vec(),
+            "text/plain",
+        )
+        .await
+    }
+}
