@@ -274,8 +274,16 @@ async fn drive(
     let mut engine_result = None;
     let mut stopped = false;
     let metrics_topic = topics::metrics(&cfg.run_id, me);
+    // SIGTERM (ECS StopTask, a scaled-down fleet) ends the load like a Stop: the VUs stop
+    // gracefully and every batch still goes out before Finished.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
         tokio::select! {
+            Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => None } }, if !stopped => {
+                tracing::info!("SIGTERM: stopping gracefully");
+                stopped = true;
+                let _ = stop_tx.send(true);
+            }
             r = &mut engine, if engine_result.is_none() => engine_result = Some(r),
             b = batch_rx.recv() => match b {
                 Some(b) => {

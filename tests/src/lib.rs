@@ -49,7 +49,25 @@ pub fn herd_bin() -> std::path::PathBuf {
     BUILT
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-            let status = std::process::Command::new(cargo)
+            let mut cmd = std::process::Command::new(cargo);
+            // cargo gives test processes CARGO_MANIFEST_DIR, CARGO_PKG_* …; `ring`'s build script
+            // reruns when CARGO_MANIFEST_DIR changes, which rebuilt ring and everything above it
+            // (the AWS SDK: ~2 min) on every nested build. The nested build gets a clean env.
+            for (k, _) in std::env::vars() {
+                if k.starts_with("CARGO_PKG_")
+                    || k.starts_with("CARGO_MANIFEST_")
+                    || matches!(
+                        k.as_str(),
+                        "CARGO_CRATE_NAME"
+                            | "CARGO_PRIMARY_PACKAGE"
+                            | "CARGO_TARGET_TMPDIR"
+                            | "RUST_RECURSION_COUNT"
+                    )
+                {
+                    cmd.env_remove(k);
+                }
+            }
+            let status = cmd
                 .args([
                     "build",
                     "--quiet",

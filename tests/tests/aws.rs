@@ -61,13 +61,16 @@ impl Env {
 }
 
 async fn setup() -> Option<Env> {
+    let t0 = std::time::Instant::now();
     let moto = start_moto()?;
+    eprintln!("[{:?}] moto", t0.elapsed());
     let pki = make_pki();
     let mosq = start_mosquitto_tls(&pki)?;
     let fix = MotoFix::start(moto.port).await;
     let conf = moto.config(&fix.url).await;
     let aws = Clients::new(&conf);
     let stack = aws.stack(&moto).await;
+    eprintln!("[{:?}] stack", t0.elapsed());
     let work = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir_all(work.path().join("tasks")).expect("tasks dir");
     let config = format!(
@@ -121,6 +124,7 @@ security_groups = ["sg-0123456789abcdef0"]
     let cfg_path = work.path().join("serve.toml");
     std::fs::write(&cfg_path, config).expect("write config");
     let herd = herd_bin();
+    eprintln!("[{:?}] herd built", t0.elapsed());
     let serve_log = std::fs::File::create(work.path().join("serve.log")).expect("log");
     let serve = std::process::Command::new(&herd)
         .args(["serve", "--config"])
@@ -245,8 +249,21 @@ async fn keys(env: &Env, prefix: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spec_object_runs_on_ecs_agents_and_reports_everywhere() {
+    let t0 = std::time::Instant::now();
     let Some(env) = setup().await else { return };
+    eprintln!("[{:?}] ready", t0.elapsed());
     let target = start_target().await;
+
+    // 0. A message herd cannot understand goes to the DLQ (after maxReceiveCount receives),
+    //    with a log line saying why; checked at the end.
+    env.aws
+        .sqs
+        .send_message()
+        .queue_url(&env.stack.queue_url)
+        .message_body("{\"hello\": \"queue\"}")
+        .send()
+        .await
+        .expect("SendMessage");
 
     // 1. A spec dropped into the bucket runs on 2 ECS "tasks".
     put_spec(
@@ -256,6 +273,7 @@ async fn spec_object_runs_on_ecs_agents_and_reports_everywhere() {
     )
     .await;
     let (sns, eb) = both_notifications(&env, "RunCompleted", "spec", "shop").await;
+    eprintln!("[{:?}] shop done", t0.elapsed());
     let seen = target.stats().requests;
     for n in [&sns, &eb] {
         let d = &n["detail"];
@@ -390,6 +408,7 @@ async fn spec_object_runs_on_ecs_agents_and_reports_everywhere() {
             .expect("SendMessage");
     }
     let (sns, _) = both_notifications(&env, "RunCompleted", "correlation_id", "deploy-dup").await;
+    eprintln!("[{:?}] dup done", t0.elapsed());
     assert_eq!(sns["detail"]["requests"], json!(target2.stats().requests));
     let more = env
         .aws
@@ -414,6 +433,22 @@ async fn spec_object_runs_on_ecs_agents_and_reports_everywhere() {
     );
     target.shutdown().await;
     target2.shutdown().await;
+
+    let dead = env
+        .aws
+        .drain(&env.stack.dlq_url, Duration::from_secs(2))
+        .await;
+    assert_eq!(
+        dead,
+        vec!["{\"hello\": \"queue\"}".to_string()],
+        "the poison message is in the DLQ"
+    );
+    assert!(
+        env.log("serve.log")
+            .contains("neither an EventBridge event, an S3 notification nor an SNS envelope"),
+        "{}",
+        env.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -532,4 +567,80 @@ async fn pipeline_cancel_and_a_stopped_task() {
     );
     target.shutdown().await;
     let _ = (&env.moto, &env.pki, &env.fix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iot_credentials_are_made_per_agent_and_removed() {
+    // The production default: IoT Core makes the key pairs (CreateKeysAndCertificate).
+    let Some(moto) = start_moto() else { return };
+    let conf = moto.config(&moto.url).await;
+    let client = aws_sdk_iot::Client::new(&conf);
+    let iot = coordinator::aws::iot::Iot::new(
+        client.clone(),
+        REGION.into(),
+        coordinator::serve::config::CertificateSource::Aws,
+        None,
+    );
+    let endpoint = iot.endpoint().await.expect("DescribeEndpoint");
+    assert!(
+        endpoint.starts_with("mqtts://") && endpoint.ends_with(":8883"),
+        "{endpoint}"
+    );
+    let creds = iot.issue_run("r-42", 3).await.expect("issue");
+    assert_eq!(creds.policy, "herd-r-42");
+    assert_eq!(creds.agents.len(), 3);
+    for (i, c) in creds.agents.iter().enumerate() {
+        assert_eq!(c.thing, format!("herd-r-42-agent-{i}"));
+        assert!(c.cert_pem.contains("BEGIN CERTIFICATE") && c.key_pem.contains("PRIVATE KEY"));
+        let principals = client
+            .list_thing_principals()
+            .thing_name(&c.thing)
+            .send()
+            .await
+            .expect("ListThingPrincipals");
+        assert_eq!(
+            principals.principals(),
+            [c.cert_arn.clone()],
+            "each thing has its own certificate"
+        );
+    }
+    let policy = client
+        .get_policy()
+        .policy_name("herd-r-42")
+        .send()
+        .await
+        .expect("GetPolicy");
+    let doc = policy.policy_document().unwrap_or_default();
+    assert!(
+        doc.contains("herd/runs/r-42/agents/*") && doc.contains("herd/runs/r-42/control"),
+        "{doc}"
+    );
+    let targets = client
+        .list_targets_for_policy()
+        .policy_name("herd-r-42")
+        .send()
+        .await
+        .expect("ListTargetsForPolicy");
+    assert_eq!(targets.targets().len(), 3);
+
+    iot.revoke_run(&creds).await;
+    assert!(client
+        .list_things()
+        .send()
+        .await
+        .expect("ListThings")
+        .things()
+        .is_empty());
+    assert!(client
+        .list_certificates()
+        .send()
+        .await
+        .expect("ListCertificates")
+        .certificates()
+        .is_empty());
+    let policies = client.list_policies().send().await.expect("ListPolicies");
+    assert!(policies
+        .policies()
+        .iter()
+        .all(|p| p.policy_name() != Some("herd-r-42")));
 }

@@ -359,3 +359,59 @@ async fn agents_keep_loading_through_a_broker_outage_and_replay_their_batches() 
     assert_eq!(s["total"]["requests"].as_u64().unwrap(), t.stats().requests);
     assert!(no_agents_left(&run_id).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigtermed_agent_stops_gracefully_and_loses_nothing() {
+    // What ECS StopTask does to a task: SIGTERM. The agent stops its VUs, sends every batch
+    // and Finished, so the run has no loss and counts exactly what the target served.
+    let t = start_target().await;
+    let spec = "name: term\ntarget: {url}\nscenario: [{request: GET /fast}]\nload: {executor: constant-vus, vus: 4, duration: 6s}\n";
+    let run = spawn_run(spec, &t.url(), &["--agents", "2", "--quiet"]);
+    let run_id = wait_for_run_id(run.results.path()).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let victims: Vec<i32> = agent_pids(&run_id)
+        .into_iter()
+        .filter(|(_, c)| c.contains("--index 1"))
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(victims.len(), 1);
+    // SAFETY: signalling an agent process this test's run started.
+    unsafe { libc::kill(victims[0], libc::SIGTERM) };
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(s["agents_lost"], 0, "{s}");
+    assert_eq!(s["total"]["requests"].as_u64(), Some(t.stats().requests));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_min_healthy_agents_the_run_fails() {
+    let t = start_target().await;
+    let spec = "name: healthy\ntarget: {url}\nmin_healthy_agents: 100%\nscenario: [{request: GET /fast}]\nload: {executor: constant-vus, vus: 4, duration: 20s}\n";
+    let run = spawn_run(spec, &t.url(), &["--agents", "2", "--quiet"]);
+    let run_id = wait_for_run_id(run.results.path()).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let victims: Vec<i32> = agent_pids(&run_id)
+        .into_iter()
+        .filter(|(_, c)| c.contains("--index 0"))
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(victims.len(), 1);
+    // SAFETY: killing an agent process this test's run started.
+    unsafe { libc::kill(victims[0], libc::SIGKILL) };
+    let begun = std::time::Instant::now();
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        begun.elapsed() < Duration::from_secs(15),
+        "failed fast, not at the end of the 20 s"
+    );
+    let s = summary(results.path());
+    assert_eq!(s["state"], "failed");
+    let reason = s["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("healthy agents 1/2 fell below min_healthy_agents 100%"),
+        "{reason}"
+    );
+    assert!(no_agents_left(&run_id).await);
+}

@@ -9,8 +9,7 @@
 
 use aws_sdk_iot::types::CertificateStatus;
 use aws_sdk_iot::Client;
-use futures::{StreamExt, TryStreamExt};
-use serde_json::{json, Value};
+use futures::StreamExt;
 
 use super::err_text;
 use crate::serve::config::CertificateSource;
@@ -69,35 +68,16 @@ pub fn agent_client_id(run: &str, index: u32) -> String {
     format!("herd-{run}-agent-{index}")
 }
 
-/// The policy of a run's agents. `deploy/iot-agent-policy.json` is this with placeholders.
-pub fn agent_policy(region: &str, account: &str, run: &str) -> Value {
-    let arn = |kind: &str, rest: &str| format!("arn:aws:iot:{region}:{account}:{kind}/{rest}");
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": "iot:Connect",
-                "Resource": arn("client", "${iot:Connection.Thing.ThingName}"),
-                "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
-            },
-            {
-                "Effect": "Allow",
-                "Action": "iot:Publish",
-                "Resource": arn("topic", &format!("herd/runs/{run}/agents/*"))
-            },
-            {
-                "Effect": "Allow",
-                "Action": "iot:Subscribe",
-                "Resource": arn("topicfilter", &format!("herd/runs/{run}/control"))
-            },
-            {
-                "Effect": "Allow",
-                "Action": "iot:Receive",
-                "Resource": arn("topic", &format!("herd/runs/{run}/control"))
-            }
-        ]
-    })
+/// The template of a run's agent policy: the file in `deploy/` is the one herd uses.
+pub const AGENT_POLICY_TEMPLATE: &str = include_str!("../../../deploy/iot-agent-policy.json");
+
+/// The policy of a run's agents: connect only as a thing attached to the certificate (each
+/// agent has its own), publish only on the run's agent topics, receive only its control topic.
+pub fn agent_policy(region: &str, account: &str, run: &str) -> String {
+    AGENT_POLICY_TEMPLATE
+        .replace("${Region}", region)
+        .replace("${Account}", account)
+        .replace("${Run}", run)
 }
 
 /// IoT calls in flight at once when making or removing a run's credentials.
@@ -185,7 +165,7 @@ impl Iot {
     /// made is removed again before the error is returned.
     pub async fn issue_run(&self, run: &str, count: u32) -> Result<RunCredentials, IotError> {
         let policy = format!("herd-{run}");
-        let doc = agent_policy(&self.region, "*", run).to_string();
+        let doc = agent_policy(&self.region, "*", run);
         self.client
             .create_policy()
             .policy_name(&policy)
@@ -345,27 +325,6 @@ impl Iot {
     pub async fn revoke_coordinator(&self, c: &Credential, policy: &str) {
         self.revoke(c, Some(policy)).await;
     }
-
-    /// Checks that every credential exists in IoT (used after a partial failure in tests).
-    pub async fn count_active(&self, creds: &RunCredentials) -> Result<usize, IotError> {
-        futures::stream::iter(creds.agents.iter())
-            .map(|c| async move {
-                self.client
-                    .describe_certificate()
-                    .certificate_id(&c.cert_id)
-                    .send()
-                    .await
-                    .map(|o| {
-                        o.certificate_description()
-                            .and_then(|d| d.status())
-                            .is_some_and(|s| *s == CertificateStatus::Active)
-                    })
-                    .map_err(|e| iot_err("DescribeCertificate")(&e))
-            })
-            .buffered(PARALLEL)
-            .try_fold(0, |n, active| async move { Ok(n + usize::from(active)) })
-            .await
-    }
 }
 
 /// A client certificate for `cn`, signed by our CA. EC P-256: IoT Core accepts it and it is
@@ -389,4 +348,34 @@ fn sign_with_ca(ca_pem: &str, ca_key: &str, cn: &str) -> Result<(String, String)
         .signed_by(&key, &issuer)
         .map_err(|x| e(format!("signing: {x}")))?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_names_only_the_runs_topics() {
+        let p: serde_json::Value =
+            serde_json::from_str(&agent_policy("eu-west-1", "*", "shop-1")).expect("JSON");
+        let text = p.to_string();
+        assert!(text.contains("arn:aws:iot:eu-west-1:*:topic/herd/runs/shop-1/agents/*"));
+        assert!(text.contains("client/${iot:Connection.Thing.ThingName}"));
+        assert!(!text.contains("${Run}") && !text.contains("${Region}"));
+    }
+
+    #[test]
+    fn own_ca_certificates_chain_to_the_ca() {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "test CA");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let ca_pem = ca.self_signed(&key).expect("CA").pem();
+        let (cert, k) =
+            sign_with_ca(&ca_pem, &key.serialize_pem(), "herd-r-agent-0").expect("signed");
+        assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(k.contains("PRIVATE KEY"));
+        assert!(sign_with_ca(&ca_pem, "not a key", "x").is_err());
+    }
 }

@@ -108,7 +108,13 @@ enum Disposition {
     Delete,
     /// Leave it: it becomes visible again (retry, or the DLQ after maxReceiveCount).
     Keep,
+    /// Not understood: make it visible again soon, so it reaches the DLQ after
+    /// maxReceiveCount quick receives instead of holding a slot for minutes.
+    Poison,
 }
+
+/// Seconds a poison message stays hidden between receives.
+const POISON_RETRY_S: i32 = 1;
 
 async fn handle(h: Handling, m: Message) {
     let Some(receipt) = m.receipt_handle().map(str::to_string) else {
@@ -148,7 +154,7 @@ async fn handle(h: Handling, m: Message) {
         Err(poison) => {
             tracing::error!(message = %id, receives = %receives, reason = %poison,
                 "cannot understand this message; leaving it for the queue's dead-letter queue");
-            Disposition::Keep
+            Disposition::Poison
         }
         Ok(Intent::Ignore(why)) => {
             tracing::info!(message = %id, %why, "ignored");
@@ -213,6 +219,19 @@ async fn handle(h: Handling, m: Message) {
     };
     let _ = done_tx.send(());
     let _ = ext.await;
+    if let Disposition::Poison = disposition {
+        if let Err(e) = h
+            .client
+            .change_message_visibility()
+            .queue_url(&h.queue_url)
+            .receipt_handle(&receipt)
+            .visibility_timeout(POISON_RETRY_S)
+            .send()
+            .await
+        {
+            tracing::warn!(message = %id, error = %err_text(&e), "could not release a poison message");
+        }
+    }
     if let Disposition::Delete = disposition {
         if let Err(e) = h
             .client
