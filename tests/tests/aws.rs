@@ -600,7 +600,7 @@ async fn iot_credentials_are_made_per_agent_and_removed() {
             .expect("ListThingPrincipals");
         assert_eq!(
             principals.principals(),
-            [c.cert_arn.clone()],
+            std::slice::from_ref(&c.cert_arn),
             "each thing has its own certificate"
         );
     }
