@@ -27,14 +27,16 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Compile(#[from] CompileError),
+    #[error(transparent)]
+    Runner(#[from] crate::runners::RunnerError),
 }
 
 /// Reads the spec's CSV files, relative to the spec's folder.
 pub fn load_data(spec: &Spec, spec_dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, EngineError> {
-    spec.data
-        .iter()
-        .map(|(name, src)| {
-            let path = spec_dir.join(&src.file);
+    spec.files()
+        .into_iter()
+        .map(|(name, file)| {
+            let path = spec_dir.join(&file);
             std::fs::read(&path)
                 .map(|b| (name.clone(), b))
                 .map_err(|source| EngineError::DataFile {
@@ -69,6 +71,9 @@ pub async fn run_share(
     stop: watch::Receiver<bool>,
     out: mpsc::UnboundedSender<MetricBatch>,
 ) -> Result<Report, EngineError> {
+    if spec.runner.is_some() {
+        return Ok(crate::runners::run_share(spec, data, share, run_id, stop, out).await?);
+    }
     let plan = Arc::new(compile(spec, data, run_id, share.index, share.count)?);
     let recorder = Recorder::new(share.index, plan.labels.clone(), out);
     let env = Env {

@@ -225,13 +225,20 @@ async fn drive(
     };
     let data: BTreeMap<String, Vec<u8>> =
         assign.data.into_iter().map(|f| (f.name, f.bytes)).collect();
-    if let Err(e) = crate::scenario::compile(
-        &assign.spec,
-        &data,
-        &cfg.run_id,
-        assign.share.index,
-        assign.share.count,
-    ) {
+    let checked = if assign.spec.runner.is_some() {
+        crate::runners::check(&assign.spec, &data).map_err(|e| e.to_string())
+    } else {
+        crate::scenario::compile(
+            &assign.spec,
+            &data,
+            &cfg.run_id,
+            assign.share.index,
+            assign.share.count,
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    if let Err(e) = checked {
         let reason = format!("agent {me}: {e}");
         out.status(Body::Failed(Failed {
             agent: me,
@@ -308,7 +315,13 @@ async fn drive(
             }
         }
     }
-    if let Some(Err(e)) = engine_result {
+    // The batch channel can close before the engine's result was polled: wait for it, or an
+    // engine error would pass for a normal finish.
+    let engine_result = match engine_result {
+        Some(r) => r,
+        None => (&mut engine).await,
+    };
+    if let Err(e) = engine_result {
         let reason = format!("agent {me}: {e}");
         out.status(Body::Failed(Failed {
             agent: me,

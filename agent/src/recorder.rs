@@ -136,6 +136,28 @@ impl SampleBuf {
         }
     }
 
+    /// Records a sample that happened in unix second `second` (framework runners, whose tools
+    /// timestamp their own samples).
+    pub fn record_in(&mut self, second: u64, sample: Sample) {
+        if second != self.second {
+            self.flush();
+            self.second = second;
+        }
+        self.samples.push(sample);
+        if self.samples.len() >= CHUNK {
+            self.flush();
+        }
+    }
+
+    /// An iteration that ended in unix second `second`.
+    pub fn iteration_in(&mut self, second: u64) {
+        if second != self.second {
+            self.flush();
+            self.second = second;
+        }
+        self.iterations += 1;
+    }
+
     pub fn iteration_done(&mut self, at: Instant) {
         self.roll(at);
         self.iterations += 1;
@@ -176,10 +198,14 @@ struct Second {
     dropped: u64,
 }
 
+/// Label names by id. Fixed for the native engine; framework runners add labels as the tool
+/// reports them.
+pub type Labels = Arc<std::sync::RwLock<Vec<String>>>;
+
 pub struct Recorder {
     rx: mpsc::UnboundedReceiver<Chunk>,
     handle: RecorderHandle,
-    labels: Vec<String>,
+    labels: Labels,
     agent: u32,
     grace: Duration,
     out: mpsc::UnboundedSender<MetricBatch>,
@@ -200,7 +226,7 @@ impl Recorder {
                 clock: Clock::new(),
                 active_vus: Arc::new(AtomicU64::new(0)),
             },
-            labels,
+            labels: Arc::new(std::sync::RwLock::new(labels)),
             agent,
             grace: Duration::from_millis(250),
             out,
@@ -209,6 +235,11 @@ impl Recorder {
 
     pub fn handle(&self) -> RecorderHandle {
         self.handle.clone()
+    }
+
+    /// The label table, for runners that learn labels as they go.
+    pub fn labels(&self) -> Labels {
+        self.labels.clone()
     }
 
     /// Runs until every handle and buffer is dropped, then emits what is left.
@@ -229,6 +260,10 @@ impl Recorder {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let emit = |second: u64, s: Second, out: &mpsc::UnboundedSender<MetricBatch>| {
+            let labels = match labels.read() {
+                Ok(l) => l,
+                Err(poisoned) => poisoned.into_inner(),
+            };
             let batch = MetricBatch {
                 agent,
                 second,

@@ -217,10 +217,13 @@ pub fn load_spec(path: &Path) -> Result<Spec, SpecLoadError> {
 fn validate(path: &Path) -> anyhow::Result<u8> {
     match load_spec(path) {
         Ok(spec) => {
+            let what = match &spec.runner {
+                Some(r) => format!("engine {} running {}", r.engine.name(), r.script),
+                None => format!("{} step(s)", spec.scenario.len()),
+            };
             println!(
-                "{}: ok — {} step(s), executor {}, {}",
+                "{}: ok — {what}, executor {}, {}",
                 path.display(),
-                spec.scenario.len(),
                 spec.load.executor.name(),
                 match spec.agents.total() {
                     Some(n) => format!("{n} agent(s)"),

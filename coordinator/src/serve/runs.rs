@@ -228,10 +228,10 @@ async fn prepare(env: &Env, req: &RunRequest) -> Result<Prep, String> {
         }
     }
     let mut data = Vec::new();
-    for (name, src) in &spec.data {
+    for (name, file) in spec.files() {
         let bytes = match (&data_base, &env.aws) {
             (None, _) if local_dir.is_some() => {
-                let p = local_dir.as_deref().unwrap_or(std::path::Path::new(".")).join(&src.file);
+                let p = local_dir.as_deref().unwrap_or(std::path::Path::new(".")).join(&file);
                 match std::fs::read(&p) {
                     Ok(b) => b,
                     Err(e) => {
@@ -244,14 +244,14 @@ async fn prepare(env: &Env, req: &RunRequest) -> Result<Prep, String> {
                 }
             }
             (Some((bucket, key)), Some(aws)) => {
-                if src.file.starts_with('/') || src.file.split('/').any(|p| p == "..") {
+                if file.starts_with('/') || file.split('/').any(|p| p == "..") {
                     return Ok(Prep::Rejected(vec![format!(
-                        "{}: data.{name}.file {:?} must be a relative path below the spec",
-                        req.origin, src.file
+                        "{}: {name}: {file:?} must be a relative path below the spec",
+                        req.origin
                     )]));
                 }
                 let dir = key.rsplit_once('/').map_or("", |(d, _)| d);
-                let k = if dir.is_empty() { src.file.clone() } else { format!("{dir}/{}", src.file) };
+                let k = if dir.is_empty() { file.clone() } else { format!("{dir}/{file}") };
                 match aws.store.get_bytes(bucket, &k, None, MAX_DATA_BYTES).await {
                     Ok(b) => b,
                     Err(e @ StoreError::Missing { .. }) => {

@@ -181,6 +181,78 @@ fn positive(n: &Node, path: &str, errs: &mut Errs) -> Option<u64> {
     Some(v)
 }
 
+/// `engine`, `script`, `tool_args`. `None`: native (no engine key, or `engine: native`);
+/// `Some(None)`: a runner engine whose settings were invalid (already reported).
+fn runner(m: &mut Map, errs: &mut Errs) -> Option<Option<Runner>> {
+    let engine = match m.get("engine") {
+        None => None,
+        Some((n, p)) => match &n.kind {
+            Kind::Str(s) if s == "native" => None,
+            Kind::Str(s) if s == "k6" => Some(Some(Engine::K6)),
+            Kind::Str(s) if s == "locust" => Some(Some(Engine::Locust)),
+            Kind::Str(s) if s == "jmeter" => Some(Some(Engine::Jmeter)),
+            _ => {
+                errs.at(
+                    &p,
+                    n.pos,
+                    format!(
+                        "{} is not an engine (expected native, k6, locust or jmeter)",
+                        n.show()
+                    ),
+                );
+                Some(None)
+            }
+        },
+    };
+    let script = m.get("script");
+    let args = m.get("tool_args");
+    let Some(engine) = engine else {
+        for (key, got) in [("script", &script), ("tool_args", &args)] {
+            if let Some((n, p)) = got {
+                errs.at(
+                    p,
+                    n.pos,
+                    format!("{key} needs engine: k6, locust or jmeter"),
+                );
+            }
+        }
+        return None;
+    };
+    let script = match script {
+        Some((n, p)) => nonempty_string(n, &p, errs),
+        None => {
+            if let Some(e) = engine {
+                errs.at(
+                    "script",
+                    None,
+                    format!(
+                        "engine: {} needs `script:` (a file relative to the spec)",
+                        e.name()
+                    ),
+                );
+            }
+            None
+        }
+    };
+    let args = args
+        .map(|(n, p)| {
+            list(n, &p, errs)
+                .iter()
+                .enumerate()
+                .filter_map(|(i, a)| string(a, &format!("{p}[{i}]"), errs))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    Some(match (engine, script) {
+        (Some(engine), Some(script)) => Some(Runner {
+            engine,
+            script,
+            args,
+        }),
+        _ => None,
+    })
+}
+
 /// A share of a whole as a percent: `80%` or `80`, from 1 to 100.
 fn percent(n: &Node, path: &str, errs: &mut Errs) -> Option<u32> {
     let v = match &n.kind {
@@ -345,7 +417,24 @@ fn spec_inner(root: &Node, errs: &mut Errs) -> Option<Spec> {
         .get("data")
         .map(|(n, p)| data(n, &p, errs))
         .unwrap_or_default();
-    let scenario = m.required("scenario", errs).map(|(n, p)| {
+    let runner = runner(&mut m, errs);
+    let scenario_node = match (&runner, m.get("scenario")) {
+        (Some(Some(r)), Some((n, p))) => {
+            errs.at(
+                &p,
+                n.pos,
+                format!(
+                    "scenario is for herd's native engine; with engine: {} the script is the scenario",
+                    r.engine.name()
+                ),
+            );
+            None
+        }
+        (Some(_), got) => got,
+        (None, Some(got)) => Some(got),
+        (None, None) => m.required("scenario", errs),
+    };
+    let scenario = scenario_node.map(|(n, p)| {
         let items = list(n, &p, errs);
         if items.is_empty() && matches!(n.kind, Kind::Seq(_)) {
             errs.at(&p, n.pos, "needs at least one step");
@@ -356,6 +445,11 @@ fn spec_inner(root: &Node, errs: &mut Errs) -> Option<Spec> {
             .filter_map(|(i, s)| step(s, &format!("{p}[{i}]"), errs))
             .collect::<Vec<_>>()
     });
+    // A runner's scenario is its script.
+    let scenario = match (scenario, &runner) {
+        (None, Some(Some(_))) => Some(Vec::new()),
+        (s, _) => s,
+    };
     let load = m
         .required("load", errs)
         .and_then(|(n, p)| load(n, &p, errs));
@@ -391,6 +485,7 @@ fn spec_inner(root: &Node, errs: &mut Errs) -> Option<Spec> {
         agents,
         thresholds,
         min_healthy_agents,
+        runner: runner.flatten(),
     };
     check_templates(&spec, root, errs);
     Some(spec)

@@ -26,6 +26,53 @@ pub struct Spec {
     /// falls below it fails, whether agents are lost at launch or mid-run. When not set, any
     /// agent lost before the start fails the run and one lost later flags it.
     pub min_healthy_agents: Option<u32>,
+    /// A k6, Locust or JMeter script run by each agent instead of `scenario`; `None` is herd's
+    /// native engine.
+    pub runner: Option<Runner>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Engine {
+    K6,
+    Locust,
+    Jmeter,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::K6 => "k6",
+            Engine::Locust => "locust",
+            Engine::Jmeter => "jmeter",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runner {
+    pub engine: Engine,
+    /// The script, relative to the spec file; it travels to agents as data file [`SCRIPT_FILE`].
+    pub script: String,
+    /// Extra command-line arguments for the tool, passed through as written.
+    pub args: Vec<String>,
+}
+
+/// Name under which the runner's script travels in the Assign message.
+pub const SCRIPT_FILE: &str = "@script";
+
+impl Spec {
+    /// Files the spec names, as (name in the Assign message, path relative to the spec).
+    pub fn files(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .data
+            .iter()
+            .map(|(n, d)| (n.clone(), d.file.clone()))
+            .collect();
+        if let Some(r) = &self.runner {
+            out.push((SCRIPT_FILE.to_string(), r.script.clone()));
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

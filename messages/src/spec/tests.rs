@@ -221,3 +221,48 @@ fn min_healthy_agents_is_a_percent() {
         );
     }
 }
+
+#[test]
+fn runner_engines_take_a_script_instead_of_a_scenario() {
+    let base = "name: t\ntarget: http://x\nload: {executor: constant-vus, vus: 1, duration: 1s}\n";
+    let s = parse_spec(&format!(
+        "{base}engine: k6\nscript: load.js\ntool_args: [--no-thresholds]\n"
+    ))
+    .expect("k6 spec");
+    let r = s.runner.clone().expect("runner");
+    assert_eq!((r.engine, r.script.as_str()), (Engine::K6, "load.js"));
+    assert_eq!(r.args, vec!["--no-thresholds".to_string()]);
+    assert!(s.scenario.is_empty());
+    assert_eq!(
+        s.files(),
+        vec![(SCRIPT_FILE.to_string(), "load.js".to_string())]
+    );
+    let got = issues(&format!("{base}engine: k7\nscript: x\n"));
+    assert!(
+        got.iter().any(|e| e.contains("\"k7\" is not an engine")),
+        "{got:#?}"
+    );
+    let got = issues(&format!("{base}engine: locust\n"));
+    assert!(
+        got.iter()
+            .any(|e| e.contains("engine: locust needs `script:`")),
+        "{got:#?}"
+    );
+    let got = issues(&format!(
+        "{base}engine: jmeter\nscript: p.jmx\nscenario: [{{request: GET /}}]\n"
+    ));
+    assert!(
+        got.iter()
+            .any(|e| e.contains("scenario is for herd's native engine")),
+        "{got:#?}"
+    );
+    let got = issues(&format!(
+        "{base}script: x.js\nscenario: [{{request: GET /}}]\n"
+    ));
+    assert!(
+        got.iter().any(|e| e.contains("script needs engine")),
+        "{got:#?}"
+    );
+    let got = issues(base);
+    assert!(got.iter().any(|e| e.contains("scenario")), "{got:#?}");
+}

