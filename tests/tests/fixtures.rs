@@ -91,3 +91,36 @@ fn k6_points_with_metadata_parse_the_same() {
     assert!(with.contains("\"metadata\""));
     assert_eq!(parse_line(&with).unwrap(), parse_line(&plain).unwrap());
 }
+
+#[test]
+fn recorded_locust_listener_output_reads_back() {
+    use agent::runners::{locust, Event};
+    let text = fixture("locust/requests.jsonl");
+    let events: Vec<Event> = text
+        .lines()
+        .flat_map(|l| locust::events(l).expect("every recorded line reads"))
+        .collect();
+    let requests: Vec<(&str, u16, bool, bool)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Request {
+                label,
+                status,
+                failed,
+                error,
+                ..
+            } => Some((label.as_str(), *status, *failed, error.is_some())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requests.len(), 12);
+    assert!(matches!(events[0], Event::Vus(1)));
+    for (label, status, failed, kind) in &requests {
+        match *label {
+            "item" => assert_eq!((*status, *failed, *kind), (200, false, false)),
+            "broken" => assert_eq!((*status, *failed, *kind), (503, true, false)),
+            "refused" => assert_eq!((*status, *failed, *kind), (0, true, true)),
+            other => panic!("unexpected label {other}"),
+        }
+    }
+}

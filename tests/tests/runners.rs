@@ -162,3 +162,112 @@ async fn stopping_mid_run_ends_k6_and_keeps_partial_results() {
         "both agents finished after the stop: {s}"
     );
 }
+
+const LOCUSTFILE: &str = r#"from locust import HttpUser, task, constant
+
+class Shopper(HttpUser):
+    wait_time = constant(0)
+
+    @task
+    def browse(self):
+        self.client.get("/items/7", name="item")
+        self.client.get("/status/404", name="missing")
+"#;
+
+fn locust_env(l: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![("HERD_LOCUST", l.display().to_string())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locust_under_two_agents_counts_exactly_what_the_target_saw() {
+    let Some(locust) = tool("locust") else { return };
+    let t = start_target().await;
+    let spec = "name: locustrun\ntarget: {url}\nengine: locust\nscript: shop.py\nload: {executor: constant-vus, vus: 3, duration: 3s}\n";
+    let env = locust_env(&locust);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = spawn_run_with(
+        spec,
+        &t.url(),
+        &[("shop.py", LOCUSTFILE)],
+        &["--agents", "2", "--quiet"],
+        &env,
+    );
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    let seen = t.stats().requests;
+    assert!(seen > 0);
+    assert_eq!(s["total"]["requests"].as_u64(), Some(seen), "{s}");
+    let labels = s["labels"].as_object().expect("labels");
+    let names: Vec<&str> = labels.keys().map(String::as_str).collect();
+    assert_eq!(names, vec!["item", "missing"]);
+    assert_eq!(labels["item"]["status"]["200"], labels["item"]["requests"]);
+    assert_eq!(
+        labels["missing"]["status"]["404"],
+        labels["missing"]["errors"]
+    );
+    let agents = s["agents"].as_array().expect("agents");
+    assert!(
+        agents.iter().all(|a| a["state"] == "finished"),
+        "{agents:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_locustfile_fails_the_run_with_locusts_message() {
+    let Some(locust) = tool("locust") else { return };
+    let t = start_target().await;
+    let spec = "name: locustbad\ntarget: {url}\nengine: locust\nscript: bad.py\nload: {executor: constant-vus, vus: 2, duration: 3s}\n";
+    let env = locust_env(&locust);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let bad = "from locust import HttpUser\nraise RuntimeError('broken locustfile here')\n";
+    let run = spawn_run_with(
+        spec,
+        &t.url(),
+        &[("bad.py", bad)],
+        &["--agents", "2", "--quiet"],
+        &env,
+    );
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let text = summary(results.path()).to_string();
+    assert!(text.contains("locust exited with"), "{text}");
+    assert!(text.contains("broken locustfile here"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_mid_run_ends_locust_and_keeps_partial_results() {
+    let Some(locust) = tool("locust") else { return };
+    let t = start_target().await;
+    let spec = "name: locuststop\ntarget: {url}\nengine: locust\nscript: shop.py\nload: {executor: constant-vus, vus: 2, duration: 60s, graceful_stop: 2s}\n";
+    let env = locust_env(&locust);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = spawn_run_with(
+        spec,
+        &t.url(),
+        &[("shop.py", LOCUSTFILE)],
+        &["--agents", "2", "--quiet"],
+        &env,
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while t.stats().requests < 300 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no load within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = run.child.id().expect("pid") as i32;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(130), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(s["state"], "cancelled");
+    let herd = s["total"]["requests"].as_u64().unwrap_or(0);
+    let seen = t.stats().requests;
+    assert!(
+        herd >= 300 && herd <= seen && seen - herd <= 2,
+        "herd {herd}, target {seen}: {s}"
+    );
+}

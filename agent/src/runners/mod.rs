@@ -1,4 +1,4 @@
-//! Framework runners: the agent runs k6 (Locust and JMeter to come) on the user's script with
+//! Framework runners: the agent runs k6 or Locust (JMeter to come) on the user's script with
 //! this agent's share of the load, reads the tool's machine output **while it runs**, and feeds
 //! every sample to the same [`Recorder`] the native engine uses — so live view, batches and the
 //! exact merge are the same whatever produced the load.
@@ -10,6 +10,7 @@
 //!   what it wrote; a tool that fails brings its exit status and stderr tail back.
 
 pub mod k6;
+pub mod locust;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -228,6 +229,7 @@ pub async fn run_share(
         .map_err(|e| RunnerError::Setup(format!("writing the script: {e}")))?;
     let cmd = match runner.engine {
         Engine::K6 => k6::command(spec, share, run_id, &program, dir.path(), &name)?,
+        Engine::Locust => locust::command(spec, share, &program, dir.path(), &name)?,
         other => {
             return Err(RunnerError::Setup(format!(
                 "engine {} is not built yet in this herd",
@@ -436,6 +438,7 @@ fn ok_exit(engine: Engine, code: Option<i32>) -> bool {
 fn parse(engine: Engine, line: &str) -> Result<Vec<Event>, String> {
     match engine {
         Engine::K6 => k6::events(line).map_err(|e| e.to_string()),
+        Engine::Locust => locust::events(line),
         other => Err(format!("no reader for {}", other.name())),
     }
 }
