@@ -124,3 +124,39 @@ fn recorded_locust_listener_output_reads_back() {
         }
     }
 }
+
+#[test]
+fn recorded_jmeter_jtl_reads_by_column_name() {
+    use agent::runners::{jmeter, Event};
+    let text = fixture("jmeter/basic.jtl");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    // JMeter 2.13 writes no sentBytes and no Connect column: the reader does without.
+    assert!(!header.contains("sentBytes") && !header.contains("Connect"));
+    let cols = jmeter::Columns::from_header(header).expect("columns");
+    let mut requests = 0;
+    for l in lines {
+        for e in jmeter::events(&cols, l).expect("every recorded line reads") {
+            match e {
+                Event::Request {
+                    label,
+                    status,
+                    failed,
+                    latency_us,
+                    ..
+                } => {
+                    requests += 1;
+                    match label.as_str() {
+                        "item" => assert_eq!((status, failed), (200, false)),
+                        "missing" => assert_eq!((status, failed), (404, true)),
+                        other => panic!("unexpected label {other}"),
+                    }
+                    assert!(latency_us < 1_000_000);
+                }
+                Event::Vus(v) => assert!(v <= 2),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(requests, 11);
+}

@@ -271,3 +271,106 @@ async fn stopping_mid_run_ends_locust_and_keeps_partial_results() {
         "herd {herd}, target {seen}: {s}"
     );
 }
+
+const PLAN: &str = include_str!("../../loadtest-specs/jmeter/shop.jmx");
+
+fn jmeter_env(j: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![("HERD_JMETER", j.display().to_string())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jmeter_under_two_agents_counts_exactly_what_the_target_saw() {
+    let Some(jmeter) = tool("jmeter") else { return };
+    let t = start_target().await;
+    let spec = "name: jmrun\ntarget: {url}\nengine: jmeter\nscript: shop.jmx\nload: {executor: constant-vus, vus: 3, duration: 3s}\n";
+    let env = jmeter_env(&jmeter);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = spawn_run_with(
+        spec,
+        &t.url(),
+        &[("shop.jmx", PLAN)],
+        &["--agents", "2", "--quiet"],
+        &env,
+    );
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    let seen = t.stats().requests;
+    assert!(seen > 0);
+    assert_eq!(s["total"]["requests"].as_u64(), Some(seen), "{s}");
+    let labels = s["labels"].as_object().expect("labels");
+    let names: Vec<&str> = labels.keys().map(String::as_str).collect();
+    assert_eq!(names, vec!["item", "missing"]);
+    assert_eq!(labels["item"]["status"]["200"], labels["item"]["requests"]);
+    assert_eq!(
+        labels["missing"]["status"]["404"],
+        labels["missing"]["errors"]
+    );
+    let agents = s["agents"].as_array().expect("agents");
+    assert!(
+        agents.iter().all(|a| a["state"] == "finished"),
+        "{agents:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_herd_cannot_split_fails_with_the_reason() {
+    let Some(jmeter) = tool("jmeter") else { return };
+    let t = start_target().await;
+    let spec = "name: jmbad\ntarget: {url}\nengine: jmeter\nscript: two.jmx\nload: {executor: constant-vus, vus: 2, duration: 3s}\n";
+    let env = jmeter_env(&jmeter);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let two = PLAN.replace(
+        "</ThreadGroup>",
+        "</ThreadGroup>\n<ThreadGroup testclass=\"ThreadGroup\"></ThreadGroup>",
+    );
+    let run = spawn_run_with(
+        spec,
+        &t.url(),
+        &[("two.jmx", &two)],
+        &["--agents", "2", "--quiet"],
+        &env,
+    );
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let text = summary(results.path()).to_string();
+    assert!(text.contains("the plan has 2 thread groups"), "{text}");
+    assert_eq!(t.stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_mid_run_ends_jmeter_and_keeps_partial_results() {
+    let Some(jmeter) = tool("jmeter") else { return };
+    let t = start_target().await;
+    let spec = "name: jmstop\ntarget: {url}\nengine: jmeter\nscript: shop.jmx\nload: {executor: constant-vus, vus: 2, duration: 60s, graceful_stop: 2s}\n";
+    let env = jmeter_env(&jmeter);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = spawn_run_with(
+        spec,
+        &t.url(),
+        &[("shop.jmx", PLAN)],
+        &["--agents", "2", "--quiet"],
+        &env,
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while t.stats().requests < 300 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no load within 40 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = run.child.id().expect("pid") as i32;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(130), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(s["state"], "cancelled");
+    let herd = s["total"]["requests"].as_u64().unwrap_or(0);
+    let seen = t.stats().requests;
+    assert!(
+        herd >= 300 && herd <= seen && seen - herd <= 2,
+        "herd {herd}, target {seen}: {s}"
+    );
+}

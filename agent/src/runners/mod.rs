@@ -1,4 +1,4 @@
-//! Framework runners: the agent runs k6 or Locust (JMeter to come) on the user's script with
+//! Framework runners: the agent runs k6, Locust or JMeter on the user's script with
 //! this agent's share of the load, reads the tool's machine output **while it runs**, and feeds
 //! every sample to the same [`Recorder`] the native engine uses — so live view, batches and the
 //! exact merge are the same whatever produced the load.
@@ -9,6 +9,7 @@
 //!   output file, stop it gracefully on Stop (SIGINT, then SIGTERM, then SIGKILL) and still read
 //!   what it wrote; a tool that fails brings its exit status and stderr tail back.
 
+pub mod jmeter;
 pub mod k6;
 pub mod locust;
 
@@ -230,12 +231,7 @@ pub async fn run_share(
     let cmd = match runner.engine {
         Engine::K6 => k6::command(spec, share, run_id, &program, dir.path(), &name)?,
         Engine::Locust => locust::command(spec, share, &program, dir.path(), &name)?,
-        other => {
-            return Err(RunnerError::Setup(format!(
-                "engine {} is not built yet in this herd",
-                other.name()
-            )))
-        }
+        Engine::Jmeter => jmeter::command(spec, share, &program, dir.path(), &name)?,
     };
     let Some(cmd) = cmd else {
         // Nothing to do for this agent (e.g. 1 VU split across 2 agents).
@@ -301,9 +297,6 @@ async fn drive(
     stop: &mut watch::Receiver<bool>,
     feed: &mut Feed,
 ) -> Result<(), RunnerError> {
-    // The output file exists before the tool starts, so tailing can begin at once.
-    std::fs::File::create(&cmd.output)
-        .map_err(|e| RunnerError::Setup(format!("{}: {e}", cmd.output.display())))?;
     let mut child = tokio::process::Command::new(&cmd.program)
         .args(&cmd.args)
         .envs(cmd.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -343,9 +336,47 @@ async fn drive(
             }
         });
     }
-    let file = tokio::fs::File::open(&cmd.output)
-        .await
-        .map_err(|e| RunnerError::Setup(format!("{}: {e}", cmd.output.display())))?;
+    // The tool creates its output file (JMeter writes the CSV header only into a file it
+    // created): wait for it, or for the tool to end without one.
+    let mut early_status = None;
+    let file = loop {
+        match tokio::fs::File::open(&cmd.output).await {
+            Ok(f) => break Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(RunnerError::Setup(format!("{}: {e}", cmd.output.display()))),
+        }
+        if let Some(s) = child
+            .try_wait()
+            .map_err(|e| RunnerError::Setup(format!("waiting for {tool}: {e}")))?
+        {
+            early_status = Some(s);
+            break None;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = stop.changed() => {
+                if *stop.borrow() {
+                    signal(pid, libc::SIGINT);
+                }
+            }
+        }
+    };
+    let Some(file) = file else {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let status = early_status.map_or("an unknown status".to_string(), |s| s.to_string());
+        let tail = tail
+            .lock()
+            .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default();
+        if *stop.borrow() {
+            return Ok(());
+        }
+        return Err(RunnerError::Failed {
+            tool,
+            status: format!("{status} before writing any sample"),
+            tail,
+        });
+    };
     let mut reader = BufReader::new(file);
     let mut pending = String::new();
     let mut status = None;
@@ -354,6 +385,7 @@ async fn drive(
     let mut term_sent = false;
     let mut kill_sent = false;
     let mut bad_lines = 0u64;
+    let mut lines = LineReader { engine, jtl: None };
     let grace = Duration::from_millis(graceful_stop_ms) + Duration::from_secs(5);
     loop {
         // Read everything written so far.
@@ -366,7 +398,7 @@ async fn drive(
             pending.push_str(&chunk);
             if pending.ends_with('\n') {
                 let line = std::mem::take(&mut pending);
-                match parse(engine, &line) {
+                match lines.events(&line) {
                     Ok(events) => events.into_iter().for_each(|e| feed.push(e)),
                     Err(e) => {
                         bad_lines += 1;
@@ -435,10 +467,24 @@ fn ok_exit(engine: Engine, code: Option<i32>) -> bool {
     matches!((engine, code), (Engine::K6, Some(99)))
 }
 
-fn parse(engine: Engine, line: &str) -> Result<Vec<Event>, String> {
-    match engine {
-        Engine::K6 => k6::events(line).map_err(|e| e.to_string()),
-        Engine::Locust => locust::events(line),
-        other => Err(format!("no reader for {}", other.name())),
+/// Per-run reading state: a JTL's columns come from its header line.
+struct LineReader {
+    engine: Engine,
+    jtl: Option<jmeter::Columns>,
+}
+
+impl LineReader {
+    fn events(&mut self, line: &str) -> Result<Vec<Event>, String> {
+        match self.engine {
+            Engine::K6 => k6::events(line).map_err(|e| e.to_string()),
+            Engine::Locust => locust::events(line),
+            Engine::Jmeter => match &self.jtl {
+                Some(c) => jmeter::events(c, line),
+                None => {
+                    self.jtl = Some(jmeter::Columns::from_header(line)?);
+                    Ok(Vec::new())
+                }
+            },
+        }
     }
 }

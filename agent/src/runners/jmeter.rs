@@ -1,0 +1,290 @@
+//! JMeter: a JTL CSV results file written with its header (`print_field_names`) and flushed per
+//! sample (`autoflush`), read by column name — `timeStamp`, `elapsed`, `label`,
+//! `responseCode`, `success`, `bytes`, `sentBytes`, `Latency`, `Connect`, `allThreads` — so
+//! plans that save fewer or more columns, and JMeter versions without `sentBytes`/`Connect`,
+//! read the same.
+
+/// Column positions, from the header line.
+#[derive(Debug, Clone, Default)]
+pub struct Columns {
+    time: Option<usize>,
+    elapsed: Option<usize>,
+    label: Option<usize>,
+    code: Option<usize>,
+    success: Option<usize>,
+    bytes: Option<usize>,
+    sent: Option<usize>,
+    threads: Option<usize>,
+    width: usize,
+}
+
+impl Columns {
+    /// Reads the header; errors name the columns herd cannot do without.
+    pub fn from_header(line: &str) -> Result<Columns, String> {
+        let names = fields(line.trim_end_matches(['\r', '\n']))?;
+        let at = |n: &str| names.iter().position(|x| x == n);
+        let c = Columns {
+            time: at("timeStamp"),
+            elapsed: at("elapsed"),
+            label: at("label"),
+            code: at("responseCode"),
+            success: at("success"),
+            bytes: at("bytes"),
+            sent: at("sentBytes"),
+            threads: at("allThreads"),
+            width: names.len(),
+        };
+        let missing: Vec<&str> = [
+            ("timeStamp", c.time),
+            ("elapsed", c.elapsed),
+            ("label", c.label),
+            ("success", c.success),
+        ]
+        .iter()
+        .filter(|(_, i)| i.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+        if missing.is_empty() {
+            Ok(c)
+        } else {
+            Err(format!(
+                "the JTL header lacks {} (write it as CSV with print_field_names=true): {line:?}",
+                missing.join(", ")
+            ))
+        }
+    }
+}
+
+/// Splits one CSV line; quoted fields (messages with commas) go through the csv crate.
+fn fields(line: &str) -> Result<Vec<String>, String> {
+    if !line.contains('"') {
+        return Ok(line.split(',').map(str::to_string).collect());
+    }
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(line.as_bytes());
+    match r.records().next() {
+        Some(Ok(rec)) => Ok(rec.iter().map(str::to_string).collect()),
+        Some(Err(e)) => Err(format!("bad CSV line: {e}")),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// One JTL sample line → runner events.
+pub fn events(cols: &Columns, line: &str) -> Result<Vec<super::Event>, String> {
+    let f = fields(line.trim_end_matches(['\r', '\n']))?;
+    if f.len() < cols.width.min(f.len().max(1)) || f.is_empty() {
+        return Err("an empty JTL line".into());
+    }
+    let get = |i: Option<usize>| i.and_then(|i| f.get(i)).map(String::as_str);
+    let num = |i: Option<usize>, what: &str| -> Result<u64, String> {
+        get(i)
+            .ok_or_else(|| format!("no {what} column in {line:?}"))?
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{what} is not a number in {line:?}"))
+    };
+    let start = num(cols.time, "timeStamp")?;
+    let elapsed = num(cols.elapsed, "elapsed")?;
+    let label = get(cols.label).unwrap_or("unnamed").to_string();
+    let code_text = get(cols.code).unwrap_or("");
+    let status = code_text.trim().parse::<u16>().unwrap_or(0);
+    let failed = get(cols.success) != Some("true");
+    let error = (status == 0 && failed).then(|| {
+        if code_text.contains("Timeout") {
+            crate::http::ErrorKind::Timeout
+        } else if code_text.contains("SSL") {
+            crate::http::ErrorKind::Tls
+        } else {
+            crate::http::ErrorKind::Connect
+        }
+    });
+    let mut out = Vec::with_capacity(2);
+    if let Some(t) = get(cols.threads).and_then(|t| t.trim().parse::<u64>().ok()) {
+        out.push(super::Event::Vus(t));
+    }
+    out.push(super::Event::Request {
+        // JMeter stamps the start; bucket by the end, like the other tools.
+        at_ms: start + elapsed,
+        label,
+        status,
+        failed,
+        error,
+        latency_us: elapsed * 1000,
+        bytes_in: get(cols.bytes)
+            .and_then(|b| b.trim().parse().ok())
+            .unwrap_or(0),
+        bytes_out: get(cols.sent)
+            .and_then(|b| b.trim().parse().ok())
+            .unwrap_or(0),
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Event;
+    use super::*;
+
+    #[test]
+    fn columns_by_name_with_and_without_the_optional_ones() {
+        let full = "timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,success,failureMessage,bytes,sentBytes,grpThreads,allThreads,URL,Latency,IdleTime,Connect";
+        let c = Columns::from_header(full).expect("header");
+        let e = events(&c, "1795649000000,12,item,200,OK,Thread Group 1-1,text,true,,70,120,2,2,http://x/items/7,11,0,1").expect("line");
+        assert!(matches!(e[0], Event::Vus(2)));
+        match &e[1] {
+            Event::Request {
+                at_ms,
+                label,
+                status,
+                failed,
+                latency_us,
+                bytes_in,
+                bytes_out,
+                ..
+            } => {
+                assert_eq!(
+                    (
+                        *at_ms,
+                        label.as_str(),
+                        *status,
+                        *failed,
+                        *latency_us,
+                        *bytes_in,
+                        *bytes_out
+                    ),
+                    (1795649000012, "item", 200, false, 12_000, 70, 120)
+                );
+            }
+            _ => panic!("not a request"),
+        }
+        // 2.13's default: no sentBytes, no Connect, no allThreads; a message with a comma.
+        let old = "timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,success,bytes,Latency";
+        let c = Columns::from_header(old).expect("header");
+        let e = events(&c, "1795649000000,3,refused,\"Non HTTP response code: java.net.ConnectException\",\"Non HTTP response message: Connection refused, really\",TG 1-1,text,false,1500,0").expect("line");
+        match &e[0] {
+            Event::Request {
+                status,
+                failed,
+                error,
+                bytes_out,
+                ..
+            } => {
+                assert_eq!(
+                    (*status, *failed, error.is_some(), *bytes_out),
+                    (0, true, true, 0)
+                );
+            }
+            _ => panic!("not a request"),
+        }
+        assert!(Columns::from_header("a,b,c")
+            .expect_err("no columns")
+            .contains("timeStamp, elapsed, label, success"));
+        assert!(events(&c, "x,y").is_err());
+    }
+}
+
+/// The plan with this agent's share: its one thread group gets `threads` for `secs` (scheduler
+/// on, loops forever, no ramp). A plan with several enabled thread groups is refused: herd
+/// could not split it exactly.
+pub fn share_plan(plan: &str, threads: u64, secs: u64) -> Result<String, String> {
+    let groups = plan.matches("testclass=\"ThreadGroup\"").count();
+    if groups != 1 {
+        return Err(format!(
+            "the plan has {groups} thread groups; herd runs plans with exactly one (it sets its threads and duration)"
+        ));
+    }
+    let set = |text: String, kind: &str, name: &str, value: &str| -> Result<String, String> {
+        let re = regex::Regex::new(&format!(r#"<{kind} name="{name}">[^<]*</{kind}>"#))
+            .map_err(|e| e.to_string())?;
+        let with = format!(r#"<{kind} name="{name}">{value}</{kind}>"#);
+        if re.is_match(&text) {
+            Ok(re.replace_all(&text, regex::NoExpand(&with)).into_owned())
+        } else {
+            Err(format!("the plan's thread group has no {name}"))
+        }
+    };
+    let mut p = plan.to_string();
+    p = set(
+        p,
+        "stringProp",
+        "ThreadGroup.num_threads",
+        &threads.to_string(),
+    )?;
+    p = set(p, "stringProp", "ThreadGroup.duration", &secs.to_string())?;
+    p = set(p, "stringProp", "ThreadGroup.ramp_time", "0")?;
+    p = set(p, "boolProp", "ThreadGroup.scheduler", "true")?;
+    p = set(p, "stringProp", "LoopController.loops", "-1")?;
+    Ok(p)
+}
+
+/// The JMeter command for this agent's share (constant-vus: threads for a duration), or `None`
+/// when the share has no threads.
+pub fn command(
+    spec: &messages::spec::Spec,
+    share: &messages::split::Share,
+    program: &std::path::Path,
+    dir: &std::path::Path,
+    script_file: &str,
+) -> Result<Option<super::Command>, super::RunnerError> {
+    let messages::spec::Executor::ConstantVus { vus, duration_ms } = share.executor else {
+        return Err(super::RunnerError::Setup(format!(
+            "engine jmeter runs executor constant-vus (threads for a duration); got {}",
+            share.executor.name()
+        )));
+    };
+    if vus == 0 {
+        return Ok(None);
+    }
+    let plan = std::fs::read_to_string(dir.join(script_file))
+        .map_err(|e| super::RunnerError::Setup(format!("reading the plan: {e}")))?;
+    let plan = share_plan(&plan, vus, duration_ms.div_ceil(1000).max(1))
+        .map_err(super::RunnerError::Setup)?;
+    let plan_file = dir.join("herd-plan.jmx");
+    std::fs::write(&plan_file, plan)
+        .map_err(|e| super::RunnerError::Setup(format!("writing the plan: {e}")))?;
+    let output = dir.join("results.jtl");
+    let url = http::Uri::try_from(spec.target.url.as_str())
+        .map_err(|e| super::RunnerError::Setup(format!("target {}: {e}", spec.target.url)))?;
+    let scheme = url.scheme_str().unwrap_or("http").to_string();
+    let host = url.host().unwrap_or("127.0.0.1").to_string();
+    let port = url
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let mut args: Vec<String> = vec![
+        "-n".into(),
+        "-t".into(),
+        plan_file.display().to_string(),
+        "-l".into(),
+        output.display().to_string(),
+        "-j".into(),
+        dir.join("jmeter.log").display().to_string(),
+        "-Jjmeter.save.saveservice.output_format=csv".into(),
+        "-Jjmeter.save.saveservice.print_field_names=true".into(),
+        "-Jjmeter.save.saveservice.autoflush=true".into(),
+        "-Jjmeter.save.saveservice.thread_counts=true".into(),
+        "-Jjmeter.save.saveservice.bytes=true".into(),
+        format!("-Jherd.target={}", spec.target.url),
+        format!("-Jherd.protocol={scheme}"),
+        format!("-Jherd.host={host}"),
+        format!("-Jherd.port={port}"),
+        format!("-Jherd.agent={}", share.index),
+        format!("-Jherd.agents={}", share.count),
+    ];
+    args.extend(
+        spec.runner
+            .as_ref()
+            .map(|r| r.args.clone())
+            .unwrap_or_default(),
+    );
+    // JMeter appends to an existing results file without a header; start from nothing.
+    let _ = std::fs::remove_file(&output);
+    Ok(Some(super::Command {
+        program: program.to_path_buf(),
+        args,
+        env: Vec::new(),
+        output,
+        cwd: dir.to_path_buf(),
+    }))
+}
