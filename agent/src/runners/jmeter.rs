@@ -122,69 +122,6 @@ pub fn events(cols: &Columns, line: &str) -> Result<Vec<super::Event>, String> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::Event;
-    use super::*;
-
-    #[test]
-    fn columns_by_name_with_and_without_the_optional_ones() {
-        let full = "timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,success,failureMessage,bytes,sentBytes,grpThreads,allThreads,URL,Latency,IdleTime,Connect";
-        let c = Columns::from_header(full).expect("header");
-        let e = events(&c, "1795649000000,12,item,200,OK,Thread Group 1-1,text,true,,70,120,2,2,http://x/items/7,11,0,1").expect("line");
-        assert!(matches!(e[0], Event::Vus(2)));
-        match &e[1] {
-            Event::Request {
-                at_ms,
-                label,
-                status,
-                failed,
-                latency_us,
-                bytes_in,
-                bytes_out,
-                ..
-            } => {
-                assert_eq!(
-                    (
-                        *at_ms,
-                        label.as_str(),
-                        *status,
-                        *failed,
-                        *latency_us,
-                        *bytes_in,
-                        *bytes_out
-                    ),
-                    (1795649000012, "item", 200, false, 12_000, 70, 120)
-                );
-            }
-            _ => panic!("not a request"),
-        }
-        // 2.13's default: no sentBytes, no Connect, no allThreads; a message with a comma.
-        let old = "timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,success,bytes,Latency";
-        let c = Columns::from_header(old).expect("header");
-        let e = events(&c, "1795649000000,3,refused,\"Non HTTP response code: java.net.ConnectException\",\"Non HTTP response message: Connection refused, really\",TG 1-1,text,false,1500,0").expect("line");
-        match &e[0] {
-            Event::Request {
-                status,
-                failed,
-                error,
-                bytes_out,
-                ..
-            } => {
-                assert_eq!(
-                    (*status, *failed, error.is_some(), *bytes_out),
-                    (0, true, true, 0)
-                );
-            }
-            _ => panic!("not a request"),
-        }
-        assert!(Columns::from_header("a,b,c")
-            .expect_err("no columns")
-            .contains("timeStamp, elapsed, label, success"));
-        assert!(events(&c, "x,y").is_err());
-    }
-}
-
 /// The plan with this agent's share: its one thread group gets `threads` for `secs` (scheduler
 /// on, loops forever, no ramp). A plan with several enabled thread groups is refused: herd
 /// could not split it exactly.
@@ -287,4 +224,83 @@ pub fn command(
         output,
         cwd: dir.to_path_buf(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Event;
+    use super::*;
+
+    #[test]
+    fn columns_by_name_with_and_without_the_optional_ones() {
+        let full = "timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,success,failureMessage,bytes,sentBytes,grpThreads,allThreads,URL,Latency,IdleTime,Connect";
+        let c = Columns::from_header(full).expect("header");
+        let e = events(&c, "1795649000000,12,item,200,OK,Thread Group 1-1,text,true,,70,120,2,2,http://x/items/7,11,0,1").expect("line");
+        assert!(matches!(e[0], Event::Vus(2)));
+        match &e[1] {
+            Event::Request {
+                at_ms,
+                label,
+                status,
+                failed,
+                latency_us,
+                bytes_in,
+                bytes_out,
+                ..
+            } => {
+                assert_eq!(
+                    (
+                        *at_ms,
+                        label.as_str(),
+                        *status,
+                        *failed,
+                        *latency_us,
+                        *bytes_in,
+                        *bytes_out
+                    ),
+                    (1795649000012, "item", 200, false, 12_000, 70, 120)
+                );
+            }
+            _ => panic!("not a request"),
+        }
+        // 2.13's default: no sentBytes, no Connect, no allThreads; a message with a comma.
+        let old = "timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,success,bytes,Latency";
+        let c = Columns::from_header(old).expect("header");
+        let e = events(&c, "1795649000000,3,refused,\"Non HTTP response code: java.net.ConnectException\",\"Non HTTP response message: Connection refused, really\",TG 1-1,text,false,1500,0").expect("line");
+        match &e[0] {
+            Event::Request {
+                status,
+                failed,
+                error,
+                bytes_out,
+                ..
+            } => {
+                assert_eq!(
+                    (*status, *failed, error.is_some(), *bytes_out),
+                    (0, true, true, 0)
+                );
+            }
+            _ => panic!("not a request"),
+        }
+        assert!(Columns::from_header("a,b,c")
+            .expect_err("no columns")
+            .contains("timeStamp, elapsed, label, success"));
+        assert!(events(&c, "x,y").is_err());
+    }
+
+    #[test]
+    fn the_plan_gets_the_share() {
+        let plan = include_str!("../../../loadtest-specs/jmeter/shop.jmx");
+        let p = share_plan(plan, 7, 42).expect("one thread group");
+        assert!(p.contains(r#"<stringProp name="ThreadGroup.num_threads">7</stringProp>"#));
+        assert!(p.contains(r#"<stringProp name="ThreadGroup.duration">42</stringProp>"#));
+        assert!(p.contains(r#"<boolProp name="ThreadGroup.scheduler">true</boolProp>"#));
+        let none = plan.replace(
+            "testclass=\"ThreadGroup\"",
+            "testclass=\"SetupThreadGroup\"",
+        );
+        assert!(share_plan(&none, 1, 1)
+            .expect_err("no group")
+            .contains("0 thread groups"));
+    }
 }
