@@ -31,21 +31,52 @@ pub enum EngineError {
     Runner(#[from] crate::runners::RunnerError),
 }
 
-/// Reads the spec's CSV files, relative to the spec's folder.
+/// Reads the files the spec names (CSV feeders, a runner's script), relative to the spec's
+/// folder. A runner's script may be a folder: its files travel as `@script/<path>`.
 pub fn load_data(spec: &Spec, spec_dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, EngineError> {
-    spec.files()
-        .into_iter()
-        .map(|(name, file)| {
-            let path = spec_dir.join(&file);
-            std::fs::read(&path)
-                .map(|b| (name.clone(), b))
-                .map_err(|source| EngineError::DataFile {
-                    name: name.clone(),
-                    path: path.display().to_string(),
-                    source,
-                })
-        })
-        .collect()
+    let mut out = BTreeMap::new();
+    for (name, file) in spec.files() {
+        let path = spec_dir.join(&file);
+        let err = |source| EngineError::DataFile {
+            name: name.clone(),
+            path: path.display().to_string(),
+            source,
+        };
+        if name == messages::spec::SCRIPT_FILE && path.is_dir() {
+            for (rel, bytes) in read_folder(&path).map_err(err)? {
+                out.insert(format!("{name}/{rel}"), bytes);
+            }
+        } else {
+            out.insert(name.clone(), std::fs::read(&path).map_err(err)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Every file below `root` as (relative path with `/`, bytes), hidden entries skipped.
+fn read_folder(root: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if e.file_type()?.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                let rel: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                out.push((rel.join("/"), std::fs::read(&p)?));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 pub fn http_config(spec: &Spec, extra_roots: &[CertificateDer<'static>]) -> Arc<HttpConfig> {

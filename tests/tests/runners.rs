@@ -374,3 +374,55 @@ async fn stopping_mid_run_ends_jmeter_and_keeps_partial_results() {
         "herd {herd}, target {seen}: {s}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_k6_script_folder_travels_with_its_data_files() {
+    let Some(k6) = tool("k6") else { return };
+    let t = start_target().await;
+    let spec_dir = tempfile::tempdir().expect("dir");
+    let folder = spec_dir.path().join("shop");
+    std::fs::create_dir_all(folder.join("data")).expect("folder");
+    std::fs::write(folder.join("data/items.json"), "[3, 5, 8]").expect("data");
+    std::fs::write(
+        folder.join("main.js"),
+        "import http from 'k6/http';\nimport { pick } from './lib.js';\nconst items = JSON.parse(open('./data/items.json'));\nexport default function () { http.get(`${__ENV.HERD_TARGET}/items/${pick(items)}`, { tags: { name: 'item' } }); }\n",
+    )
+    .expect("main");
+    std::fs::write(
+        folder.join("lib.js"),
+        "export function pick(a) { return a[Math.floor(Math.random() * a.length)]; }\n",
+    )
+    .expect("lib");
+    let spec = format!(
+        "name: k6folder\ntarget: {}\nengine: k6\nscript: shop\nload: {{executor: shared-iterations, vus: 2, iterations: 40, max_duration: 30s}}\n",
+        t.url()
+    );
+    std::fs::write(spec_dir.path().join("spec.yaml"), spec).expect("spec");
+    let results = tempfile::tempdir().expect("results");
+    let out = tokio::process::Command::new(herd_tests::herd_bin())
+        .arg("run")
+        .arg(spec_dir.path().join("spec.yaml"))
+        .args(["--agents", "2", "--quiet", "--results-dir"])
+        .arg(results.path())
+        .env("HERD_K6", &k6)
+        .output()
+        .await
+        .expect("herd run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(results.path());
+    // shared-iterations split exactly: 40 iterations, one request each, all served.
+    assert_eq!(s["total"]["requests"].as_u64(), Some(40), "{s}");
+    assert_eq!(t.stats().requests, 40);
+    assert_eq!(
+        s["iterations"]
+            .as_u64()
+            .or(s["total"]["iterations"].as_u64()),
+        Some(40),
+        "{s}"
+    );
+}

@@ -209,6 +209,13 @@ pub fn command(
         format!("-Jherd.agent={}", share.index),
         format!("-Jherd.agents={}", share.count),
     ];
+    // Plugins shipped with the plan (a script folder with lib/ext/*.jar and lib/*.jar).
+    if dir.join("lib/ext").is_dir() {
+        args.push(format!("-Jsearch_paths={}", dir.join("lib/ext").display()));
+    }
+    if dir.join("lib").is_dir() {
+        args.push(format!("-Juser.classpath={}", dir.join("lib").display()));
+    }
     args.extend(
         spec.runner
             .as_ref()

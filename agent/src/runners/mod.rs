@@ -88,10 +88,70 @@ pub fn find_tool(engine: Engine) -> Result<PathBuf, RunnerError> {
 pub fn check(spec: &Spec, data: &BTreeMap<String, Vec<u8>>) -> Result<(), RunnerError> {
     let Some(r) = &spec.runner else { return Ok(()) };
     find_tool(r.engine)?;
-    if !data.contains_key(SCRIPT_FILE) {
+    let files = script_files(data);
+    if files.is_empty() {
         return Err(RunnerError::NoScript);
     }
+    entry(r.engine, &r.script, &files)?;
     Ok(())
+}
+
+/// The script's files as (relative path, bytes): one file under [`SCRIPT_FILE`], or a folder's
+/// files under `@script/<path>`.
+fn script_files(data: &BTreeMap<String, Vec<u8>>) -> Vec<(String, &[u8])> {
+    data.iter()
+        .filter_map(|(k, v)| {
+            if k == SCRIPT_FILE {
+                Some((String::new(), v.as_slice()))
+            } else {
+                k.strip_prefix("@script/")
+                    .map(|p| (p.to_string(), v.as_slice()))
+            }
+        })
+        .collect()
+}
+
+/// The file the tool starts from. A single file is itself; in a folder it is `main.js` or the
+/// only top-level `.js` (k6), `locustfile.py` or the only top-level `.py` (Locust), the only
+/// top-level `.jmx` (JMeter).
+fn entry(engine: Engine, script: &str, files: &[(String, &[u8])]) -> Result<String, RunnerError> {
+    if let [(p, _)] = files {
+        if p.is_empty() {
+            return Ok(Path::new(script)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "script".into()));
+        }
+    }
+    let top: Vec<&str> = files
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .filter(|p| !p.contains('/'))
+        .collect();
+    let (preferred, ext) = match engine {
+        Engine::K6 => ("main.js", ".js"),
+        Engine::Locust => ("locustfile.py", ".py"),
+        Engine::Jmeter => ("", ".jmx"),
+    };
+    if top.contains(&preferred) {
+        return Ok(preferred.to_string());
+    }
+    let candidates: Vec<&str> = top.iter().copied().filter(|p| p.ends_with(ext)).collect();
+    match candidates.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => Err(RunnerError::Setup(format!(
+            "the script folder {script} has no top-level {ext} file to start from"
+        ))),
+        many => Err(RunnerError::Setup(format!(
+            "the script folder {script} has several top-level {ext} files ({}); {}",
+            many.join(", "),
+            if preferred.is_empty() {
+                "keep one".to_string()
+            } else {
+                format!("name the one to start from {preferred}")
+            }
+        ))),
+    }
 }
 
 /// Maps tool-reported label names to the recorder's label ids as they appear.
@@ -220,14 +280,32 @@ pub async fn run_share(
         return Err(RunnerError::Setup("not a runner spec".into()));
     };
     let program = find_tool(runner.engine)?;
-    let script = data.get(SCRIPT_FILE).ok_or(RunnerError::NoScript)?;
+    let files = script_files(data);
+    if files.is_empty() {
+        return Err(RunnerError::NoScript);
+    }
+    let name = entry(runner.engine, &runner.script, &files)?;
     let dir = tempfile::tempdir().map_err(|e| RunnerError::Setup(format!("work folder: {e}")))?;
-    let name = Path::new(&runner.script)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "script".into());
-    std::fs::write(dir.path().join(&name), script)
-        .map_err(|e| RunnerError::Setup(format!("writing the script: {e}")))?;
+    for (rel, bytes) in &files {
+        let rel = if rel.is_empty() {
+            name.as_str()
+        } else {
+            rel.as_str()
+        };
+        // Paths come from the coordinator's walk of a folder; refuse anything that climbs out.
+        if rel.split('/').any(|c| c == ".." || c.is_empty()) || rel.starts_with('/') {
+            return Err(RunnerError::Setup(format!(
+                "script file {rel:?} is not a plain relative path"
+            )));
+        }
+        let path = dir.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| RunnerError::Setup(format!("{}: {e}", parent.display())))?;
+        }
+        std::fs::write(&path, bytes)
+            .map_err(|e| RunnerError::Setup(format!("writing {rel}: {e}")))?;
+    }
     let cmd = match runner.engine {
         Engine::K6 => k6::command(spec, share, run_id, &program, dir.path(), &name)?,
         Engine::Locust => locust::command(spec, share, &program, dir.path(), &name)?,
@@ -486,5 +564,44 @@ impl LineReader {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_entry_of_a_script_folder() {
+        let f = |names: &[&str]| -> Vec<(String, &'static [u8])> {
+            names.iter().map(|n| (n.to_string(), &b""[..])).collect()
+        };
+        assert_eq!(
+            entry(Engine::K6, "a/load.js", &f(&[""])).expect("single"),
+            "load.js"
+        );
+        assert_eq!(
+            entry(Engine::K6, "d", &f(&["main.js", "lib.js"])).expect("main"),
+            "main.js"
+        );
+        assert_eq!(
+            entry(Engine::K6, "d", &f(&["only.js", "data/x.js"])).expect("only"),
+            "only.js"
+        );
+        let many = entry(Engine::K6, "d", &f(&["a.js", "b.js"])).expect_err("ambiguous");
+        assert!(
+            many.to_string()
+                .contains("name the one to start from main.js"),
+            "{many}"
+        );
+        assert_eq!(
+            entry(Engine::Locust, "d", &f(&["locustfile.py", "util.py"])).expect("lf"),
+            "locustfile.py"
+        );
+        assert_eq!(
+            entry(Engine::Jmeter, "d", &f(&["plan.jmx", "lib/ext/p.jar"])).expect("jmx"),
+            "plan.jmx"
+        );
+        assert!(entry(Engine::Jmeter, "d", &f(&["x.csv"])).is_err());
     }
 }

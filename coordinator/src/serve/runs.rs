@@ -228,21 +228,21 @@ async fn prepare(env: &Env, req: &RunRequest) -> Result<Prep, String> {
         }
     }
     let mut data = Vec::new();
+    if let Some(dir) = &local_dir {
+        // Beside an inbox file: the same loader as `herd run` (script folders included).
+        match agent::engine::load_data(&spec, dir) {
+            Ok(files) => {
+                let data = files
+                    .into_iter()
+                    .map(|(name, bytes)| messages::wire::DataFile { name, bytes })
+                    .collect();
+                return Ok(Prep::Ready(Box::new(Prepared { spec, text, data })));
+            }
+            Err(e) => return Ok(Prep::Rejected(vec![format!("{}: {e}", req.origin)])),
+        }
+    }
     for (name, file) in spec.files() {
         let bytes = match (&data_base, &env.aws) {
-            (None, _) if local_dir.is_some() => {
-                let p = local_dir.as_deref().unwrap_or(std::path::Path::new(".")).join(&file);
-                match std::fs::read(&p) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        return Ok(Prep::Rejected(vec![format!(
-                            "{}: data.{name}: {}: {e}",
-                            req.origin,
-                            p.display()
-                        )]))
-                    }
-                }
-            }
             (Some((bucket, key)), Some(aws)) => {
                 if file.starts_with('/') || file.split('/').any(|p| p == "..") {
                     return Ok(Prep::Rejected(vec![format!(
