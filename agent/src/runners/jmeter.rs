@@ -122,10 +122,10 @@ pub fn events(cols: &Columns, line: &str) -> Result<Vec<super::Event>, String> {
     Ok(out)
 }
 
-/// The plan with this agent's share: its one thread group gets `threads` for `secs` (scheduler
-/// on, loops forever, no ramp). A plan with several enabled thread groups is refused: herd
+/// The plan with this agent's share: its one thread group gets `threads`, started over
+/// `ramp_secs`, for `secs` in all (scheduler on, loops forever). A plan with several enabled thread groups is refused: herd
 /// could not split it exactly.
-pub fn share_plan(plan: &str, threads: u64, secs: u64) -> Result<String, String> {
+pub fn share_plan(plan: &str, threads: u64, ramp_secs: u64, secs: u64) -> Result<String, String> {
     let groups = plan.matches("testclass=\"ThreadGroup\"").count();
     if groups != 1 {
         return Err(format!(
@@ -150,14 +150,19 @@ pub fn share_plan(plan: &str, threads: u64, secs: u64) -> Result<String, String>
         &threads.to_string(),
     )?;
     p = set(p, "stringProp", "ThreadGroup.duration", &secs.to_string())?;
-    p = set(p, "stringProp", "ThreadGroup.ramp_time", "0")?;
+    p = set(
+        p,
+        "stringProp",
+        "ThreadGroup.ramp_time",
+        &ramp_secs.to_string(),
+    )?;
     p = set(p, "boolProp", "ThreadGroup.scheduler", "true")?;
     p = set(p, "stringProp", "LoopController.loops", "-1")?;
     Ok(p)
 }
 
-/// The JMeter command for this agent's share (constant-vus: threads for a duration), or `None`
-/// when the share has no threads.
+/// The JMeter command for this agent's share (threads ramped up, then held: see
+/// [`super::users_shape`]), or `None` when the share has no threads.
 pub fn command(
     spec: &messages::spec::Spec,
     share: &messages::split::Share,
@@ -165,19 +170,20 @@ pub fn command(
     dir: &std::path::Path,
     script_file: &str,
 ) -> Result<Option<super::Command>, super::RunnerError> {
-    let messages::spec::Executor::ConstantVus { vus, duration_ms } = share.executor else {
-        return Err(super::RunnerError::Setup(format!(
-            "engine jmeter runs executor constant-vus (threads for a duration); got {}",
-            share.executor.name()
-        )));
-    };
+    let shape = super::users_shape(messages::spec::Engine::Jmeter, &share.executor)?;
+    let vus = shape.users;
     if vus == 0 {
         return Ok(None);
     }
     let plan = std::fs::read_to_string(dir.join(script_file))
         .map_err(|e| super::RunnerError::Setup(format!("reading the plan: {e}")))?;
-    let plan = share_plan(&plan, vus, duration_ms.div_ceil(1000).max(1))
-        .map_err(super::RunnerError::Setup)?;
+    let plan = share_plan(
+        &plan,
+        vus,
+        shape.ramp_ms.div_ceil(1000),
+        shape.total_ms.div_ceil(1000).max(1),
+    )
+    .map_err(super::RunnerError::Setup)?;
     let plan_file = dir.join("herd-plan.jmx");
     std::fs::write(&plan_file, plan)
         .map_err(|e| super::RunnerError::Setup(format!("writing the plan: {e}")))?;
@@ -298,7 +304,8 @@ mod tests {
     #[test]
     fn the_plan_gets_the_share() {
         let plan = include_str!("../../../loadtest-specs/jmeter/shop.jmx");
-        let p = share_plan(plan, 7, 42).expect("one thread group");
+        let p = share_plan(plan, 7, 5, 42).expect("one thread group");
+        assert!(p.contains(r#"<stringProp name="ThreadGroup.ramp_time">5</stringProp>"#));
         assert!(p.contains(r#"<stringProp name="ThreadGroup.num_threads">7</stringProp>"#));
         assert!(p.contains(r#"<stringProp name="ThreadGroup.duration">42</stringProp>"#));
         assert!(p.contains(r#"<boolProp name="ThreadGroup.scheduler">true</boolProp>"#));
@@ -306,7 +313,7 @@ mod tests {
             "testclass=\"ThreadGroup\"",
             "testclass=\"SetupThreadGroup\"",
         );
-        assert!(share_plan(&none, 1, 1)
+        assert!(share_plan(&none, 1, 0, 1)
             .expect_err("no group")
             .contains("0 thread groups"));
     }

@@ -55,8 +55,8 @@ pub fn events(line: &str) -> Result<Vec<super::Event>, String> {
     }])
 }
 
-/// The Locust command for this agent's share (constant-vus only: users, spawned at once, for
-/// the duration), or `None` when the share has no users.
+/// The Locust command for this agent's share (users ramped up, then held: see
+/// [`super::users_shape`]), or `None` when the share has no users.
 pub fn command(
     spec: &messages::spec::Spec,
     share: &messages::split::Share,
@@ -64,11 +64,13 @@ pub fn command(
     dir: &std::path::Path,
     script_file: &str,
 ) -> Result<Option<super::Command>, super::RunnerError> {
-    let messages::spec::Executor::ConstantVus { vus, duration_ms } = share.executor else {
-        return Err(super::RunnerError::Setup(format!(
-            "engine locust runs executor constant-vus (users for a duration); got {}",
-            share.executor.name()
-        )));
+    let shape = super::users_shape(messages::spec::Engine::Locust, &share.executor)?;
+    let (vus, duration_ms) = (shape.users, shape.total_ms);
+    // Locust spawns `-r` users per second: the whole share over the ramp, or at once.
+    let rate = if shape.ramp_ms == 0 {
+        vus as f64
+    } else {
+        (vus as f64 * 1000.0 / shape.ramp_ms as f64).max(0.01)
     };
     if vus == 0 {
         return Ok(None);
@@ -85,7 +87,7 @@ pub fn command(
         "-u".into(),
         vus.to_string(),
         "-r".into(),
-        vus.to_string(),
+        format!("{rate}"),
         "-t".into(),
         format!("{secs}s"),
         "--stop-timeout".into(),

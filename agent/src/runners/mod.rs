@@ -255,6 +255,52 @@ impl Feed {
     }
 }
 
+/// Users (threads) ramped up over `ramp_ms` and held until `total_ms`: the load shapes Locust's
+/// `-u/-r/-t` and a JMeter thread group express. `constant-vus`, or `ramping-vus` from 0 whose
+/// first stage ramps up and whose later stages hold that level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsersShape {
+    pub users: u64,
+    pub ramp_ms: u64,
+    pub total_ms: u64,
+}
+
+pub fn users_shape(
+    engine: Engine,
+    ex: &messages::spec::Executor,
+) -> Result<UsersShape, RunnerError> {
+    use messages::spec::Executor as E;
+    let unsupported = || {
+        RunnerError::Setup(format!(
+            "engine {} runs constant-vus, or ramping-vus that ramps up from 0 in its first stage and then holds; got {}",
+            engine.name(),
+            ex.name()
+        ))
+    };
+    match ex {
+        E::ConstantVus { vus, duration_ms } => Ok(UsersShape {
+            users: *vus,
+            ramp_ms: 0,
+            total_ms: *duration_ms,
+        }),
+        E::RampingVus {
+            start_vus: 0,
+            stages,
+        } => {
+            let first = stages.first().ok_or_else(unsupported)?;
+            if stages.iter().any(|s| s.target != first.target) {
+                return Err(unsupported());
+            }
+            Ok(UsersShape {
+                users: first.target,
+                ramp_ms: first.duration_ms,
+                total_ms: stages.iter().map(|s| s.duration_ms).sum(),
+            })
+        }
+        _ => Err(unsupported()),
+    }
+}
+
 /// A prepared tool run.
 pub struct Command {
     pub program: PathBuf,
@@ -570,6 +616,45 @@ impl LineReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_shapes_tools_can_express() {
+        use messages::spec::{Executor, Stage};
+        let st = |d, t| Stage {
+            duration_ms: d,
+            target: t,
+        };
+        let ramp = Executor::RampingVus {
+            start_vus: 0,
+            stages: vec![st(2000, 4), st(3000, 4)],
+        };
+        assert_eq!(
+            users_shape(Engine::Locust, &ramp).expect("ramp and hold"),
+            UsersShape {
+                users: 4,
+                ramp_ms: 2000,
+                total_ms: 5000
+            }
+        );
+        let down = Executor::RampingVus {
+            start_vus: 0,
+            stages: vec![st(2000, 4), st(1000, 0)],
+        };
+        let e = users_shape(Engine::Jmeter, &down).expect_err("ramp-down");
+        assert!(
+            e.to_string()
+                .contains("engine jmeter runs constant-vus, or ramping-vus"),
+            "{e}"
+        );
+        let rate = Executor::ConstantArrivalRate {
+            rate: 1,
+            time_unit_ms: 1000,
+            duration_ms: 1000,
+            pre_allocated_vus: 1,
+            max_vus: 1,
+        };
+        assert!(users_shape(Engine::Locust, &rate).is_err());
+    }
 
     #[test]
     fn the_entry_of_a_script_folder() {
