@@ -426,3 +426,83 @@ async fn a_k6_script_folder_travels_with_its_data_files() {
         "{s}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_jmeter_cannot_load_fails_the_run_with_jmeters_message() {
+    // JMeter 2.13 exits 0 when it cannot load a plan; having written no results file at all is
+    // what gives it away.
+    let Some(jmeter) = tool("jmeter") else { return };
+    let t = start_target().await;
+    let spec = "name: jmbroken\ntarget: {url}\nengine: jmeter\nscript: broken.jmx\nload: {executor: constant-vus, vus: 2, duration: 3s}\n";
+    let env = jmeter_env(&jmeter);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let broken = PLAN.replace(
+        "<hashTree/>\n      </hashTree>",
+        "<NoSuchElement/>\n      </hashTree>",
+    );
+    assert_ne!(broken, PLAN);
+    let run = spawn_run_with(
+        spec,
+        &t.url(),
+        &[("broken.jmx", &broken)],
+        &["--agents", "2", "--quiet"],
+        &env,
+    );
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let text = summary(results.path()).to_string();
+    assert!(
+        text.contains("jmeter exited with") && text.contains("before writing any sample"),
+        "{text}"
+    );
+    assert!(
+        text.contains("NoSuchElement") || text.contains("Error"),
+        "the tool's own words: {text}"
+    );
+    assert_eq!(t.stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zipped_locust_folder_runs_with_its_modules() {
+    let Some(locust) = tool("locust") else { return };
+    let t = start_target().await;
+    let spec_dir = tempfile::tempdir().expect("dir");
+    let zip = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/locust/shop.zip"
+    ))
+    .expect("fixture");
+    std::fs::write(spec_dir.path().join("shop.zip"), zip).expect("zip");
+    let spec = format!(
+        "name: locustzip\ntarget: {}\nengine: locust\nscript: shop.zip\nload: {{executor: constant-vus, vus: 2, duration: 2s}}\n",
+        t.url()
+    );
+    std::fs::write(spec_dir.path().join("spec.yaml"), spec).expect("spec");
+    let results = tempfile::tempdir().expect("results");
+    let out = tokio::process::Command::new(herd_tests::herd_bin())
+        .arg("run")
+        .arg(spec_dir.path().join("spec.yaml"))
+        .args(["--agents", "2", "--quiet", "--results-dir"])
+        .arg(results.path())
+        .env("HERD_LOCUST", &locust)
+        .output()
+        .await
+        .expect("herd run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(results.path());
+    assert!(t.stats().requests > 0);
+    assert_eq!(
+        s["total"]["requests"].as_u64(),
+        Some(t.stats().requests),
+        "{s}"
+    );
+    assert_eq!(
+        s["labels"]["item"]["status"]["200"],
+        s["labels"]["item"]["requests"]
+    );
+}

@@ -267,6 +267,22 @@ async fn prepare(env: &Env, req: &RunRequest) -> Result<Prep, String> {
                 )]))
             }
         };
+        if name == messages::spec::SCRIPT_FILE && file.ends_with(".zip") {
+            match agent::engine::read_zip(&bytes) {
+                Ok(files) => {
+                    data.extend(
+                        files
+                            .into_iter()
+                            .map(|(rel, bytes)| messages::wire::DataFile {
+                                name: format!("{name}/{rel}"),
+                                bytes,
+                            }),
+                    )
+                }
+                Err(e) => return Ok(Prep::Rejected(vec![format!("{}: {file}: {e}", req.origin)])),
+            }
+            continue;
+        }
         data.push(messages::wire::DataFile {
             name: name.clone(),
             bytes,
