@@ -5,7 +5,8 @@
 //! - [`engine`]: one agent's share of a run end to end (compile, recorder, executor).
 //! - [`executor`]: when iterations run (closed and open models).
 //! - [`recorder`]: lock-free per-VU sample buffers folded into per-second metric batches.
-//! - [`runners`]: readers of k6/Locust/JMeter output (k6 so far).
+//! - [`runners`]: k6, Locust and JMeter run on the user's script with this agent's share; their
+//!   output read while they run into the same recorder.
 //! - [`report`]: folds batches into totals and prints them (standalone mode and tests).
 //! - [`standalone`]: one agent with the whole load, no coordinator (`herd agent --standalone`).
 //!

@@ -6,6 +6,10 @@
 //!   child processes), [`aggregator`] (exact fold of batches), [`live`] (per-second snapshot),
 //!   [`results`] (files and the retained result). [`protocol`] holds messages that cross them.
 //! - [`fold`]: the aggregator's state, pure. [`bus`]: the MQTT link. [`broker`]: embedded rumqttd.
+//! - [`wiring`]: one run's actors started together, shared by `herd run` and `herd serve`.
+//! - [`serve`]: `herd serve` — config, the `Runs` registry, the inbox; [`aws`]: SQS intake, ECS
+//!   launcher, IoT credentials, S3 store; [`notifier`]: `RunCompleted`/`RunRejected` out;
+//!   [`bootstrap`]: how an ECS task learns which agent it is.
 //! - [`target`]: `herd target`, the built-in HTTP target for demos, tests and benchmarks.
 
 pub mod aggregator;
