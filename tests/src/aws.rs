@@ -357,32 +357,39 @@ impl Clients {
         }
     }
 
+    /// One long poll of up to a second: the bodies received, deleted from the queue.
+    async fn receive(&self, queue: &str) -> Vec<String> {
+        let got = self
+            .sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        let mut out = Vec::new();
+        for m in got.messages() {
+            out.push(m.body().unwrap_or_default().to_string());
+            if let Some(r) = m.receipt_handle() {
+                let _ = self
+                    .sqs
+                    .delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(r)
+                    .send()
+                    .await;
+            }
+        }
+        out
+    }
+
     /// Every message that arrives on `queue` within `wait`, bodies only.
     pub async fn drain(&self, queue: &str, wait: Duration) -> Vec<String> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut out = Vec::new();
         while tokio::time::Instant::now() < deadline {
-            let got = self
-                .sqs
-                .receive_message()
-                .queue_url(queue)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .expect("ReceiveMessage");
-            for m in got.messages() {
-                out.push(m.body().unwrap_or_default().to_string());
-                if let Some(r) = m.receipt_handle() {
-                    let _ = self
-                        .sqs
-                        .delete_message()
-                        .queue_url(queue)
-                        .receipt_handle(r)
-                        .send()
-                        .await;
-                }
-            }
+            out.extend(self.receive(queue).await);
         }
         out
     }
@@ -396,29 +403,14 @@ impl Clients {
     ) -> Option<serde_json::Value> {
         let deadline = tokio::time::Instant::now() + wait;
         while tokio::time::Instant::now() < deadline {
-            let got = self
-                .sqs
-                .receive_message()
-                .queue_url(queue)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
+            if let Some(v) = self
+                .receive(queue)
                 .await
-                .expect("ReceiveMessage");
-            for m in got.messages() {
-                let v = notification(m.body().unwrap_or_default());
-                if let Some(r) = m.receipt_handle() {
-                    let _ = self
-                        .sqs
-                        .delete_message()
-                        .queue_url(queue)
-                        .receipt_handle(r)
-                        .send()
-                        .await;
-                }
-                if pred(&v) {
-                    return Some(v);
-                }
+                .iter()
+                .map(|b| notification(b))
+                .find(|v| pred(v))
+            {
+                return Some(v);
             }
         }
         None

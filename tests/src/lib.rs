@@ -99,33 +99,15 @@ pub struct HerdRun {
 
 /// Starts `herd run` on `yaml` (with `{url}` replaced) with `args`, results in a temp folder.
 pub fn spawn_run(yaml: &str, url: &str, args: &[&str]) -> HerdRun {
-    let spec_dir = tempfile::tempdir().expect("temp dir");
-    let results = tempfile::tempdir().expect("temp dir");
-    let path = spec_dir.path().join("spec.yaml");
-    std::fs::write(&path, yaml.replace("{url}", url)).expect("write spec");
-    let child = tokio::process::Command::new(herd_bin())
-        .arg("run")
-        .arg(&path)
-        .arg("--results-dir")
-        .arg(results.path())
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn herd run");
-    HerdRun {
-        child,
-        results,
-        _spec_dir: spec_dir,
-    }
+    spawn_run_with(yaml, url, &[], args, &[])
 }
 
-/// Like [`spawn_run`], with extra files next to the spec (scripts, data) and extra env vars.
+/// Like [`spawn_run`], with files next to the spec (scripts, data; `name` may hold folders)
+/// and extra env vars.
 pub fn spawn_run_with(
     yaml: &str,
     url: &str,
-    files: &[(&str, &str)],
+    files: &[(&str, &[u8])],
     args: &[&str],
     env: &[(&str, &str)],
 ) -> HerdRun {
@@ -133,8 +115,12 @@ pub fn spawn_run_with(
     let results = tempfile::tempdir().expect("temp dir");
     let path = spec_dir.path().join("spec.yaml");
     std::fs::write(&path, yaml.replace("{url}", url)).expect("write spec");
-    for (name, text) in files {
-        std::fs::write(spec_dir.path().join(name), text.replace("{url}", url)).expect("write file");
+    for (name, bytes) in files {
+        let p = spec_dir.path().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("folder for a file");
+        }
+        std::fs::write(p, bytes).expect("write file");
     }
     let child = tokio::process::Command::new(herd_bin())
         .arg("run")

@@ -172,6 +172,18 @@ async fn wait_for_run_id(results: &std::path::Path) -> String {
     panic!("no run folder appeared");
 }
 
+/// The pid of agent `index` of the run (exactly one must be running).
+fn the_agent(run_id: &str, index: u32) -> i32 {
+    let needle = format!("--index {index}");
+    let pids: Vec<i32> = agent_pids(run_id)
+        .into_iter()
+        .filter(|(_, c)| c.contains(&needle))
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(pids.len(), 1, "agent {index} of {run_id}");
+    pids[0]
+}
+
 async fn no_agents_left(run_id: &str) -> bool {
     for _ in 0..40 {
         if agent_pids(run_id).is_empty() {
@@ -217,14 +229,8 @@ async fn a_killed_agent_is_marked_lost_and_the_survivors_are_counted() {
     let run = spawn_run(spec, &t.url(), &["--agents", "3", "--quiet"]);
     let run_id = wait_for_run_id(run.results.path()).await;
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    let victims: Vec<i32> = agent_pids(&run_id)
-        .into_iter()
-        .filter(|(_, c)| c.contains("--index 1"))
-        .map(|(p, _)| p)
-        .collect();
-    assert_eq!(victims.len(), 1);
     // SAFETY: killing an agent process this test's run started.
-    unsafe { libc::kill(victims[0], libc::SIGKILL) };
+    unsafe { libc::kill(the_agent(&run_id, 1), libc::SIGKILL) };
     let (code, stdout, stderr, results) = run.finish().await;
     assert_eq!(
         code,
@@ -369,14 +375,8 @@ async fn a_sigtermed_agent_stops_gracefully_and_loses_nothing() {
     let run = spawn_run(spec, &t.url(), &["--agents", "2", "--quiet"]);
     let run_id = wait_for_run_id(run.results.path()).await;
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    let victims: Vec<i32> = agent_pids(&run_id)
-        .into_iter()
-        .filter(|(_, c)| c.contains("--index 1"))
-        .map(|(p, _)| p)
-        .collect();
-    assert_eq!(victims.len(), 1);
     // SAFETY: signalling an agent process this test's run started.
-    unsafe { libc::kill(victims[0], libc::SIGTERM) };
+    unsafe { libc::kill(the_agent(&run_id, 1), libc::SIGTERM) };
     let (code, stdout, stderr, results) = run.finish().await;
     assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
     let s = summary(results.path());
@@ -391,14 +391,8 @@ async fn below_min_healthy_agents_the_run_fails() {
     let run = spawn_run(spec, &t.url(), &["--agents", "2", "--quiet"]);
     let run_id = wait_for_run_id(run.results.path()).await;
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    let victims: Vec<i32> = agent_pids(&run_id)
-        .into_iter()
-        .filter(|(_, c)| c.contains("--index 0"))
-        .map(|(p, _)| p)
-        .collect();
-    assert_eq!(victims.len(), 1);
     // SAFETY: killing an agent process this test's run started.
-    unsafe { libc::kill(victims[0], libc::SIGKILL) };
+    unsafe { libc::kill(the_agent(&run_id, 0), libc::SIGKILL) };
     let begun = std::time::Instant::now();
     let (code, stdout, stderr, results) = run.finish().await;
     assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
