@@ -218,6 +218,20 @@ async fn both_notifications(env: &Env, kind: &str, field: &str, value: &str) -> 
     }
 }
 
+/// ARNs of the cluster's tasks with this desired status.
+async fn tasks(env: &Env, status: aws_sdk_ecs::types::DesiredStatus) -> Vec<String> {
+    env.aws
+        .ecs
+        .list_tasks()
+        .cluster("herd")
+        .desired_status(status)
+        .send()
+        .await
+        .expect("ListTasks")
+        .task_arns()
+        .to_vec()
+}
+
 async fn s3_json(env: &Env, key: &str) -> Value {
     let out = env
         .aws
@@ -323,16 +337,8 @@ async fn spec_object_runs_on_ecs_agents_and_reports_everywhere() {
         "{agents:?}"
     );
     // Both agents ran as ECS tasks started by herd, and were stopped at run end.
-    let tasks = env
-        .aws
-        .ecs
-        .list_tasks()
-        .cluster("herd")
-        .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
-        .send()
-        .await
-        .expect("ListTasks");
-    assert_eq!(tasks.task_arns().len(), 2, "StopTask at run end");
+    let stopped = tasks(&env, aws_sdk_ecs::types::DesiredStatus::Stopped).await;
+    assert_eq!(stopped.len(), 2, "StopTask at run end");
     // Per-run credentials and bootstrap objects are gone.
     let things = env.aws.iot.list_things().send().await.expect("ListThings");
     assert!(
@@ -484,16 +490,8 @@ async fn pipeline_cancel_and_a_stopped_task() {
         json!(target.stats().requests),
         "partial results count every request the target saw"
     );
-    let stopped = env
-        .aws
-        .ecs
-        .list_tasks()
-        .cluster("herd")
-        .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
-        .send()
-        .await
-        .expect("ListTasks");
-    assert_eq!(stopped.task_arns().len(), 2, "StopTask for both tasks");
+    let stopped = tasks(&env, aws_sdk_ecs::types::DesiredStatus::Stopped).await;
+    assert_eq!(stopped.len(), 2, "StopTask for both tasks");
     target.shutdown().await;
 
     // 2. An ECS STOPPED event for one task (its container died): that agent is lost, the run
@@ -509,16 +507,8 @@ async fn pipeline_cancel_and_a_stopped_task() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let running = env
-        .aws
-        .ecs
-        .list_tasks()
-        .cluster("herd")
-        .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
-        .send()
-        .await
-        .expect("ListTasks");
-    let victim = running.task_arns().first().expect("a running task").clone();
+    let running = tasks(&env, aws_sdk_ecs::types::DesiredStatus::Running).await;
+    let victim = running.first().expect("a running task").clone();
     let pid = env
         .harness
         .pids

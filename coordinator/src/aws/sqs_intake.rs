@@ -16,12 +16,7 @@ use super::events::{decode, Intent};
 use crate::serve::runs::{CancelRuns, Runs, Submit, Submitted, TaskEvent};
 
 pub struct SqsIntake {
-    client: Client,
-    queue_url: String,
-    visibility_s: i32,
-    spec_bucket: String,
-    spec_prefix: String,
-    runs: Addr<Runs>,
+    h: Handling,
 }
 
 impl SqsIntake {
@@ -34,12 +29,14 @@ impl SqsIntake {
         runs: Addr<Runs>,
     ) -> SqsIntake {
         SqsIntake {
-            client,
-            queue_url,
-            visibility_s,
-            spec_bucket,
-            spec_prefix,
-            runs,
+            h: Handling {
+                client,
+                queue_url,
+                visibility_s,
+                spec_bucket,
+                spec_prefix,
+                runs,
+            },
         }
     }
 }
@@ -48,18 +45,11 @@ impl Actor for SqsIntake {
     type Context = Context<Self>;
 
     fn started(&mut self, _ctx: &mut Context<Self>) {
-        let me = Handling {
-            client: self.client.clone(),
-            queue_url: self.queue_url.clone(),
-            visibility_s: self.visibility_s,
-            spec_bucket: self.spec_bucket.clone(),
-            spec_prefix: self.spec_prefix.clone(),
-            runs: self.runs.clone(),
-        };
-        actix::spawn(poll(me));
+        actix::spawn(poll(self.h.clone()));
     }
 }
 
+/// What each message's handling needs; cloned into its task.
 #[derive(Clone)]
 struct Handling {
     client: Client,
