@@ -82,9 +82,8 @@ pub async fn own_task_arn() -> Result<String, String> {
 
 fn not_yet(e: &StoreError) -> bool {
     match e {
-        StoreError::Missing { .. } => true,
-        StoreError::S3 { message, .. } => message.contains("AccessDenied"),
-        StoreError::Local(..) => false,
+        StoreError::Missing { .. } | StoreError::Denied { .. } => true,
+        StoreError::S3 { .. } | StoreError::Unusable { .. } | StoreError::Local(..) => false,
     }
 }
 

@@ -25,13 +25,10 @@ impl Drop for Moto {
 }
 
 fn moto_exe() -> Option<std::path::PathBuf> {
-    if let Ok(p) = std::env::var("HERD_MOTO_SERVER") {
-        return Some(p.into());
+    match std::env::var("HERD_MOTO_SERVER") {
+        Ok(p) => Some(p.into()),
+        Err(_) => crate::on_path("moto_server"),
     }
-    let path = std::env::var("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("moto_server"))
-        .find(|p| p.exists())
 }
 
 /// Starts moto's server on a free port, or returns None when it is not installed (CI installs

@@ -141,6 +141,13 @@ pub fn spawn_run_with(
     }
 }
 
+/// `name` in the first PATH folder that has it.
+pub fn on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// The tool's path if installed, else None with a SKIPPED line (or a failure when CI set
 /// `HERD_REQUIRE_RUNNERS=1` after installing them).
 pub fn tool(name: &str) -> Option<std::path::PathBuf> {
@@ -148,9 +155,7 @@ pub fn tool(name: &str) -> Option<std::path::PathBuf> {
     if let Ok(p) = std::env::var(&var) {
         return Some(p.into());
     }
-    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
+    let found = on_path(name);
     if found.is_none() {
         assert!(
             std::env::var("HERD_REQUIRE_RUNNERS").is_err(),

@@ -218,6 +218,19 @@ async fn both_notifications(env: &Env, kind: &str, field: &str, value: &str) -> 
     }
 }
 
+/// Waits (bounded) until the run has put real load on the target.
+async fn wait_for_load(env: &Env, target: &coordinator::target::Target) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while target.stats().requests < 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run never produced load\n{}",
+            env.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// ARNs of the cluster's tasks with this desired status.
 async fn tasks(env: &Env, status: aws_sdk_ecs::types::DesiredStatus) -> Vec<String> {
     env.aws
@@ -464,15 +477,7 @@ async fn pipeline_cancel_and_a_stopped_task() {
     // 1. CancelRequested mid-run: StopTask for every task, partial results equal to the target's count.
     let target = start_target().await;
     pipeline_event(&env, "RunRequested", json!({"spec": spec_yaml("long", &target.url(), 2, "60s"), "correlation_id": "deploy-cancel"})).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while target.stats().requests < 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the run never produced load\n{}",
-            env.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_load(&env, &target).await;
     pipeline_event(
         &env,
         "CancelRequested",
@@ -498,15 +503,7 @@ async fn pipeline_cancel_and_a_stopped_task() {
     //    completes with the survivor, flagged.
     let target = start_target().await;
     pipeline_event(&env, "RunRequested", json!({"spec": spec_yaml("crash", &target.url(), 2, "8s"), "correlation_id": "deploy-crash"})).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while target.stats().requests < 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the run never produced load\n{}",
-            env.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_load(&env, &target).await;
     let running = tasks(&env, aws_sdk_ecs::types::DesiredStatus::Running).await;
     let victim = running.first().expect("a running task").clone();
     let pid = env

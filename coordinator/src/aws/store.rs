@@ -18,8 +18,28 @@ pub enum StoreError {
     },
     #[error("s3://{bucket}/{key} does not exist")]
     Missing { bucket: String, key: String },
+    /// Access denied. Without s3:ListBucket, S3 also answers a missing key this way.
+    #[error("s3://{bucket}/{key}: access denied (or missing, without list permission)")]
+    Denied { bucket: String, key: String },
+    /// There, but not usable as asked (too large, not text): no retry will change that.
+    #[error("s3://{bucket}/{key}: {reason}")]
+    Unusable {
+        bucket: String,
+        key: String,
+        reason: String,
+    },
     #[error("{0}: {1}")]
     Local(String, std::io::Error),
+}
+
+impl StoreError {
+    /// Missing or unusable for good, as opposed to S3 being unreachable right now.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Missing { .. } | StoreError::Unusable { .. }
+        )
+    }
 }
 
 #[derive(Clone)]
@@ -51,10 +71,10 @@ impl S3Store {
         version: Option<&str>,
     ) -> Result<String, StoreError> {
         let bytes = self.get_bytes(bucket, key, version, MAX_SPEC_BYTES).await?;
-        String::from_utf8(bytes).map_err(|_| StoreError::S3 {
+        String::from_utf8(bytes).map_err(|_| StoreError::Unusable {
             bucket: bucket.into(),
             key: key.into(),
-            message: "not UTF-8 text".into(),
+            reason: "not UTF-8 text".into(),
         })
     }
 
@@ -80,15 +100,20 @@ impl S3Store {
                         bucket: bucket.into(),
                         key: key.into(),
                     }
+                } else if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) {
+                    StoreError::Denied {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                    }
                 } else {
                     Self::err(bucket, key, e)
                 }
             })?;
         if out.content_length().unwrap_or(0) > limit {
-            return Err(StoreError::S3 {
+            return Err(StoreError::Unusable {
                 bucket: bucket.into(),
                 key: key.into(),
-                message: format!("larger than {limit} bytes"),
+                reason: format!("larger than {limit} bytes"),
             });
         }
         Ok(out

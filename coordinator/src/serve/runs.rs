@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::aws::ecs_launcher::{EcsLauncher, Region, TaskStopped};
 use crate::aws::events::{RunRequest, SpecSource};
 use crate::aws::iot::Iot;
-use crate::aws::store::{S3Store, StoreError, MAX_DATA_BYTES};
+use crate::aws::store::{S3Store, MAX_DATA_BYTES};
 use crate::launcher::LocalLauncher;
 use crate::notifier::{Notifier, Notify};
 use crate::supervisor::{Cancel, Outcome, RunSupervisor};
@@ -173,15 +173,8 @@ async fn prepare(env: &Env, req: &RunRequest) -> Result<Prep, String> {
             };
             match aws.store.get_text(bucket, key, version.as_deref()).await {
                 Ok(t) => (t, Some((bucket.clone(), key.clone()))),
-                // Gone or unreadable for good: no retry will help.
-                Err(e @ StoreError::Missing { .. }) => {
-                    return Ok(Prep::Rejected(vec![e.to_string()]))
-                }
-                Err(e @ StoreError::S3 { .. })
-                    if e.to_string().contains("larger than") || e.to_string().contains("UTF-8") =>
-                {
-                    return Ok(Prep::Rejected(vec![e.to_string()]))
-                }
+                // Gone or unusable for good: no retry will help.
+                Err(e) if e.is_permanent() => return Ok(Prep::Rejected(vec![e.to_string()])),
                 Err(e) => return Err(e.to_string()),
             }
         }
@@ -254,8 +247,8 @@ async fn prepare(env: &Env, req: &RunRequest) -> Result<Prep, String> {
                 let k = if dir.is_empty() { file.clone() } else { format!("{dir}/{file}") };
                 match aws.store.get_bytes(bucket, &k, None, MAX_DATA_BYTES).await {
                     Ok(b) => b,
-                    Err(e @ StoreError::Missing { .. }) => {
-                        return Ok(Prep::Rejected(vec![format!("{}: data.{name}: {e}", req.origin)]))
+                    Err(e) if e.is_permanent() => {
+                        return Ok(Prep::Rejected(vec![format!("{}: {name}: {e}", req.origin)]))
                     }
                     Err(e) => return Err(e.to_string()),
                 }
