@@ -367,15 +367,16 @@ impl Runs {
         ctx: &mut Context<Self>,
     ) -> Result<Submitted, String> {
         self.counter += 1;
-        // On AWS every agent runs in a real region: a plain count goes to the first one, so
-        // results name it.
+        // `prepare` already put an `agents` override into the spec.
+        let count = p
+            .spec
+            .agents
+            .total()
+            .unwrap_or(self.env.default_agents)
+            .max(1);
+        // On AWS every agent runs in a configured region (`prepare` checked the spec's): a plain
+        // count goes to the first one, so results name it.
         if let (Some(aws), Agents::Count(_) | Agents::Default) = (&self.env.aws, &p.spec.agents) {
-            let count = req
-                .overrides
-                .agents
-                .or(p.spec.agents.total())
-                .unwrap_or(self.env.default_agents)
-                .max(1);
             p.spec.agents = Agents::Regions(vec![messages::spec::RegionAgents {
                 region: aws.default_region.clone(),
                 count,
@@ -393,22 +394,8 @@ impl Runs {
         let dir = self.env.results_dir.join(&run_id);
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let env = self.env.clone();
-        let count = req
-            .overrides
-            .agents
-            .or(p.spec.agents.total())
-            .unwrap_or(env.default_agents)
-            .max(1);
         let spec_name = p.spec.name.clone();
-        let region_of: Vec<String> = (0..count)
-            .map(|i| {
-                let r = p.spec.agents.region_of(i);
-                match &env.aws {
-                    Some(a) if !a.regions.contains_key(&r) => a.default_region.clone(),
-                    _ => r,
-                }
-            })
-            .collect();
+        let region_of: Vec<String> = (0..count).map(|i| p.spec.agents.region_of(i)).collect();
         tracing::info!(run = %run_id, origin = %req.origin, agents = count, "starting a run");
         let params = RunParams {
             run_id: run_id.clone(),
