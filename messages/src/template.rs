@@ -14,11 +14,23 @@ pub struct Template {
     pub parts: Vec<Part>,
 }
 
+/// Why a template was refused. The texts are shown to users as they are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// `at` is the byte offset of the `{{` in `src`.
+    #[error("unclosed `{{{{` at byte {at} of {src:?}")]
+    Unclosed { at: usize, src: String },
+    #[error("empty `{{{{}}}}` in {src:?}")]
+    Empty { src: String },
+    #[error("`{name}` is not a variable name (letters, digits, `_`, `-`, `.`)")]
+    BadName { name: String },
+}
+
 /// Variables every VU has without declaring them.
 pub const BUILTINS: &[&str] = &["vu", "iteration", "agent", "run"];
 
 impl Template {
-    pub fn parse(src: &str) -> Result<Template, String> {
+    pub fn parse(src: &str) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = src;
         while let Some(open) = rest.find("{{") {
@@ -27,22 +39,24 @@ impl Template {
             }
             let after = &rest[open + 2..];
             let Some(close) = after.find("}}") else {
-                return Err(format!(
-                    "unclosed `{{{{` at byte {} of {src:?}",
-                    src.len() - rest.len() + open
-                ));
+                return Err(TemplateError::Unclosed {
+                    at: src.len() - rest.len() + open,
+                    src: src.to_string(),
+                });
             };
             let name = after[..close].trim();
             if name.is_empty() {
-                return Err(format!("empty `{{{{}}}}` in {src:?}"));
+                return Err(TemplateError::Empty {
+                    src: src.to_string(),
+                });
             }
             if !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
             {
-                return Err(format!(
-                    "`{name}` is not a variable name (letters, digits, `_`, `-`, `.`)"
-                ));
+                return Err(TemplateError::BadName {
+                    name: name.to_string(),
+                });
             }
             parts.push(Part::Var(name.to_string()));
             rest = &after[close + 2..];
@@ -110,8 +124,23 @@ mod tests {
 
     #[test]
     fn unclosed_braces_are_an_error() {
-        assert!(Template::parse("/a/{{id").unwrap_err().contains("unclosed"));
+        assert!(Template::parse("/a/{{id")
+            .unwrap_err()
+            .to_string()
+            .contains("unclosed"));
         assert!(Template::parse("{{}}").is_err());
         assert!(Template::parse("{{a b}}").is_err());
+    }
+
+    /// The texts are what users see (with the spec position in front), so they are pinned here.
+    #[test]
+    fn error_texts_are_the_user_messages() {
+        let text = |s: &str| Template::parse(s).unwrap_err().to_string();
+        assert_eq!(text("/a/{{id"), r#"unclosed `{{` at byte 3 of "/a/{{id""#);
+        assert_eq!(text("x{{ }}"), r#"empty `{{}}` in "x{{ }}""#);
+        assert_eq!(
+            text("{{a b}}"),
+            "`a b` is not a variable name (letters, digits, `_`, `-`, `.`)"
+        );
     }
 }

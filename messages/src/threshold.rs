@@ -81,7 +81,31 @@ const METRICS_HELP: &str =
     "p50, p90, p95, p99, p99.9 (any pNN), min, max, mean, error_rate, errors, \
 requests, rps, dropped_iterations, check_pass_rate, checks_failed";
 
-fn parse_metric(s: &str) -> Result<Metric, String> {
+/// Why a threshold expression was refused. The texts are shown to users as they are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ThresholdError {
+    /// No comparison operator: not `metric op value`.
+    #[error(
+        "`{0}` is not a threshold: write `metric op value`, e.g. `p95 < 500ms` or `error_rate < 1%`"
+    )]
+    NotAnExpression(String),
+    #[error("unknown metric `{0}` (known: {known})", known = METRICS_HELP)]
+    UnknownMetric(String),
+    #[error("percentile `{0}` must be between 0 and 100")]
+    PercentileOutOfRange(String),
+    /// A latency limit that is neither milliseconds nor a duration.
+    #[error("`{0}` is not a duration (e.g. 500ms, 1.5s is written 1500ms)")]
+    NotADuration(String),
+    /// A rate limit ending in `%` whose number does not parse.
+    #[error("`{0}` is not a percentage")]
+    NotAPercentage(String),
+    #[error("`{0}` is not a rate (write 1% or 0.01)")]
+    NotARate(String),
+    #[error("`{0}` is not a number")]
+    NotANumber(String),
+}
+
+fn parse_metric(s: &str) -> Result<Metric, ThresholdError> {
     let m = match s {
         "min" => Metric::Min,
         "max" => Metric::Max,
@@ -100,22 +124,22 @@ fn parse_metric(s: &str) -> Result<Metric, String> {
                 .or_else(|| s.strip_prefix('p'));
             match num.and_then(|n| n.parse::<f64>().ok()) {
                 Some(p) if p > 0.0 && p <= 100.0 => Metric::Percentile(p),
-                Some(_) => return Err(format!("percentile `{s}` must be between 0 and 100")),
-                None => return Err(format!("unknown metric `{s}` (known: {METRICS_HELP})")),
+                Some(_) => return Err(ThresholdError::PercentileOutOfRange(s.to_string())),
+                None => return Err(ThresholdError::UnknownMetric(s.to_string())),
             }
         }
     };
     Ok(m)
 }
 
-fn parse_value(metric: Metric, s: &str) -> Result<f64, String> {
+fn parse_value(metric: Metric, s: &str) -> Result<f64, ThresholdError> {
     if metric.is_latency() {
         if let Ok(n) = s.parse::<f64>() {
             return Ok(n); // milliseconds
         }
         return humantime::parse_duration(s)
             .map(|d| d.as_secs_f64() * 1000.0)
-            .map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 1.5s is written 1500ms)"));
+            .map_err(|_| ThresholdError::NotADuration(s.to_string()));
     }
     if metric.is_rate() {
         if let Some(p) = s.strip_suffix('%') {
@@ -123,18 +147,18 @@ fn parse_value(metric: Metric, s: &str) -> Result<f64, String> {
                 .trim()
                 .parse::<f64>()
                 .map(|v| v / 100.0)
-                .map_err(|_| format!("`{s}` is not a percentage"));
+                .map_err(|_| ThresholdError::NotAPercentage(s.to_string()));
         }
         return s
             .parse::<f64>()
-            .map_err(|_| format!("`{s}` is not a rate (write 1% or 0.01)"));
+            .map_err(|_| ThresholdError::NotARate(s.to_string()));
     }
     s.parse::<f64>()
-        .map_err(|_| format!("`{s}` is not a number"))
+        .map_err(|_| ThresholdError::NotANumber(s.to_string()))
 }
 
 /// Parses `metric op value`.
-pub fn parse_expr(expr: &str) -> Result<(Metric, Op, f64), String> {
+pub fn parse_expr(expr: &str) -> Result<(Metric, Op, f64), ThresholdError> {
     let ops = [
         ("<=", Op::Le),
         (">=", Op::Ge),
@@ -149,9 +173,7 @@ pub fn parse_expr(expr: &str) -> Result<(Metric, Op, f64), String> {
             return Ok((metric, op, value));
         }
     }
-    Err(format!(
-        "`{expr}` is not a threshold: write `metric op value`, e.g. `p95 < 500ms` or `error_rate < 1%`"
-    ))
+    Err(ThresholdError::NotAnExpression(expr.to_string()))
 }
 
 /// What a threshold saw, for reports.
@@ -242,15 +264,51 @@ mod tests {
     fn rejects_nonsense_with_a_reason() {
         assert!(parse_expr("p95 500ms")
             .unwrap_err()
+            .to_string()
             .contains("metric op value"));
         assert!(parse_expr("latency < 5")
             .unwrap_err()
+            .to_string()
             .contains("unknown metric"));
         assert!(parse_expr("p95 < 5x")
             .unwrap_err()
+            .to_string()
             .contains("not a duration"));
         assert!(parse_expr("p101 < 5ms")
             .unwrap_err()
+            .to_string()
             .contains("between 0 and 100"));
+    }
+
+    /// The texts are what users see (with the spec position in front), so they are pinned here.
+    #[test]
+    fn error_texts_are_the_user_messages() {
+        let text = |e: &str| parse_expr(e).unwrap_err().to_string();
+        assert_eq!(
+            text("p95 500ms"),
+            "`p95 500ms` is not a threshold: write `metric op value`, e.g. `p95 < 500ms` or `error_rate < 1%`"
+        );
+        assert_eq!(
+            text("latency < 5"),
+            format!("unknown metric `latency` (known: {METRICS_HELP})")
+        );
+        assert_eq!(
+            text("p101 < 5ms"),
+            "percentile `p101` must be between 0 and 100"
+        );
+        assert_eq!(
+            text("p95 < 5x"),
+            "`5x` is not a duration (e.g. 500ms, 1.5s is written 1500ms)"
+        );
+        assert_eq!(text("error_rate < x%"), "`x%` is not a percentage");
+        assert_eq!(
+            text("error_rate < x"),
+            "`x` is not a rate (write 1% or 0.01)"
+        );
+        assert_eq!(text("rps > x"), "`x` is not a number");
+        assert_eq!(
+            parse_expr("rps > x"),
+            Err(ThresholdError::NotANumber("x".into()))
+        );
     }
 }

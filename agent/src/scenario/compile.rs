@@ -355,7 +355,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn template(&self, text: &str) -> Result<CTemplate, String> {
-        let t = Template::parse(text)?;
+        let t = Template::parse(text).map_err(|e| e.to_string())?;
         let mut parts = Vec::new();
         for p in t.parts {
             parts.push(match p {
