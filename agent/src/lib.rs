@@ -8,6 +8,7 @@
 //! - [`runners`]: k6, Locust and JMeter run on the user's script with this agent's share; their
 //!   output read while they run into the same recorder.
 //! - [`report`]: folds batches into totals and prints them (standalone mode and tests).
+//! - [`link`]: the coordinated agent's side of a run over MQTT ([`transport::Session`]).
 //! - [`standalone`]: one agent with the whole load, no coordinator (`herd agent --standalone`).
 //!
 //! Data flows one way: spec → plan → VUs → samples → recorder → batches → whoever listens.
@@ -16,7 +17,6 @@ pub mod engine;
 pub mod executor;
 pub mod http;
 pub mod link;
-pub mod mqtt;
 pub mod recorder;
 pub mod report;
 pub mod runners;

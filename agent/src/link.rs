@@ -12,15 +12,14 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use messages::topics;
 use messages::wire::{self, Body, Envelope, Failed, Finished, Heartbeat, Ready, WIRE_VERSION};
-use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::{mpsc, watch};
+use transport::{BrokerUrl, QoS, Session, SessionConfig, SessionError, TlsFiles};
 
 use crate::engine::run_share;
-use crate::mqtt::{self, BrokerUrl, MqttSetupError, TlsFiles};
 use crate::recorder::{unix_ms, Clock};
 
 #[derive(Debug, Clone)]
@@ -38,9 +37,7 @@ pub struct LinkConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     #[error(transparent)]
-    Setup(#[from] MqttSetupError),
-    #[error("no connection to the broker at {0} within {1:?}")]
-    Unreachable(String, Duration),
+    Session(#[from] SessionError),
     #[error("no {what} from the coordinator within {wait:?}")]
     Timeout { what: &'static str, wait: Duration },
 }
@@ -52,13 +49,16 @@ pub enum LinkOutcome {
     Failed(String),
 }
 
+/// How long a finished agent waits for the broker to acknowledge what it queued.
+const FLUSH_WAIT: Duration = Duration::from_secs(30);
+
+/// One sender's stream of envelopes: `(sender, seq)` identifies a message.
 struct Out {
-    client: AsyncClient,
+    session: Arc<Session>,
     run: String,
     sender: String,
     agent: u32,
     seq: u64,
-    qos1_sent: Arc<AtomicU64>,
 }
 
 impl Out {
@@ -80,11 +80,7 @@ impl Out {
                 return false;
             }
         };
-        let ok = self.client.try_publish(topic, qos, false, bytes).is_ok();
-        if ok && qos != QoS::AtMostOnce {
-            self.qos1_sent.fetch_add(1, Ordering::Relaxed);
-        }
-        ok
+        self.session.publish(topic, bytes, qos, false).is_ok()
     }
     fn status(&mut self, body: Body) -> bool {
         let t = topics::status(&self.run, self.agent);
@@ -93,115 +89,72 @@ impl Out {
 }
 
 pub async fn run(cfg: LinkConfig) -> Result<LinkOutcome, LinkError> {
-    let client_id = format!("herd-{}-agent-{}", cfg.run_id, cfg.agent);
-    let opts = mqtt::options(&cfg.broker, &client_id, &cfg.tls, cfg.buffer)?;
-    let (client, mut eventloop) = AsyncClient::new(opts, cfg.buffer);
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Envelope>();
-    let (sub_tx, mut sub_rx) = watch::channel(false);
-    let acks = Arc::new(AtomicU64::new(0));
-    let control = topics::control(&cfg.run_id);
-    {
-        let client = client.clone();
-        let acks = acks.clone();
-        let control = control.clone();
-        tokio::spawn(async move {
-            let mut logged_down = false;
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        logged_down = false;
-                        // Subscriptions die with the session: renew them on every connect.
-                        if let Err(e) = client.try_subscribe(control.clone(), QoS::AtLeastOnce) {
-                            tracing::warn!(error = %e, "cannot subscribe to the control topic");
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = sub_tx.send(true);
-                    }
-                    Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        acks.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => match wire::decode(&p.payload) {
-                        Ok(env) => {
-                            if ctl_tx.send(env).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(topic = %p.topic, error = %e, "ignoring a malformed control message")
-                        }
-                    },
-                    Ok(_) => {}
-                    Err(e) => {
-                        let _ = sub_tx.send(false);
-                        if !logged_down {
-                            tracing::warn!(error = %e, "broker connection lost; load continues, batches are buffered");
-                            logged_down = true;
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
+    let session = Arc::new(Session::start(
+        SessionConfig {
+            url: cfg.broker.clone(),
+            tls: cfg.tls.clone(),
+            client_id: format!("herd-{}-agent-{}", cfg.run_id, cfg.agent),
+            capacity: cfg.buffer,
+            name: format!("agent {}", cfg.agent),
+        },
+        move |topic: &str, payload: &[u8]| match wire::decode(payload) {
+            Ok(env) => {
+                let _ = ctl_tx.send(env);
             }
-        });
-    }
-    let mut out = Out {
-        client: client.clone(),
-        run: cfg.run_id.clone(),
-        sender: format!("agent-{}", cfg.agent),
-        agent: cfg.agent,
-        seq: 0,
-        qos1_sent: Arc::new(AtomicU64::new(0)),
-    };
-    if tokio::time::timeout(cfg.wait, sub_rx.wait_for(|s| *s))
-        .await
-        .is_err()
-    {
-        return Err(LinkError::Unreachable(cfg.broker.to_string(), cfg.wait));
-    }
-
-    // Heartbeats: the first announces this agent; later ones prove it alive.
-    let vus = Arc::new(AtomicU64::new(0));
-    let last_batch = Arc::new(AtomicU64::new(0));
-    let hb = {
-        let (client, run, agent, vus, last_batch) = (
-            client.clone(),
-            cfg.run_id.clone(),
-            cfg.agent,
-            vus.clone(),
-            last_batch.clone(),
-        );
-        tokio::spawn(async move {
+            Err(e) => {
+                tracing::warn!(%topic, error = %e, "ignoring a malformed control message")
+            }
+        },
+    )?);
+    let outcome = async {
+        session
+            .subscribe(&topics::control(&cfg.run_id), QoS::AtLeastOnce, cfg.wait)
+            .await?;
+        // Heartbeats: the first announces this agent; later ones prove it alive. They count
+        // from u64::MAX / 2 so they never share a seq with the status and batch stream.
+        let vus = Arc::new(AtomicU64::new(0));
+        let last_batch = Arc::new(AtomicU64::new(0));
+        let hb = {
             let mut hb_out = Out {
-                client,
-                run,
-                sender: format!("agent-{agent}"),
-                agent,
+                session: session.clone(),
+                run: cfg.run_id.clone(),
+                sender: format!("agent-{}", cfg.agent),
+                agent: cfg.agent,
                 seq: u64::MAX / 2,
-                qos1_sent: Arc::new(AtomicU64::new(0)),
             };
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let body = Body::Heartbeat(Heartbeat {
-                    agent,
-                    vus: vus.load(Ordering::Relaxed),
-                    last_batch_seq: last_batch.load(Ordering::Relaxed),
-                });
-                let t = topics::status(&hb_out.run, agent);
-                hb_out.send(t, body, QoS::AtMostOnce);
-            }
-        })
-    };
-    let outcome = drive(&cfg, &mut out, &mut ctl_rx, vus, last_batch).await;
-    hb.abort();
-    // Leave only once the coordinator has everything we queued (or we gave up waiting).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while acks.load(Ordering::Relaxed) < out.qos1_sent.load(Ordering::Relaxed)
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+            let (vus, last_batch) = (vus.clone(), last_batch.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let body = Body::Heartbeat(Heartbeat {
+                        agent: hb_out.agent,
+                        vus: vus.load(Ordering::Relaxed),
+                        last_batch_seq: last_batch.load(Ordering::Relaxed),
+                    });
+                    let t = topics::status(&hb_out.run, hb_out.agent);
+                    hb_out.send(t, body, QoS::AtMostOnce);
+                }
+            })
+        };
+        let mut out = Out {
+            session: session.clone(),
+            run: cfg.run_id.clone(),
+            sender: format!("agent-{}", cfg.agent),
+            agent: cfg.agent,
+            seq: 0,
+        };
+        let outcome = drive(&cfg, &mut out, &mut ctl_rx, vus, last_batch).await;
+        hb.abort();
+        outcome
     }
-    let _ = client.try_disconnect();
+    .await;
+    // Leave only once the coordinator's broker has everything we queued (or we gave up).
+    if !session.flush(FLUSH_WAIT).await {
+        tracing::warn!("some messages were not acknowledged within {FLUSH_WAIT:?}");
+    }
+    session.close(Duration::from_secs(2)).await;
     outcome
 }
 

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use messages::metrics::{total_of, LabelStats, MetricBatch, MetricsError};
-use messages::threshold::{Threshold, Verdict};
+use messages::summary::Stats;
+use messages::threshold::{Threshold, ThresholdResult};
 use serde_json::{json, Value};
 
 #[derive(Default)]
@@ -31,7 +32,7 @@ impl Totals {
         &self,
         thresholds: &[Threshold],
         seconds: f64,
-    ) -> Result<Vec<Verdict>, MetricsError> {
+    ) -> Result<Vec<ThresholdResult>, MetricsError> {
         let total = self.total()?;
         let empty = LabelStats::default();
         Ok(thresholds
@@ -46,7 +47,11 @@ impl Totals {
             .collect())
     }
 
-    pub fn summary_json(&self, seconds: f64, verdicts: &[Verdict]) -> Result<Value, MetricsError> {
+    pub fn summary_json(
+        &self,
+        seconds: f64,
+        verdicts: &[ThresholdResult],
+    ) -> Result<Value, MetricsError> {
         let total = self.total()?;
         let labels: serde_json::Map<String, Value> = self
             .labels
@@ -77,28 +82,9 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// One label's numbers as JSON: the same document `summary.json` uses.
 pub fn stats_json(s: &LabelStats, seconds: f64) -> Value {
-    let h = &s.latency;
-    json!({
-        "requests": s.requests,
-        "errors": s.errors,
-        "rps": if seconds > 0.0 { s.requests as f64 / seconds } else { 0.0 },
-        "status": s.status.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-        "error_kinds": s.error_kinds,
-        "latency_ms": {
-            "min": if h.is_empty() { 0.0 } else { ms(h.min()) },
-            "mean": h.mean() / 1000.0,
-            "p50": ms(h.value_at_quantile(0.50)),
-            "p90": ms(h.value_at_quantile(0.90)),
-            "p95": ms(h.value_at_quantile(0.95)),
-            "p99": ms(h.value_at_quantile(0.99)),
-            "max": ms(h.max()),
-        },
-        "bytes_in": s.bytes_in,
-        "bytes_out": s.bytes_out,
-        "checks_passed": s.checks_passed,
-        "checks_failed": s.checks_failed,
-    })
+    serde_json::to_value(Stats::of(s, seconds)).unwrap_or(Value::Null)
 }
 
 fn fmt_ms(us: u64) -> String {
@@ -143,7 +129,7 @@ pub fn second_line(elapsed_s: u64, b: &MetricBatch) -> String {
 pub fn summary_table(
     t: &Totals,
     seconds: f64,
-    verdicts: &[Verdict],
+    verdicts: &[ThresholdResult],
 ) -> Result<String, MetricsError> {
     let total = t.total()?;
     let mut out = String::new();

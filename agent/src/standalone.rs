@@ -6,7 +6,7 @@ use std::io::Write;
 
 use messages::spec::Spec;
 use messages::split::split;
-use messages::threshold::Verdict;
+use messages::threshold::ThresholdResult;
 use tokio::sync::{mpsc, watch};
 
 use crate::engine::{run_share, EngineError};
@@ -16,7 +16,7 @@ use crate::report::{second_line, summary_table, Totals};
 pub struct Outcome {
     pub totals: Totals,
     pub seconds: f64,
-    pub verdicts: Vec<Verdict>,
+    pub verdicts: Vec<ThresholdResult>,
     pub report: Report,
     pub summary: serde_json::Value,
 }

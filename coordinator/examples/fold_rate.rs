@@ -8,10 +8,9 @@
 //! does (envelope decode → sparse histogram decode → exact merge → per-second state, with
 //! late-window finalization). Runs N = 100 (1,000 requests per agent-second) and N = 1000.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
-use coordinator::fold::Fold;
+use coordinator::run::fold::Fold;
 use messages::metrics::{LabelStats, MetricBatch};
 use messages::wire::{self, Body, Envelope, WIRE_VERSION};
 
@@ -76,7 +75,7 @@ fn bench(n: u64) {
     }
     let size = payloads[0].2.len();
     println!("{n} requests per label: batch wire size {size} bytes for 10 labels = {:.0} bytes per label", size as f64 / 10.0);
-    let mut fold = Fold::new(10, HashMap::new());
+    let mut fold = Fold::new(10, Vec::new());
     let start = Instant::now();
     let mut last_sec = 0;
     for (agent, seq, bytes) in &payloads {

@@ -1,27 +1,18 @@
-//! Subcommands of `herd` and their exit codes.
+//! The `herd` command line: arguments (clap), logging, and the dispatch to each command's
+//! `run`. This is the binary's edge: OS signals become [`Interrupts`] here.
 
-use std::io::Write;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use messages::spec::{parse_spec, Spec, SpecError};
-use tokio::sync::watch;
+use demo_target::TargetConfig;
 
-use crate::target::{self, TargetConfig};
-
-/// All thresholds passed (or there were none).
-pub const EXIT_OK: u8 = 0;
-/// The run could not be carried out (I/O, broker, agents…).
-pub const EXIT_ERROR: u8 = 1;
-/// The spec or the command line is invalid.
-pub const EXIT_INVALID: u8 = 2;
-/// The run completed and at least one threshold failed (k6 uses the same code).
-pub const EXIT_THRESHOLDS: u8 = 99;
-/// Cancelled by Ctrl-C.
-pub const EXIT_CANCELLED: u8 = 130;
+use crate::commands::agent::AgentMode;
+use crate::commands::run::RunOptions;
+use crate::config::ServeConfig;
+use crate::exit::Exit;
+use crate::signals::Interrupts;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -78,7 +69,7 @@ pub struct RunArgs {
     pub quiet: bool,
     /// Seconds a second of the series stays open for late batches before its percentiles are
     /// final (later batches still count in the totals).
-    #[arg(long, value_name = "SECS", default_value_t = crate::aggregator::LATE_WINDOW_S)]
+    #[arg(long, value_name = "SECS", default_value_t = crate::run::aggregator::LATE_WINDOW_S)]
     pub late_window: u64,
     /// Broker URL handed to agents when they reach the broker by another address than this
     /// coordinator (NAT, a proxy, a load balancer). Default: the same as --broker.
@@ -100,8 +91,8 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
-    fn files(&self) -> agent::mqtt::TlsFiles {
-        agent::mqtt::TlsFiles {
+    fn files(&self) -> transport::TlsFiles {
+        transport::TlsFiles {
             ca: self.ca.clone(),
             cert: self.cert.clone(),
             key: self.key.clone(),
@@ -164,236 +155,86 @@ pub fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a log file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
-pub async fn run(cli: Cli) -> u8 {
+/// Runs the command; `program` is this `herd` binary (what local agents run as).
+pub async fn dispatch(cli: Cli, program: PathBuf) -> Exit {
     let result = match cli.command {
         Command::Run(r) => {
-            crate::run_cmd::run(crate::run_cmd::RunOptions {
-                spec: r.spec,
-                agents: r.agents,
-                broker: r.broker,
-                tls: r.tls.files(),
-                results_dir: r.results_dir,
-                quiet: r.quiet,
-                late_window_s: r.late_window,
-                agent_broker: r.agent_broker,
-            })
+            crate::commands::run::run(
+                RunOptions {
+                    spec: r.spec,
+                    agents: r.agents,
+                    broker: r.broker,
+                    tls: r.tls.files(),
+                    results_dir: r.results_dir,
+                    quiet: r.quiet,
+                    late_window_s: r.late_window,
+                    agent_broker: r.agent_broker,
+                    program,
+                },
+                Interrupts::from_os(false),
+            )
             .await
         }
-        Command::Agent(a) => agent(a).await,
-        Command::Serve { config } => crate::serve::serve(config).await,
-        Command::Target(t) => target_cmd(t).await,
-        Command::Validate { spec } => validate(&spec),
+        Command::Agent(a) => match agent_mode(a) {
+            Some(mode) => crate::commands::agent::run(mode, Interrupts::from_os(false)).await,
+            None => {
+                eprintln!("herd agent: give --standalone SPEC, --broker URL --run ID --index N, or --bootstrap S3_URL");
+                Ok(Exit::Invalid)
+            }
+        },
+        Command::Serve { config } => match ServeConfig::load(config.as_deref()) {
+            Ok(cfg) => {
+                let mut interrupts = Interrupts::from_os(true);
+                crate::serve::run(cfg, program, async move {
+                    interrupts.next().await;
+                })
+                .await
+                .map(|()| Exit::Ok)
+            }
+            Err(e) => {
+                eprintln!("herd serve: {e}");
+                Ok(Exit::Invalid)
+            }
+        },
+        Command::Target(t) => {
+            let cfg = TargetConfig {
+                listen: t.listen,
+                tls: t.tls,
+                base_delay: crate::commands::delay(t.delay),
+            };
+            crate::commands::target(cfg, Interrupts::from_os(false)).await
+        }
+        Command::Validate { spec } => crate::commands::validate(&spec).await,
     };
     match result {
-        Ok(code) => code,
+        Ok(exit) => exit,
         Err(e) => {
             eprintln!("herd: {e:#}");
-            EXIT_ERROR
+            Exit::Error
         }
     }
 }
 
-/// A spec that failed to load, already formatted for the terminal.
-#[derive(Debug)]
-pub struct SpecLoadError(pub String);
-
-/// Reads and validates a spec file; errors are `file:line:col: path: message` lines.
-pub fn load_spec(path: &Path) -> Result<Spec, SpecLoadError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SpecLoadError(format!("{}: cannot read: {e}", path.display())))?;
-    parse_spec(&text).map_err(|e: SpecError| {
-        let lines: Vec<String> = e
-            .issues()
-            .iter()
-            .map(|i| format!("{}:{i}", path.display()))
-            .collect();
-        SpecLoadError(lines.join("\n"))
+fn agent_mode(a: AgentArgs) -> Option<AgentMode> {
+    if let Some(spec) = a.standalone {
+        return Some(AgentMode::Standalone {
+            spec,
+            target_url: a.target_url,
+            json: a.json,
+        });
+    }
+    if let Some(url) = a.bootstrap {
+        return Some(AgentMode::Bootstrap { url, run: a.run });
+    }
+    Some(AgentMode::Coordinated {
+        broker: a.broker?,
+        run: a.run?,
+        index: a.index?,
+        tls: a.tls.files(),
     })
-}
-
-fn validate(path: &Path) -> anyhow::Result<u8> {
-    match load_spec(path) {
-        Ok(spec) => {
-            let what = match &spec.runner {
-                Some(r) => format!("engine {} running {}", r.engine.name(), r.script),
-                None => format!("{} step(s)", spec.scenario.len()),
-            };
-            println!(
-                "{}: ok — {what}, executor {}, {}",
-                path.display(),
-                spec.load.executor.name(),
-                match spec.agents.total() {
-                    Some(n) => format!("{n} agent(s)"),
-                    None => "one agent per CPU core".to_string(),
-                }
-            );
-            Ok(EXIT_OK)
-        }
-        Err(SpecLoadError(msg)) => {
-            eprintln!("{msg}");
-            Ok(EXIT_INVALID)
-        }
-    }
-}
-
-async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
-    let Some(standalone) = a.standalone.clone() else {
-        return coordinated_agent(a).await;
-    };
-    let mut spec = match load_spec(&standalone) {
-        Ok(s) => s,
-        Err(SpecLoadError(msg)) => {
-            eprintln!("{msg}");
-            return Ok(EXIT_INVALID);
-        }
-    };
-    let dir = standalone.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let data = agent::engine::load_data(&spec, &dir)?;
-    // The built-in target lives as long as this command.
-    let mut builtin = None;
-    if let Some(url) = a.target_url {
-        spec.target.url = url;
-    } else if spec.target.builtin {
-        let t = target::Target::start(TargetConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            tls: false,
-            base_delay: None,
-        })
-        .await
-        .context("starting the built-in target")?;
-        spec.target.url = t.url();
-        eprintln!("herd: built-in target on {}", spec.target.url);
-        builtin = Some(t);
-    }
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let cancelled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let c2 = cancelled.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            c2.store(true, std::sync::atomic::Ordering::SeqCst);
-            eprintln!("herd: stopping (Ctrl-C again to abort)…");
-            let _ = stop_tx.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(i32::from(EXIT_CANCELLED));
-            }
-        }
-    });
-    let mut stdout = std::io::stdout();
-    let outcome = agent::standalone::run(&spec, &data, stop_rx, &mut stdout, a.json).await?;
-    let _ = stdout.flush();
-    if let Some(t) = builtin {
-        let seen = t.stats().requests;
-        eprintln!("herd: built-in target counted {seen} requests");
-        t.shutdown().await;
-    }
-    Ok(if cancelled.load(std::sync::atomic::Ordering::SeqCst) {
-        EXIT_CANCELLED
-    } else if outcome.passed() {
-        EXIT_OK
-    } else {
-        EXIT_THRESHOLDS
-    })
-}
-
-/// An ECS task: who it is comes from its bootstrap object.
-async fn bootstrapped_agent(url: &str, run: Option<String>) -> anyhow::Result<u8> {
-    let Some((bucket, prefix)) = crate::bootstrap::parse_s3_url(url) else {
-        eprintln!("herd agent: --bootstrap {url:?} is not an s3://bucket/prefix/ URL");
-        return Ok(EXIT_INVALID);
-    };
-    let region = std::env::var("HERD_BOOTSTRAP_REGION")
-        .or_else(|_| std::env::var("AWS_REGION"))
-        .unwrap_or_else(|_| "us-east-1".into());
-    let endpoint = std::env::var("HERD_AWS_ENDPOINT_URL").ok();
-    let conf = crate::aws::sdk_config(&region, endpoint.as_deref()).await;
-    let store = crate::aws::store::S3Store {
-        client: crate::aws::s3_client(&conf),
-        results_bucket: bucket.clone(),
-        results_prefix: String::new(),
-    };
-    let arn = crate::bootstrap::own_task_arn()
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let boot = crate::bootstrap::fetch(&store, &bucket, &prefix, &arn, Duration::from_secs(120))
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
-    if let Some(r) = run.filter(|r| *r != boot.run_id) {
-        anyhow::bail!(
-            "the bootstrap object is for run {}, this task was started for {r}",
-            boot.run_id
-        );
-    }
-    eprintln!(
-        "herd agent: task {} is agent {} of run {}",
-        crate::bootstrap::task_id(&arn),
-        boot.index,
-        boot.run_id
-    );
-    let dir = tempfile::tempdir().context("a folder for the agent's certificate")?;
-    let write = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
-        Ok(p)
-    };
-    let tls = agent::mqtt::TlsFiles {
-        ca: boot
-            .ca_pem
-            .as_deref()
-            .map(|c| write("ca.pem", c))
-            .transpose()?,
-        cert: Some(write("agent.pem", &boot.cert_pem)?),
-        key: Some(write("agent.key", &boot.key_pem)?),
-    };
-    link_agent(&boot.broker, tls, boot.run_id, boot.index).await
-}
-
-async fn link_agent(
-    broker: &str,
-    tls: agent::mqtt::TlsFiles,
-    run_id: String,
-    index: u32,
-) -> anyhow::Result<u8> {
-    let cfg = agent::link::LinkConfig {
-        broker: agent::mqtt::BrokerUrl::parse(broker)?,
-        tls,
-        run_id,
-        agent: index,
-        buffer: 1024,
-        wait: Duration::from_secs(60),
-    };
-    match agent::link::run(cfg).await? {
-        agent::link::LinkOutcome::Finished | agent::link::LinkOutcome::Stopped => Ok(EXIT_OK),
-        agent::link::LinkOutcome::Failed(reason) => {
-            eprintln!("herd agent: {reason}");
-            Ok(EXIT_ERROR)
-        }
-    }
-}
-
-async fn coordinated_agent(a: AgentArgs) -> anyhow::Result<u8> {
-    if let Some(url) = &a.bootstrap {
-        return bootstrapped_agent(url, a.run.clone()).await;
-    }
-    let (Some(broker), Some(run), Some(index)) = (a.broker, a.run, a.index) else {
-        eprintln!("herd agent: give --standalone SPEC, --broker URL --run ID --index N, or --bootstrap S3_URL");
-        return Ok(EXIT_INVALID);
-    };
-    link_agent(&broker, a.tls.files(), run, index).await
-}
-
-async fn target_cmd(t: TargetArgs) -> anyhow::Result<u8> {
-    let cfg = TargetConfig {
-        listen: t.listen,
-        tls: t.tls,
-        base_delay: t.delay.map(Duration::from_millis),
-    };
-    target::run_cli(cfg, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-    .with_context(|| format!("serving the target on {}", t.listen))?;
-    Ok(EXIT_OK)
 }

@@ -1,32 +1,32 @@
 //! herd's coordinator and the `herd` binary's commands.
 //!
-//! - [`cli`]: subcommands, spec loading for the terminal, exit codes.
-//! - [`run_cmd`]: `herd run`, wiring broker, bus and actors for one run on this machine.
-//! - Actors, one a file: [`supervisor`] (the run's state machine), [`launcher`] (agents as
-//!   child processes), [`aggregator`] (exact fold of batches), [`live`] (per-second snapshot),
-//!   [`results`] (files and the retained result). [`protocol`] holds messages that cross them.
-//! - [`fold`]: the aggregator's state, pure. [`bus`]: the MQTT link. [`broker`]: embedded rumqttd.
-//! - [`wiring`]: one run's actors started together, shared by `herd run` and `herd serve`.
-//! - [`serve`]: `herd serve` — config, the `Runs` registry, the inbox; [`aws`]: SQS intake, ECS
-//!   launcher, IoT credentials, S3 store; [`notifier`]: `RunCompleted`/`RunRejected` out;
-//!   [`bootstrap`]: how an ECS task learns which agent it is.
-//! - [`target`]: `herd target`, the built-in HTTP target for demos, tests and benchmarks.
+//! - [`cli`]: arguments, logging, dispatch (the binary's edge); [`commands`]: `run`, `agent`,
+//!   `validate`, `target`, each `run(options, interrupts) -> Exit`; [`exit`]: exit codes;
+//!   [`signals`]: interrupts as a value.
+//! - [`run`]: one run's core — the pure state machine, its actors (supervisor, launcher,
+//!   aggregator, live feed, results) and the result built once. The same for `herd run` and
+//!   `herd serve`.
+//! - [`bundle`]: a spec and the files it names, read and checked once, whatever it came from.
+//! - [`bus`]: the coordinator's one MQTT session, shared by every run; [`broker`]: embedded
+//!   rumqttd.
+//! - [`serve`]: `herd serve` — profiles, intake (inbox, SQS), the run registry, completion and
+//!   notifications; [`config`]: its configuration; [`request`]: a run request.
+//! - [`aws`]: AWS clients — intake events, ECS launcher and bootstrap, IoT credentials, S3.
+//!
+//! Modules depend one way: `cli` → `commands`/`serve` → `run`/`bundle`/`aws` → `bus` →
+//! `transport` (its own crate); no module imports one that imports it back (checked by the
+//! `code_shape` test).
 
-pub mod aggregator;
 pub mod aws;
-pub mod bootstrap;
 pub mod broker;
+pub mod bundle;
 pub mod bus;
 pub mod cli;
 pub mod clock;
-pub mod fold;
-pub mod launcher;
-pub mod live;
-pub mod notifier;
-pub mod protocol;
-pub mod results;
-pub mod run_cmd;
+pub mod commands;
+pub mod config;
+pub mod exit;
+pub mod request;
+pub mod run;
 pub mod serve;
-pub mod supervisor;
-pub mod target;
-pub mod wiring;
+pub mod signals;

@@ -1,19 +1,25 @@
-//! The `herd` binary: parse arguments, hand over to the library, map the outcome to an exit code.
+//! The `herd` binary: parse arguments, hand over to the library, exit with its answer. The only
+//! place the process exits.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use coordinator::cli::{dispatch, init_tracing, Cli, Command};
+use coordinator::exit::Exit;
 
 fn main() -> ExitCode {
-    let cli = coordinator::cli::Cli::parse();
-    coordinator::cli::init_tracing(cli.verbose);
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let program = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("herd: cannot find this program's own path (agents run as it): {e}");
+            return Exit::Error.into();
+        }
+    };
     // The coordinator's actors run on an actix System (one thread; agents are processes).
-    if matches!(
-        cli.command,
-        coordinator::cli::Command::Run(_) | coordinator::cli::Command::Serve { .. }
-    ) {
-        let code = actix::System::new().block_on(coordinator::cli::run(cli));
-        return ExitCode::from(code);
+    if matches!(cli.command, Command::Run(_) | Command::Serve { .. }) {
+        return actix::System::new().block_on(dispatch(cli, program)).into();
     }
     // On one core (a pinned agent, a small container) a single-threaded scheduler wastes
     // nothing on cross-thread wake-ups.
@@ -23,13 +29,11 @@ fn main() -> ExitCode {
     } else {
         tokio::runtime::Builder::new_multi_thread()
     };
-    let runtime = match builder.enable_all().build() {
-        Ok(rt) => rt,
+    match builder.enable_all().build() {
+        Ok(rt) => rt.block_on(dispatch(cli, program)).into(),
         Err(e) => {
             eprintln!("herd: cannot start the async runtime: {e}");
-            return ExitCode::from(coordinator::cli::EXIT_ERROR);
+            Exit::Error.into()
         }
-    };
-    let code = runtime.block_on(coordinator::cli::run(cli));
-    ExitCode::from(code)
+    }
 }

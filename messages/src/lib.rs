@@ -7,13 +7,17 @@
 //! - [`metrics`]: per-second metric batches and the exact, associative merge of their stats.
 //! - [`wire`]: the versioned bincode envelope and every agent ↔ coordinator message body.
 //! - [`topics`]: MQTT topic names.
+//! - [`outcome`]: end states, the one `verdict()`, and the `RunCompleted`/`RunRejected`
+//!   notifications; [`summary`]: `summary.json` as a typed document.
 //!
 //! Keeping this crate free of tokio and sockets is what lets the agent, the coordinator and the
 //! tests share one definition of the truth and test it without a runtime.
 
 pub mod metrics;
+pub mod outcome;
 pub mod spec;
 pub mod split;
+pub mod summary;
 pub mod template;
 pub mod threshold;
 pub mod topics;

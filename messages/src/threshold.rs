@@ -176,9 +176,10 @@ pub fn parse_expr(expr: &str) -> Result<(Metric, Op, f64), ThresholdError> {
     Err(ThresholdError::NotAnExpression(expr.to_string()))
 }
 
-/// What a threshold saw, for reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
+/// What a threshold saw, for reports. `observed` is NaN (JSON `null`) when it could not be
+/// judged, and then it did not pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ThresholdResult {
     pub expr: String,
     pub label: Option<String>,
     pub observed: f64,
@@ -225,9 +226,9 @@ pub fn observe(metric: Metric, stats: &LabelStats, seconds: f64, dropped: u64) -
 }
 
 impl Threshold {
-    pub fn judge(&self, stats: &LabelStats, seconds: f64, dropped: u64) -> Verdict {
+    pub fn judge(&self, stats: &LabelStats, seconds: f64, dropped: u64) -> ThresholdResult {
         let observed = observe(self.metric, stats, seconds, dropped);
-        Verdict {
+        ThresholdResult {
             expr: self.expr.clone(),
             label: self.label.clone(),
             observed,

@@ -6,7 +6,7 @@ pub mod aws;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use coordinator::target::{Target, TargetConfig};
+use demo_target::{Target, TargetConfig};
 use messages::spec::{parse_spec, Spec};
 use tokio::sync::watch;
 
@@ -42,54 +42,6 @@ pub async fn run(spec: &Spec, data: &BTreeMap<String, Vec<u8>>) -> agent::standa
         .expect("the standalone run completes")
 }
 
-/// Path of the `herd` binary, built (once per test process) so it is never stale or missing:
-/// `cargo test` does not build another package's binaries for this crate's tests.
-pub fn herd_bin() -> std::path::PathBuf {
-    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-            let mut cmd = std::process::Command::new(cargo);
-            // cargo gives test processes CARGO_MANIFEST_DIR, CARGO_PKG_* …; `ring`'s build script
-            // reruns when CARGO_MANIFEST_DIR changes, which rebuilt ring and everything above it
-            // (the AWS SDK: ~2 min) on every nested build. The nested build gets a clean env.
-            for (k, _) in std::env::vars() {
-                if k.starts_with("CARGO_PKG_")
-                    || k.starts_with("CARGO_MANIFEST_")
-                    || matches!(
-                        k.as_str(),
-                        "CARGO_CRATE_NAME"
-                            | "CARGO_PRIMARY_PACKAGE"
-                            | "CARGO_TARGET_TMPDIR"
-                            | "RUST_RECURSION_COUNT"
-                    )
-                {
-                    cmd.env_remove(k);
-                }
-            }
-            let status = cmd
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "herd-coordinator",
-                    "--bin",
-                    "herd",
-                ])
-                .status()
-                .expect("running cargo build for the herd binary");
-            assert!(status.success(), "building the herd binary failed");
-            // tests/ is a workspace member; the binary sits in the shared target dir.
-            let mut p = std::env::current_exe().expect("test binary path");
-            p.pop();
-            if p.ends_with("deps") {
-                p.pop();
-            }
-            p.join("herd")
-        })
-        .clone()
-}
-
 /// A `herd run` child process with its results folder.
 pub struct HerdRun {
     pub child: tokio::process::Child,
@@ -97,14 +49,16 @@ pub struct HerdRun {
     _spec_dir: tempfile::TempDir,
 }
 
-/// Starts `herd run` on `yaml` (with `{url}` replaced) with `args`, results in a temp folder.
-pub fn spawn_run(yaml: &str, url: &str, args: &[&str]) -> HerdRun {
-    spawn_run_with(yaml, url, &[], args, &[])
+/// Starts `herd run` (the binary at `herd`) on `yaml` (with `{url}` replaced) with `args`,
+/// results in a temp folder.
+pub fn spawn_run(herd: &std::path::Path, yaml: &str, url: &str, args: &[&str]) -> HerdRun {
+    spawn_run_with(herd, yaml, url, &[], args, &[])
 }
 
 /// Like [`spawn_run`], with files next to the spec (scripts, data; `name` may hold folders)
 /// and extra env vars.
 pub fn spawn_run_with(
+    herd: &std::path::Path,
     yaml: &str,
     url: &str,
     files: &[(&str, &[u8])],
@@ -122,7 +76,7 @@ pub fn spawn_run_with(
         }
         std::fs::write(p, bytes).expect("write file");
     }
-    let child = tokio::process::Command::new(herd_bin())
+    let child = tokio::process::Command::new(herd)
         .arg("run")
         .arg(&path)
         .arg("--results-dir")

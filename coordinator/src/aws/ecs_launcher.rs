@@ -1,7 +1,7 @@
 //! `EcsLauncher`: a run's agents as ECS Fargate tasks. Regions launch in parallel; each region
 //! starts its agents in RunTask calls of at most 10 tasks (the API's limit), retrying with
 //! backoff on throttling and capacity errors. Every started task gets a bootstrap object with
-//! its index and its own IoT certificate ([`crate::bootstrap`]). StopTask on cancel and at run
+//! its index and its own IoT certificate ([`super::bootstrap`]). StopTask on cancel and at run
 //! end, then the run's credentials and bootstrap objects are removed. Task state changes come
 //! back as [`TaskStopped`] and turn into [`AgentExited`].
 
@@ -15,12 +15,12 @@ use aws_sdk_ecs::types::{
     NetworkConfiguration, TaskOverride,
 };
 
+use super::bootstrap::{task_id, Bootstrap};
 use super::err_text;
 use super::iot::{Iot, RunCredentials};
 use super::store::S3Store;
-use crate::bootstrap::{task_id, Bootstrap};
-use crate::protocol::{AgentExited, LaunchAgents, StopAgents};
-use crate::serve::config::RegionConfig;
+use crate::config::RegionConfig;
+use crate::run::protocol::{AgentExited, LaunchAgents, LaunchError, StopAgents};
 
 /// RunTask starts at most this many tasks per call.
 pub const MAX_PER_CALL: u32 = 10;
@@ -261,7 +261,7 @@ async fn run_call(
 }
 
 impl Handler<LaunchAgents> for EcsLauncher {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Result<(), LaunchError>>;
 
     fn handle(&mut self, msg: LaunchAgents, _ctx: &mut Context<Self>) -> Self::Result {
         let run_id = self.run_id.clone();
@@ -277,15 +277,15 @@ impl Handler<LaunchAgents> for EcsLauncher {
         Box::pin(async move {
             for r in &region_of {
                 if !regions.contains_key(r) {
-                    return Err(format!(
+                    return Err(LaunchError(format!(
                         "the spec puts agents in region {r:?}, which has no [[aws.regions]] entry in the serve config"
-                    ));
+                    )));
                 }
             }
             let creds = iot
                 .issue_run(&run_id, msg.count)
                 .await
-                .map_err(|e| format!("agent credentials: {e}"))?;
+                .map_err(|e| LaunchError(format!("agent credentials: {e}")))?;
             let agent_creds = creds.agents.clone();
             if let Ok(mut s) = shared.lock() {
                 s.creds = Some(creds);
@@ -330,7 +330,7 @@ impl Handler<LaunchAgents> for EcsLauncher {
                         key_pem: cred.key_pem.clone(),
                     };
                     let key = format!("{prefix}{}.json", task_id(&arn));
-                    let body = serde_json::to_vec(&boot).map_err(|e| e.to_string())?;
+                    let body = serde_json::to_vec(&boot).map_err(|e| LaunchError(e.to_string()))?;
                     if let Ok(mut s) = shared.lock() {
                         s.tasks
                             .insert(arn.clone(), (i, region_of[i as usize].clone()));
@@ -363,12 +363,14 @@ impl Handler<LaunchAgents> for EcsLauncher {
             });
             if let Some((tasks, creds, keys)) = late {
                 cleanup(regions, store, iot, run_id, tasks, creds, keys).await;
-                return Err("stopped while launching".into());
+                return Err(LaunchError("stopped while launching".into()));
             }
             if started_any {
                 Ok(())
             } else {
-                Err(first_failure.unwrap_or_else(|| "no task started".into()))
+                Err(LaunchError(
+                    first_failure.unwrap_or_else(|| "no task started".into()),
+                ))
             }
         })
     }

@@ -9,42 +9,13 @@
 
 use serde_json::Value;
 
+use crate::bundle::Overrides;
+use crate::request::{RunRequest, SpecSource};
+
 /// `source` of the events deploy pipelines send to ask for runs.
 pub const PIPELINE_SOURCE: &str = "herd.pipeline";
 /// `source` of the events herd emits (`RunCompleted`, `RunRejected`).
 pub const HERD_SOURCE: &str = "herd";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SpecSource {
-    S3 {
-        bucket: String,
-        key: String,
-        version: Option<String>,
-    },
-    Inline(String),
-    /// A local file (the inbox); data files are read from `data_dir`.
-    File {
-        path: std::path::PathBuf,
-        data_dir: std::path::PathBuf,
-    },
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Overrides {
-    pub agents: Option<u32>,
-    pub target_url: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRequest {
-    /// Same value for every delivery of the same request: one run however often it arrives.
-    pub idempotency_key: String,
-    pub spec: SpecSource,
-    pub overrides: Overrides,
-    pub correlation_id: Option<String>,
-    /// Where the request came from, for logs and `RunRejected` (`s3://b/k`, `pipeline event …`).
-    pub origin: String,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intent {

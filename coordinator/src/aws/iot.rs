@@ -12,7 +12,7 @@ use aws_sdk_iot::Client;
 use futures::StreamExt;
 
 use super::err_text;
-use crate::serve::config::CertificateSource;
+use crate::config::CertificateSource;
 
 #[derive(Debug, thiserror::Error)]
 #[error("IoT {call}: {message}")]

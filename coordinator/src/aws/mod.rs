@@ -1,11 +1,15 @@
-//! The AWS side of `herd serve`: intake from SQS, agents as ECS Fargate tasks, IoT Core
-//! credentials, results in S3, notifications on SNS and EventBridge. Every client honours an
-//! endpoint override (moto, LocalStack), which is how the tests reach these paths for real.
+//! AWS clients for `herd serve` and the ECS agent: what intake messages mean ([`events`]),
+//! agents as ECS Fargate tasks ([`ecs_launcher`]) and how a task learns who it is
+//! ([`bootstrap`]), IoT Core credentials ([`iot`]), S3 for specs, results and markers
+//! ([`store`], [`spec_source`]). Every client honours an endpoint override (moto, LocalStack),
+//! which is how the tests reach these paths for real. The actors that use them for intake and
+//! notifications live in `serve`.
 
+pub mod bootstrap;
 pub mod ecs_launcher;
 pub mod events;
 pub mod iot;
-pub mod sqs_intake;
+pub mod spec_source;
 pub mod store;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

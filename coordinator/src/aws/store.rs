@@ -49,10 +49,8 @@ pub struct S3Store {
     pub results_prefix: String,
 }
 
-/// Specs larger than this are refused before they are read (a spec is a page of YAML).
-pub const MAX_SPEC_BYTES: i64 = 1 << 20;
-/// Data files (CSV feeders) travel inside the Assign message, which is bounded too.
-pub const MAX_DATA_BYTES: i64 = 4 << 20;
+/// Bootstrap objects and idempotency markers are a page of text at most.
+pub const MAX_TEXT_BYTES: i64 = 1 << 20;
 
 impl S3Store {
     fn err(bucket: &str, key: &str, e: impl std::error::Error) -> StoreError {
@@ -63,14 +61,14 @@ impl S3Store {
         }
     }
 
-    /// Fetches an object as UTF-8 text (a spec), the given version when one is named.
+    /// Fetches a small object as UTF-8 text (a marker, a bootstrap object).
     pub async fn get_text(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
     ) -> Result<String, StoreError> {
-        let bytes = self.get_bytes(bucket, key, version, MAX_SPEC_BYTES).await?;
+        let bytes = self.get_bytes(bucket, key, version, MAX_TEXT_BYTES).await?;
         String::from_utf8(bytes).map_err(|_| StoreError::Unusable {
             bucket: bucket.into(),
             key: key.into(),
@@ -109,20 +107,28 @@ impl S3Store {
                     Self::err(bucket, key, e)
                 }
             })?;
+        let too_large = || StoreError::Unusable {
+            bucket: bucket.into(),
+            key: key.into(),
+            reason: format!("larger than {limit} bytes"),
+        };
         if out.content_length().unwrap_or(0) > limit {
-            return Err(StoreError::Unusable {
-                bucket: bucket.into(),
-                key: key.into(),
-                reason: format!("larger than {limit} bytes"),
-            });
+            return Err(too_large());
         }
-        Ok(out
-            .body
-            .collect()
+        // The header may be missing or wrong: count what actually arrives.
+        let mut body = out.body;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body
+            .try_next()
             .await
             .map_err(|e| Self::err(bucket, key, e))?
-            .into_bytes()
-            .to_vec())
+        {
+            if (bytes.len() + chunk.len()) as i64 > limit {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 
     pub async fn put(

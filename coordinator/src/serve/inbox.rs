@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::aws::events::{Overrides, RunRequest, SpecSource};
-use crate::serve::runs::{Runs, Submit, Submitted};
+use super::registry::{Runs, Submit, Submitted};
+use crate::bundle::Overrides;
+use crate::request::{RunRequest, SpecSource};
 
 pub struct Inbox {
     dir: PathBuf,

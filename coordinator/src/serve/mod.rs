@@ -1,195 +1,57 @@
-//! `herd serve`: the long-running coordinator. The same run actors as `herd run`; what
-//! differs by profile is intake (inbox folder / SQS), launcher (local processes / ECS
+//! `herd serve`: the long-running coordinator. The same run core as `herd run`; what differs
+//! by profile ([`profile`]) is intake (inbox folder / SQS), launcher (local processes / ECS
 //! Fargate), broker (embedded / IoT Core), result store (folder / S3) and notifier
 //! (`notifications.jsonl` / SNS + EventBridge).
+//!
+//! - Intake: [`inbox`], [`sqs_intake`] → [`registry`] (`Runs`: idempotency, active runs,
+//!   cancels) → [`prepare`] (request → checked bundle) → `run::start_run`.
+//! - The end: [`completion`] (results to S3, `RunCompleted`) through [`notifier`].
 
-pub mod config;
+pub mod completion;
 pub mod inbox;
-pub mod runs;
+pub mod notifier;
+pub mod prepare;
+pub mod profile;
+pub mod registry;
+pub mod sqs_intake;
 
-use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use agent::mqtt::{BrokerUrl, TlsFiles};
 use anyhow::Context as _;
 
-use crate::aws::ecs_launcher::Region;
-use crate::aws::iot::{Credential, Iot};
-use crate::aws::sqs_intake::SqsIntake;
-use crate::aws::store::S3Store;
-use crate::cli::{EXIT_INVALID, EXIT_OK};
-use crate::notifier::{Notifier, Sink};
-use config::{Profile, ServeConfig};
-use runs::{ActiveRuns, AwsEnv, CancelRuns, Env, Runs};
+use crate::bus::Bus;
+use crate::config::ServeConfig;
+use registry::{ActiveRuns, CancelRuns, Runs};
+use sqs_intake::SqsIntake;
 
 /// How long a shutdown waits for cancelled runs to write their results.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 
-fn read(path: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<String>> {
-    path.as_ref()
-        .map(|p| std::fs::read_to_string(p).with_context(|| format!("{what} {}", p.display())))
-        .transpose()
-}
-
-pub async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<u8> {
-    let cfg = match ServeConfig::load(config_path.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("herd serve: {e}");
-            return Ok(EXIT_INVALID);
-        }
-    };
+/// Serves until `shutdown` completes, then cancels active runs and waits (up to a minute) for
+/// their results. `program` is the `herd` binary local agents run as.
+pub async fn run(
+    cfg: ServeConfig,
+    program: PathBuf,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.results_dir)
         .with_context(|| format!("creating {}", cfg.results_dir.display()))?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    let tls = TlsFiles {
-        ca: cfg.broker.ca.clone(),
-        cert: cfg.broker.cert.clone(),
-        key: cfg.broker.key.clone(),
-    };
-    // Kept alive for the process: the coordinator's IoT certificate files.
-    let mut _cred_dir = None;
-    let mut coordinator_cred: Option<(Iot, Credential, String)> = None;
-    let (env, aws_parts) = match cfg.profile {
-        Profile::Local => {
-            let broker = match &cfg.broker.url {
-                Some(u) => BrokerUrl::parse(u)?,
-                None => {
-                    let addr = crate::broker::start(0)?;
-                    BrokerUrl {
-                        tls: false,
-                        host: addr.ip().to_string(),
-                        port: addr.port(),
-                    }
-                }
-            };
-            let agent_broker = cfg
-                .broker
-                .agent_url
-                .clone()
-                .unwrap_or_else(|| broker.to_string());
-            let notifier =
-                Notifier::new(Sink::Local(cfg.results_dir.join("notifications.jsonl"))).start();
-            (
-                Env {
-                    results_dir: cfg.results_dir.clone(),
-                    default_agents: cfg.agents.unwrap_or(cores),
-                    late_window_s: cfg.late_window_s,
-                    broker,
-                    tls: tls.clone(),
-                    agent_broker,
-                    agent_tls: tls.clone(),
-                    aws: None,
-                    notifier,
-                },
-                None,
-            )
-        }
-        Profile::Aws => {
-            let aws = cfg.aws.clone().context("profile aws needs [aws]")?;
-            let conf = crate::aws::sdk_config(&aws.region, aws.endpoint_url.as_deref()).await;
-            let store = S3Store {
-                client: crate::aws::s3_client(&conf),
-                results_bucket: aws.results_bucket.clone(),
-                results_prefix: aws.results_prefix.clone(),
-            };
-            let ca = match (&aws.iot.ca_cert, &aws.iot.ca_key) {
-                (Some(c), Some(k)) => Some((
-                    std::fs::read_to_string(c)
-                        .with_context(|| format!("[aws.iot] ca_cert {}", c.display()))?,
-                    std::fs::read_to_string(k)
-                        .with_context(|| format!("[aws.iot] ca_key {}", k.display()))?,
-                )),
-                _ => None,
-            };
-            let iot = Iot::new(
-                aws_sdk_iot::Client::new(&conf),
-                aws.region.clone(),
-                aws.iot.certificates.clone(),
-                ca,
-            );
-            let broker_url = match (&cfg.broker.url, &aws.iot.endpoint) {
-                (Some(u), _) | (None, Some(u)) => u.clone(),
-                (None, None) => iot.endpoint().await?,
-            };
-            let broker = BrokerUrl::parse(&broker_url)?;
-            let mut tls = tls.clone();
-            if tls.cert.is_none() {
-                // No certificate configured: the coordinator makes its own under the stack's
-                // coordinator policy, and deletes it at shutdown.
-                let id = format!("herd-coordinator-{}", crate::clock::stamp());
-                let cred = iot
-                    .issue_coordinator(&aws.iot.coordinator_policy, &id)
-                    .await?;
-                let dir =
-                    tempfile::tempdir().context("a folder for the coordinator's certificate")?;
-                let cert = dir.path().join("coordinator.pem");
-                let key = dir.path().join("coordinator.key");
-                std::fs::write(&cert, &cred.cert_pem)?;
-                std::fs::write(&key, &cred.key_pem)?;
-                tls.cert = Some(cert);
-                tls.key = Some(key);
-                _cred_dir = Some(dir);
-                coordinator_cred = Some((iot.clone(), cred, aws.iot.coordinator_policy.clone()));
-            }
-            let agent_broker = cfg
-                .broker
-                .agent_url
-                .clone()
-                .or(aws.iot.endpoint.clone())
-                .unwrap_or_else(|| broker.to_string());
-            let mut regions = HashMap::new();
-            for r in &aws.regions {
-                let ecs_conf = aws_sdk_ecs::config::Builder::from(&conf)
-                    .region(aws_config::Region::new(r.region.clone()))
-                    .build();
-                regions.insert(
-                    r.region.clone(),
-                    Region {
-                        config: r.clone(),
-                        ecs: aws_sdk_ecs::Client::from_conf(ecs_conf),
-                    },
-                );
-            }
-            let notifier = Notifier::new(Sink::Aws {
-                sns: aws_sdk_sns::Client::new(&conf),
-                topic_arn: aws.sns_topic_arn.clone(),
-                events: aws_sdk_eventbridge::Client::new(&conf),
-                bus: aws.event_bus.clone(),
-            })
-            .start();
-            let default_region = aws.regions[0].region.clone();
-            let sqs = aws_sdk_sqs::Client::new(&conf);
-            (
-                Env {
-                    results_dir: cfg.results_dir.clone(),
-                    default_agents: cfg.agents.unwrap_or(1),
-                    late_window_s: cfg.late_window_s,
-                    broker,
-                    tls: tls.clone(),
-                    agent_broker,
-                    agent_tls: TlsFiles::default(),
-                    aws: Some(AwsEnv {
-                        store,
-                        spec_bucket: aws.spec_bucket.clone(),
-                        iot,
-                        home_region: aws.region.clone(),
-                        regions: Arc::new(regions),
-                        default_region,
-                        agent_ca_pem: read(&cfg.broker.agent_ca, "[broker] agent_ca")?,
-                    }),
-                    notifier,
-                },
-                Some((sqs, aws)),
-            )
-        }
-    };
+    let setup = profile::setup(&cfg, program).await?;
+    let env = setup.env;
+    let client_id = format!(
+        "herd-coordinator-{}-{:04x}",
+        crate::clock::stamp(),
+        std::process::id() & 0xffff
+    );
+    let bus = Bus::connect(&env.broker, &env.tls, client_id)
+        .await
+        .with_context(|| format!("connecting to the broker at {}", env.broker))?;
     let broker = env.broker.to_string();
-    let runs = Runs::new(env).start();
-    if let Some((sqs, aws)) = aws_parts {
+    let runs = Runs::new(env, bus.clone()).start();
+    if let Some((sqs, aws)) = setup.sqs {
         SqsIntake::new(
             sqs,
             aws.queue_url.clone(),
@@ -214,7 +76,7 @@ pub async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<u8> {
             .unwrap_or_default()
     );
 
-    shutdown_signal().await;
+    shutdown.await;
     eprintln!("herd serve: shutting down — cancelling active runs");
     let active = runs.send(ActiveRuns).await.unwrap_or_default();
     for run_id in &active {
@@ -231,26 +93,9 @@ pub async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<u8> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Give the last notifications a moment to leave.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    if let Some((iot, cred, policy)) = coordinator_cred {
-        iot.revoke_coordinator(&cred, &policy).await;
+    bus.close(Duration::from_secs(2)).await;
+    if let Some(own) = setup.own_credential {
+        own.iot.revoke_coordinator(&own.cred, &own.policy).await;
     }
-    Ok(EXIT_OK)
-}
-
-/// Ctrl-C, or SIGTERM (what ECS sends a service task before it stops it).
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
+    Ok(())
 }

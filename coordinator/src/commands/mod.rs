@@ -1,0 +1,64 @@
+//! The `herd` subcommands, each a `run(options, interrupts)` that returns an [`Exit`]; only
+//! `main` turns that into the process's exit.
+//!
+//! - [`run`]: `herd run` (the quickstart); [`agent`]: `herd agent`.
+//! - `herd serve` is [`crate::serve::run`]; `validate` and `target` are below.
+
+pub mod agent;
+pub mod run;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use demo_target::TargetConfig;
+
+use crate::bundle::{self, local::LocalSource, BundleError, Overrides, PathPolicy};
+use crate::exit::Exit;
+use crate::signals::Interrupts;
+
+/// `herd validate`: every problem of the spec at once, with line and column; the files it
+/// names are read and checked too.
+pub async fn validate(path: &Path) -> anyhow::Result<Exit> {
+    let source = LocalSource::new(path, PathPolicy::Trusted);
+    match bundle::build(&source, &Overrides::default()).await {
+        Ok(b) => {
+            let spec = &b.spec;
+            let what = match &spec.runner {
+                Some(r) => format!("engine {} running {}", r.engine.name(), r.script),
+                None => format!("{} step(s)", spec.scenario.len()),
+            };
+            println!(
+                "{}: ok — {what}, executor {}, {}",
+                path.display(),
+                spec.load.executor.name(),
+                match spec.agents.total() {
+                    Some(n) => format!("{n} agent(s)"),
+                    None => "one agent per CPU core".to_string(),
+                }
+            );
+            Ok(Exit::Ok)
+        }
+        Err(e @ (BundleError::Invalid(_) | BundleError::File { .. })) => {
+            eprintln!("{e}");
+            Ok(Exit::Invalid)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `herd target`: the built-in HTTP target until the first interrupt.
+pub async fn target(cfg: TargetConfig, mut interrupts: Interrupts) -> anyhow::Result<Exit> {
+    let listen = cfg.listen;
+    demo_target::run_cli(cfg, async move {
+        interrupts.next().await;
+    })
+    .await
+    .with_context(|| format!("serving the target on {listen}"))?;
+    Ok(Exit::Ok)
+}
+
+/// Reads a `--delay` in milliseconds.
+pub fn delay(ms: Option<u64>) -> Option<Duration> {
+    ms.map(Duration::from_millis)
+}

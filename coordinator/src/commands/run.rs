@@ -1,0 +1,233 @@
+//! `herd run spec.yaml`: a whole distributed run on this machine. Embedded broker (or
+//! `--broker`), the coordinator actors in-process, agents as child processes, a live line per
+//! second, results in `./herd-results/<run>/`, and an exit code from the run's end state and
+//! verdict.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix::prelude::*;
+use anyhow::Context as _;
+use demo_target::{Target, TargetConfig, TargetStats};
+use tokio::sync::oneshot;
+use transport::{BrokerUrl, TlsFiles};
+
+use crate::bundle::{self, local::LocalSource, BundleError, Overrides, PathPolicy};
+use crate::bus::Bus;
+use crate::exit::Exit;
+use crate::run::launcher::LocalLauncher;
+use crate::run::machine::Timing;
+use crate::run::outcome::FinalResult;
+use crate::run::protocol::StopAgents;
+use crate::run::supervisor::Cancel;
+use crate::run::{start_run, LauncherLink, RunPlan, RunSettings};
+use crate::signals::Interrupts;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub spec: PathBuf,
+    pub agents: Option<u32>,
+    pub broker: Option<String>,
+    pub tls: TlsFiles,
+    pub results_dir: PathBuf,
+    pub quiet: bool,
+    /// Seconds a second stays open for late batches.
+    pub late_window_s: u64,
+    /// The broker address agents use, when it differs from the coordinator's (NAT, proxy).
+    pub agent_broker: Option<String>,
+    /// The `herd` binary agents run as.
+    pub program: PathBuf,
+}
+
+/// The built-in target on its own threads, so it never competes with the coordinator's.
+struct Builtin {
+    url: String,
+    stop: oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<TargetStats>,
+}
+
+fn start_builtin() -> anyhow::Result<Builtin> {
+    let (url_tx, url_rx) = std::sync::mpsc::channel::<std::io::Result<String>>();
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("herd-target".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = url_tx.send(Err(e));
+                    return TargetStats::default();
+                }
+            };
+            rt.block_on(async move {
+                match Target::start(TargetConfig {
+                    listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    tls: false,
+                    base_delay: None,
+                })
+                .await
+                {
+                    Ok(t) => {
+                        let _ = url_tx.send(Ok(t.url()));
+                        let _ = stop_rx.await;
+                        let stats = t.stats();
+                        t.shutdown().await;
+                        stats
+                    }
+                    Err(e) => {
+                        let _ = url_tx.send(Err(e));
+                        TargetStats::default()
+                    }
+                }
+            })
+        })?;
+    let url = url_rx
+        .recv()
+        .context("the built-in target thread ended")??;
+    Ok(Builtin { url, stop, thread })
+}
+
+impl Builtin {
+    fn stop(self) {
+        let _ = self.stop.send(());
+        if let Ok(stats) = self.thread.join() {
+            eprintln!("herd: built-in target counted {} requests", stats.requests);
+        }
+    }
+}
+
+/// Runs the spec; each item of `interrupts` is a Ctrl-C: the first cancels gracefully (partial
+/// results, exit 130 at the end), the second kills the agents and returns at once.
+pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result<Exit> {
+    let source = LocalSource::new(&opts.spec, PathPolicy::Trusted);
+    let mut bundle = match bundle::build(&source, &Overrides::default()).await {
+        Ok(b) => b,
+        Err(e @ BundleError::Invalid(_)) => {
+            eprintln!("{e}");
+            return Ok(Exit::Invalid);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let count = opts
+        .agents
+        .or(bundle.spec.agents.total())
+        .unwrap_or(cores)
+        .max(1);
+    let builtin = if bundle.spec.target.builtin {
+        let b = start_builtin()?;
+        bundle.spec.target.url = b.url.clone();
+        eprintln!("herd: built-in target on {}", b.url);
+        Some(b)
+    } else {
+        None
+    };
+    let broker = match &opts.broker {
+        Some(b) => BrokerUrl::parse(b)?,
+        None => BrokerUrl::local(crate::broker::start(0)?),
+    };
+    let run_id = crate::clock::run_id(&bundle.spec.name, None);
+    let dir = opts.results_dir.join(&run_id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    eprintln!(
+        "herd: run {run_id}: {count} agent(s), broker {broker}{}, executor {}",
+        if opts.broker.is_none() {
+            " (embedded)"
+        } else {
+            ""
+        },
+        bundle.spec.load.executor.name()
+    );
+    let agent_broker = match &opts.agent_broker {
+        Some(b) => BrokerUrl::parse(b)?.to_string(),
+        None => broker.to_string(),
+    };
+    let bus = Bus::connect(&broker, &opts.tls, format!("herd-coordinator-{run_id}")).await?;
+    let plan = RunPlan::new(run_id, bundle, count, dir.clone());
+    let settings = RunSettings {
+        late_window_s: opts.late_window_s,
+        quiet: opts.quiet,
+        agent_broker,
+        agent_tls: opts.tls.clone(),
+        timing: Timing::default(),
+    };
+    let program = opts.program.clone();
+    let handle = start_run(plan, settings, &bus, move |sup| {
+        let l = LocalLauncher::new(program, sup, dir).start();
+        LauncherLink {
+            launch: l.clone().recipient(),
+            stop: l.recipient(),
+        }
+    })
+    .await?;
+
+    let mut done = handle.done;
+    let mut interrupted = false;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut done => break outcome.context("the run supervisor ended without a result")?,
+            more = interrupts.next() => {
+                if !more {
+                    // Nobody can interrupt any more: just wait for the run.
+                    break (&mut done).await.context("the run supervisor ended without a result")?;
+                }
+                if !interrupted {
+                    interrupted = true;
+                    eprintln!("herd: cancelling — agents are told to stop; Ctrl-C again to kill them");
+                    handle.supervisor.do_send(Cancel { reason: "cancelled with Ctrl-C".into() });
+                } else {
+                    handle.stop_agents.do_send(StopAgents);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    return Ok(Exit::Cancelled);
+                }
+            }
+        }
+    };
+    let r = &outcome.result;
+    if !opts.quiet {
+        print!("\n{}", summary_table(r));
+    }
+    println!(
+        "run {} {}{} — agents {}/{} finished{}, start skew {} ms",
+        r.run_id,
+        r.state,
+        r.reason
+            .as_ref()
+            .map(|x| format!(" ({x})"))
+            .unwrap_or_default(),
+        r.agents.len() as u32 - r.agents_lost(),
+        r.agents.len(),
+        if r.agents_lost() > 0 {
+            " (RUN FLAGGED: agents lost)"
+        } else {
+            ""
+        },
+        r.start_skew_ms()
+            .map_or("n/a".to_string(), |s| s.to_string()),
+    );
+    match &outcome.dir {
+        Ok(d) => println!("results: {}", d.display()),
+        Err(e) => eprintln!("herd: {e}"),
+    }
+    handle.bus.detach();
+    bus.close(Duration::from_secs(2)).await;
+    if let Some(b) = builtin {
+        b.stop();
+    }
+    Ok(Exit::of_run(r.state, r.verdict, outcome.dir.is_ok()))
+}
+
+fn summary_table(r: &FinalResult) -> String {
+    let totals = agent::report::Totals {
+        labels: r.labels.clone(),
+        iterations: r.iterations,
+        dropped: r.dropped,
+    };
+    agent::report::summary_table(&totals, r.seconds, &r.thresholds)
+        .unwrap_or_else(|e| format!("herd: cannot print the summary: {e}\n"))
+}

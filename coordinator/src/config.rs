@@ -1,0 +1,329 @@
+//! `herd serve`'s configuration: a TOML file (`--config`, `HERD_CONFIG`) or TOML in the
+//! environment (`HERD_CONFIG_TOML`, which is how the CloudFormation stack passes it), with a
+//! few fields overridable one by one from the environment. Unknown keys are errors that name
+//! the key and its line, like spec errors.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Inbox folder, embedded broker, local agent processes, local results.
+    #[default]
+    Local,
+    /// SQS intake, ECS Fargate agents, IoT Core, S3 results, SNS + EventBridge notifications.
+    Aws,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    #[serde(default)]
+    pub profile: Profile,
+    /// Where run folders are written (the final location locally, a staging area on AWS).
+    #[serde(default = "default_results_dir")]
+    pub results_dir: PathBuf,
+    /// A spec file written here starts a run (local twin of the spec bucket). Optional on AWS.
+    pub inbox: Option<PathBuf>,
+    /// Agents per run when the spec does not say (local profile).
+    pub agents: Option<u32>,
+    /// Seconds a second stays open for late batches.
+    #[serde(default = "default_late_window")]
+    pub late_window_s: u64,
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    pub aws: Option<AwsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// mqtt(s)://host:port. Local: default the embedded broker. AWS: default the account's
+    /// IoT Core endpoint (DescribeEndpoint `iot:Data-ATS`).
+    pub url: Option<String>,
+    /// The coordinator's own TLS files (CA to trust, client certificate and key).
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// The broker URL agents get, when they reach it by another address.
+    pub agent_url: Option<String>,
+    /// CA (PEM) agents trust for the broker; default the public roots (right for IoT Core).
+    pub agent_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Home region: SQS, S3, SNS, EventBridge and IoT live here.
+    pub region: String,
+    /// Another endpoint for every AWS API (moto, LocalStack); S3 then uses path-style URLs.
+    pub endpoint_url: Option<String>,
+    pub queue_url: String,
+    pub spec_bucket: String,
+    #[serde(default = "default_spec_prefix")]
+    pub spec_prefix: String,
+    pub results_bucket: String,
+    #[serde(default = "default_results_prefix")]
+    pub results_prefix: String,
+    pub sns_topic_arn: Option<String>,
+    #[serde(default = "default_bus")]
+    pub event_bus: String,
+    #[serde(default)]
+    pub iot: IotConfig,
+    /// Agent regions (up to 5): where ECS tasks of a spec region run.
+    #[serde(default)]
+    pub regions: Vec<RegionConfig>,
+    /// Seconds a message stays invisible per extension while it is being handled.
+    #[serde(default = "default_visibility")]
+    pub visibility_timeout_s: i32,
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertificateSource {
+    /// IoT Core makes the key pair (CreateKeysAndCertificate).
+    #[default]
+    Aws,
+    /// Sign with our CA (`ca_cert`/`ca_key`) and RegisterCertificateWithoutCA: for a
+    /// self-managed CA, and for brokers that trust only that CA.
+    OwnCa,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IotConfig {
+    #[serde(default)]
+    pub certificates: CertificateSource,
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
+    /// The MQTT data endpoint agents use; default DescribeEndpoint(`iot:Data-ATS`):8883.
+    pub endpoint: Option<String>,
+    /// Name of the coordinator's own IoT policy (made by the stack).
+    #[serde(default = "default_coordinator_policy")]
+    pub coordinator_policy: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    pub region: String,
+    pub cluster: String,
+    pub task_definition: String,
+    #[serde(default = "default_container")]
+    pub container: String,
+    pub subnets: Vec<String>,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    #[serde(default = "yes")]
+    pub assign_public_ip: bool,
+}
+
+fn default_results_dir() -> PathBuf {
+    PathBuf::from("herd-results")
+}
+fn default_late_window() -> u64 {
+    crate::run::aggregator::LATE_WINDOW_S
+}
+fn default_spec_prefix() -> String {
+    "specs/".into()
+}
+fn default_results_prefix() -> String {
+    "results/".into()
+}
+fn default_bus() -> String {
+    "default".into()
+}
+fn default_visibility() -> i32 {
+    60
+}
+fn default_coordinator_policy() -> String {
+    "herd-coordinator".into()
+}
+fn default_container() -> String {
+    "agent".into()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}: cannot read: {1}")]
+    Read(String, std::io::Error),
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl ServeConfig {
+    /// Reads the file if given, else `HERD_CONFIG_TOML`, else the defaults (local profile),
+    /// then applies single-field environment overrides and checks the whole.
+    pub fn load(path: Option<&Path>) -> Result<ServeConfig, ConfigError> {
+        let (origin, text) = match path {
+            Some(p) => (
+                p.display().to_string(),
+                std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError::Read(p.display().to_string(), e))?,
+            ),
+            None => match std::env::var("HERD_CONFIG_TOML") {
+                Ok(t) => ("HERD_CONFIG_TOML".to_string(), t),
+                Err(_) => ("defaults".to_string(), String::new()),
+            },
+        };
+        let mut c = ServeConfig::parse(&origin, &text)?;
+        c.apply_env(|k| std::env::var(k).ok());
+        c.check().map_err(|message| ConfigError::Invalid {
+            origin: origin.clone(),
+            message,
+        })?;
+        Ok(c)
+    }
+
+    pub fn parse(origin: &str, text: &str) -> Result<ServeConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: ")
+                })
+                .unwrap_or_default();
+            ConfigError::Invalid {
+                origin: origin.to_string(),
+                message: format!("{at}{}", e.message()),
+            }
+        })
+    }
+
+    /// `HERD_PROFILE`, `HERD_RESULTS_DIR`, `HERD_INBOX`, `HERD_BROKER_URL`, `HERD_AWS_ENDPOINT_URL`,
+    /// `HERD_QUEUE_URL`: the fields a deployment most often changes without a new file.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(p) = get("HERD_PROFILE") {
+            self.profile = match p.as_str() {
+                "aws" => Profile::Aws,
+                _ => Profile::Local,
+            };
+        }
+        if let Some(d) = get("HERD_RESULTS_DIR") {
+            self.results_dir = d.into();
+        }
+        if let Some(d) = get("HERD_INBOX") {
+            self.inbox = Some(d.into());
+        }
+        if let Some(u) = get("HERD_BROKER_URL") {
+            self.broker.url = Some(u);
+        }
+        if let Some(aws) = self.aws.as_mut() {
+            if let Some(u) = get("HERD_AWS_ENDPOINT_URL") {
+                aws.endpoint_url = Some(u);
+            }
+            if let Some(u) = get("HERD_QUEUE_URL") {
+                aws.queue_url = u;
+            }
+        }
+    }
+
+    /// Cross-field checks serde cannot express.
+    fn check(&self) -> Result<(), String> {
+        match self.profile {
+            Profile::Local => {
+                if self.inbox.is_none() {
+                    return Err("the local profile needs `inbox = \"<folder>\"`".into());
+                }
+            }
+            Profile::Aws => {
+                let Some(aws) = &self.aws else {
+                    return Err("profile = \"aws\" needs an [aws] section".into());
+                };
+                if aws.regions.is_empty() {
+                    return Err("[aws] needs at least one [[aws.regions]] entry".into());
+                }
+                if aws.regions.len() > messages::spec::MAX_REGIONS {
+                    return Err(format!(
+                        "{} [[aws.regions]] given; herd runs in at most {}",
+                        aws.regions.len(),
+                        messages::spec::MAX_REGIONS
+                    ));
+                }
+                for r in &aws.regions {
+                    if r.subnets.is_empty() {
+                        return Err(format!("[[aws.regions]] {}: `subnets` is empty", r.region));
+                    }
+                }
+                if aws.iot.certificates == CertificateSource::OwnCa
+                    && (aws.iot.ca_cert.is_none() || aws.iot.ca_key.is_none())
+                {
+                    return Err(
+                        "[aws.iot] certificates = \"own-ca\" needs `ca_cert` and `ca_key`".into(),
+                    );
+                }
+                if aws.visibility_timeout_s < 10 {
+                    return Err("[aws] visibility_timeout_s must be at least 10".into());
+                }
+            }
+        }
+        if self.broker.cert.is_some() != self.broker.key.is_some() {
+            return Err("[broker] `cert` and `key` go together".into());
+        }
+        Ok(())
+    }
+
+    pub fn region(&self, name: &str) -> Option<&RegionConfig> {
+        self.aws.as_ref()?.regions.iter().find(|r| r.region == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_config_reads_and_checks() {
+        let c = ServeConfig::parse(
+            "t",
+            r#"
+profile = "aws"
+[aws]
+region = "us-east-1"
+queue_url = "http://q"
+spec_bucket = "s"
+results_bucket = "r"
+[[aws.regions]]
+region = "us-east-1"
+cluster = "herd"
+task_definition = "herd-agent"
+subnets = ["subnet-1"]
+"#,
+        )
+        .expect("parses");
+        assert_eq!(c.profile, Profile::Aws);
+        c.check().expect("valid");
+        let aws = c.aws.as_ref().expect("aws");
+        assert_eq!(aws.spec_prefix, "specs/");
+        assert_eq!(aws.regions[0].container, "agent");
+        assert_eq!(aws.iot.certificates, CertificateSource::Aws);
+    }
+
+    #[test]
+    fn unknown_keys_and_gaps_are_named() {
+        let e = ServeConfig::parse("f.toml", "profile = \"aws\"\nqueue = 1\n")
+            .expect_err("unknown key");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("f.toml: line 2: unknown field `queue`"),
+            "{msg}"
+        );
+        let c = ServeConfig::parse("f.toml", "profile = \"aws\"\n").expect("parses");
+        assert!(c.check().expect_err("no aws").contains("[aws]"));
+        let c = ServeConfig::parse("f.toml", "profile = \"local\"\n").expect("parses");
+        assert!(c.check().expect_err("no inbox").contains("inbox"));
+    }
+
+    #[test]
+    fn env_overrides_win() {
+        let mut c = ServeConfig::parse("t", "inbox = \"in\"\n").expect("parses");
+        c.apply_env(|k| (k == "HERD_PROFILE").then(|| "aws".to_string()));
+        assert_eq!(c.profile, Profile::Aws);
+    }
+}

@@ -1,0 +1,107 @@
+//! `LocalLauncher`: agents as child processes of this `herd`. Any launcher handles
+//! [`LaunchAgents`] and [`StopAgents`] and reports [`AgentExited`]; the ECS launcher is the other.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+
+use actix::prelude::*;
+use tokio::process::Command;
+
+use super::protocol::{AgentExited, LaunchAgents, LaunchError, StopAgents};
+
+pub struct LocalLauncher {
+    /// The `herd` binary agents run as (`herd agent …`).
+    program: std::path::PathBuf,
+    supervisor: Recipient<AgentExited>,
+    /// Kill switches of running children.
+    kills: HashMap<u32, tokio::sync::oneshot::Sender<()>>,
+    /// Where agents' stderr goes (a file in the results folder).
+    log_dir: std::path::PathBuf,
+}
+
+impl LocalLauncher {
+    pub fn new(
+        program: std::path::PathBuf,
+        supervisor: Recipient<AgentExited>,
+        log_dir: std::path::PathBuf,
+    ) -> LocalLauncher {
+        LocalLauncher {
+            program,
+            supervisor,
+            kills: HashMap::new(),
+            log_dir,
+        }
+    }
+}
+
+impl Actor for LocalLauncher {
+    type Context = Context<Self>;
+}
+
+impl Handler<LaunchAgents> for LocalLauncher {
+    type Result = Result<(), LaunchError>;
+
+    fn handle(&mut self, msg: LaunchAgents, _ctx: &mut Context<Self>) -> Self::Result {
+        for i in 0..msg.count {
+            let log_path = self.log_dir.join(format!("agent-{i}.log"));
+            let log = std::fs::File::create(&log_path)
+                .map_err(|e| LaunchError(format!("agent log file {}: {e}", log_path.display())))?;
+            let mut cmd = Command::new(&self.program);
+            cmd.args([
+                "agent",
+                "--broker",
+                &msg.broker,
+                "--run",
+                &msg.run_id,
+                "--index",
+                &i.to_string(),
+            ]);
+            if let Some(ca) = &msg.tls.ca {
+                cmd.arg("--ca").arg(ca);
+            }
+            if let (Some(c), Some(k)) = (&msg.tls.cert, &msg.tls.key) {
+                cmd.arg("--cert").arg(c).arg("--key").arg(k);
+            }
+            // Own process group: a Ctrl-C in the terminal reaches `herd run`, which stops agents
+            // gracefully through the broker instead of having them die mid-second.
+            cmd.process_group(0)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .kill_on_drop(true);
+            let mut child = cmd.spawn().map_err(|e| {
+                LaunchError(format!(
+                    "starting agent {i} ({}): {e}",
+                    self.program.display()
+                ))
+            })?;
+            let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
+            self.kills.insert(i, kill_tx);
+            let sup = self.supervisor.clone();
+            tokio::spawn(async move {
+                let reason = tokio::select! {
+                    status = child.wait() => match status {
+                        Ok(s) => format!("agent process exited ({s})"),
+                        Err(e) => format!("agent process lost: {e}"),
+                    },
+                    _ = kill_rx => {
+                        let _ = child.kill().await;
+                        "agent process killed by the coordinator".to_string()
+                    }
+                };
+                sup.do_send(AgentExited { agent: i, reason });
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Handler<StopAgents> for LocalLauncher {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopAgents, _ctx: &mut Context<Self>) {
+        for (_, k) in self.kills.drain() {
+            let _ = k.send(());
+        }
+    }
+}

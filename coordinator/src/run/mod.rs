@@ -1,0 +1,201 @@
+//! One run's core, the same under `herd run` and `herd serve`: only the launcher (local
+//! processes or ECS tasks) and what happens to the results afterwards differ.
+//!
+//! - [`RunPlan`]: what a run is made of, fixed before it starts (spec, files, shares, regions).
+//! - [`machine`]: the run's lifecycle as a pure state machine; [`reasons`]: why runs fail and
+//!   agents drop out.
+//! - Actors, one a file: [`supervisor`] (wraps the machine), [`launcher`] (agents as child
+//!   processes), [`aggregator`] (exact fold of batches; its state in [`fold`], pure), [`live`]
+//!   (per-second snapshot), [`results`] (files and the retained result). [`protocol`] holds
+//!   the messages that cross them.
+//! - [`outcome`]: the result, built once from the machine's end state and the fold.
+//!
+//! [`start_run`] wires them for one run on a shared [`Bus`].
+
+pub mod aggregator;
+pub mod fold;
+pub mod launcher;
+pub mod live;
+pub mod machine;
+pub mod outcome;
+pub mod protocol;
+pub mod reasons;
+pub mod results;
+pub mod supervisor;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use messages::spec::Spec;
+use messages::split::{split, Share};
+use messages::wire::DataFile;
+use tokio::sync::oneshot;
+use transport::TlsFiles;
+
+use crate::bundle::SpecBundle;
+use crate::bus::{Bus, BusError, Route, RunBus};
+use crate::clock::unix_ms;
+use aggregator::Aggregator;
+use live::LivePublisher;
+use machine::{MachineConfig, RunMachine, Timing};
+use protocol::{AgentExited, LaunchAgents, StopAgents};
+use results::ResultsWriter;
+use supervisor::{Begin, Deps, Outcome, RunSupervisor};
+
+/// What one run is made of, fixed before it starts.
+pub struct RunPlan {
+    pub run_id: String,
+    /// The spec as run (target URL resolved, overrides applied).
+    pub spec: Spec,
+    /// The spec as the user wrote it, kept with the results.
+    pub spec_text: String,
+    pub data: Vec<DataFile>,
+    /// Each agent's exact share of the load, by index.
+    pub shares: Vec<Share>,
+    /// Each agent's region, by index.
+    pub regions: Vec<String>,
+    /// The run's local results folder (also the staging area for S3).
+    pub dir: PathBuf,
+}
+
+impl RunPlan {
+    /// Splits the load over `agents` (at least one) and places each agent in its region.
+    pub fn new(run_id: String, bundle: SpecBundle, agents: u32, dir: PathBuf) -> RunPlan {
+        let agents = agents.max(1);
+        let spec = bundle.spec;
+        RunPlan {
+            shares: split(&spec.load.executor, agents),
+            regions: (0..agents).map(|i| spec.agents.region_of(i)).collect(),
+            run_id,
+            spec,
+            spec_text: bundle.text,
+            data: bundle.data,
+            dir,
+        }
+    }
+
+    pub fn agents(&self) -> u32 {
+        self.shares.len() as u32
+    }
+
+    pub fn region_of(&self, agent: u32) -> &str {
+        self.regions
+            .get(agent as usize)
+            .map_or("local", |r| r.as_str())
+    }
+}
+
+/// How a run behaves, beyond its spec.
+#[derive(Clone)]
+pub struct RunSettings {
+    /// Seconds a second of the series stays open for late batches.
+    pub late_window_s: u64,
+    /// No terminal lines (the live topic is published regardless).
+    pub quiet: bool,
+    /// The broker URL and credentials handed to agents.
+    pub agent_broker: String,
+    pub agent_tls: TlsFiles,
+    pub timing: Timing,
+}
+
+/// A launcher, seen from the supervisor.
+pub struct LauncherLink {
+    pub launch: Recipient<LaunchAgents>,
+    pub stop: Recipient<StopAgents>,
+}
+
+/// A started run.
+pub struct RunHandle {
+    pub run_id: String,
+    pub supervisor: Addr<RunSupervisor>,
+    pub stop_agents: Recipient<StopAgents>,
+    /// Detach it once the run's result is in.
+    pub bus: RunBus,
+    pub done: oneshot::Receiver<Outcome>,
+}
+
+/// Attaches the run to the bus, starts its actors and sends `Begin`. `launcher` builds the
+/// launcher once the supervisor's address (where it reports exits) exists.
+pub async fn start_run(
+    plan: RunPlan,
+    settings: RunSettings,
+    bus: &Bus,
+    launcher: impl FnOnce(Recipient<AgentExited>) -> LauncherLink,
+) -> Result<RunHandle, BusError> {
+    let plan = Arc::new(plan);
+    let count = plan.agents();
+    let (done_tx, done_rx) = oneshot::channel();
+    // Addresses first, so the actors can reference each other before any of them runs.
+    let sup_ctx = Context::<RunSupervisor>::new();
+    let sup = sup_ctx.address();
+    let agg_ctx = Context::<Aggregator>::new();
+    let agg = agg_ctx.address();
+    let run_bus = bus
+        .attach(
+            &plan.run_id,
+            Route {
+                status: sup.clone().recipient(),
+                batches: agg.clone().recipient(),
+            },
+        )
+        .await?;
+    let planned_s = plan.spec.load.executor.planned_ms() as f64 / 1000.0;
+    let live = LivePublisher::new(
+        run_bus.clone(),
+        plan.run_id.clone(),
+        planned_s,
+        count,
+        settings.quiet,
+    )
+    .start();
+    let agg = agg_ctx.run(Aggregator::new(
+        settings.late_window_s,
+        count,
+        plan.regions.clone(),
+        sup.clone().recipient(),
+        live.clone().recipient(),
+    ));
+    let results = ResultsWriter::new(
+        run_bus.clone(),
+        plan.dir.clone(),
+        plan.spec.clone(),
+        plan.spec_text.clone(),
+    )
+    .start();
+    let link = launcher(sup.clone().recipient());
+    let launch = LaunchAgents {
+        run_id: plan.run_id.clone(),
+        count,
+        broker: settings.agent_broker,
+        tls: settings.agent_tls,
+    };
+    let machine = RunMachine::new(
+        MachineConfig {
+            agents: count,
+            planned_ms: plan.spec.load.executor.planned_ms(),
+            graceful_stop_ms: plan.spec.load.graceful_stop_ms,
+            min_healthy_pct: plan.spec.min_healthy_agents,
+            timing: settings.timing,
+        },
+        unix_ms(),
+    );
+    let deps = Deps {
+        bus: run_bus.clone(),
+        launcher: link.launch,
+        stop_agents: link.stop.clone(),
+        aggregator: agg,
+        live,
+        results,
+    };
+    let run_id = plan.run_id.clone();
+    sup_ctx.run(RunSupervisor::new(plan, machine, launch, deps, done_tx));
+    sup.do_send(Begin);
+    Ok(RunHandle {
+        run_id,
+        supervisor: sup,
+        stop_agents: link.stop,
+        bus: run_bus,
+        done: done_rx,
+    })
+}

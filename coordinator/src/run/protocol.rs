@@ -1,0 +1,57 @@
+//! Messages that cross a run's actors. Messages only one actor handles live in its file; what
+//! the bus delivers ([`crate::bus::FromAgent`], [`crate::bus::BatchIn`]) lives with the bus.
+
+use actix::prelude::*;
+use transport::TlsFiles;
+
+use super::fold::Row;
+
+/// An agent process (or task) ended.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AgentExited {
+    pub agent: u32,
+    pub reason: String,
+}
+
+/// Why agents could not be launched.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct LaunchError(pub String);
+
+/// Launch agents `0..count` for a run. Handled by every launcher (local processes, ECS…).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), LaunchError>")]
+pub struct LaunchAgents {
+    pub run_id: String,
+    pub count: u32,
+    pub broker: String,
+    pub tls: TlsFiles,
+}
+
+/// Stop every agent of the run now (cancel, overrun, end).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct StopAgents;
+
+/// The supervisor tells the aggregator how many batches an agent sent in all.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ExpectBatches {
+    pub agent: u32,
+    pub batches: u64,
+}
+
+/// The aggregator tells the supervisor it has every batch an agent said it sent.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Drained {
+    pub agent: u32,
+}
+
+/// One second of the fleet, for the live feed.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct LiveRow {
+    pub row: Row,
+}

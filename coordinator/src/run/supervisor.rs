@@ -1,0 +1,292 @@
+//! `RunSupervisor`: one per run, the actor around [`RunMachine`]. It turns messages (agent
+//! status, launcher replies, the aggregator's `Drained`, cancels, timers) into machine events
+//! and the machine's effects into messages (control to agents, deadlines, the end). It decides
+//! nothing itself: what a run does is in `machine.rs`, tested without a runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use messages::wire::{Assign, Body, Start, Stop};
+use tokio::sync::oneshot;
+
+use super::aggregator::{Aggregator, Finish};
+use super::live::{LivePublisher, Started};
+use super::machine::{Effect, Event, RunMachine, RunState};
+use super::outcome::{build, FinalResult, RunFacts};
+use super::protocol::{AgentExited, Drained, ExpectBatches, LaunchAgents, StopAgents};
+use super::results::{ResultsError, ResultsWriter, WriteResults};
+use super::RunPlan;
+use crate::bus::{FromAgent, RunBus};
+use crate::clock::unix_ms;
+
+/// What the run's owner gets back at the end.
+pub struct Outcome {
+    pub result: FinalResult,
+    /// Where the results were written.
+    pub dir: Result<std::path::PathBuf, ResultsError>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Begin;
+
+/// Ctrl-C, API or pipeline cancel: stop gracefully, keep partial results.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Cancel {
+    pub reason: String,
+}
+
+/// A deadline the machine armed has come.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Fire(super::machine::Timer);
+
+pub struct Deps {
+    pub bus: RunBus,
+    pub launcher: Recipient<LaunchAgents>,
+    pub stop_agents: Recipient<StopAgents>,
+    pub aggregator: Addr<Aggregator>,
+    pub live: Addr<LivePublisher>,
+    pub results: Addr<ResultsWriter>,
+}
+
+pub struct RunSupervisor {
+    plan: Arc<RunPlan>,
+    machine: RunMachine,
+    launch: LaunchAgents,
+    deps: Deps,
+    /// Sequence numbers of this coordinator's control messages.
+    seq: u64,
+    done: Option<oneshot::Sender<Outcome>>,
+}
+
+impl RunSupervisor {
+    pub fn new(
+        plan: Arc<RunPlan>,
+        machine: RunMachine,
+        launch: LaunchAgents,
+        deps: Deps,
+        done: oneshot::Sender<Outcome>,
+    ) -> RunSupervisor {
+        RunSupervisor {
+            plan,
+            machine,
+            launch,
+            deps,
+            seq: 0,
+            done: Some(done),
+        }
+    }
+
+    /// The one way in: an event for the machine, then its effects.
+    fn apply(&mut self, event: Event, ctx: &mut Context<Self>) {
+        let now = unix_ms();
+        let before = self.machine.state().clone();
+        let effects = self.machine.on(event, now);
+        if *self.machine.state() != before {
+            tracing::info!(run = %self.plan.run_id, from = ?before, to = ?self.machine.state(), "run state");
+        }
+        for e in effects {
+            self.perform(e, now, ctx);
+        }
+    }
+
+    fn control(&mut self, body: Body) {
+        self.seq += 1;
+        self.deps.bus.control(self.seq, body);
+    }
+
+    fn perform(&mut self, effect: Effect, now: u64, ctx: &mut Context<Self>) {
+        match effect {
+            Effect::Launch => {
+                let launch = self.launch.clone();
+                ctx.spawn(
+                    self.deps
+                        .launcher
+                        .send(launch)
+                        .into_actor(self)
+                        .map(|res, s, ctx| {
+                            let event = match res {
+                                Ok(Ok(())) => Event::Launched,
+                                Ok(Err(e)) => Event::LaunchFailed {
+                                    reason: e.to_string(),
+                                },
+                                Err(e) => Event::LaunchFailed {
+                                    reason: format!("launcher unreachable: {e}"),
+                                },
+                            };
+                            s.apply(event, ctx);
+                        }),
+                );
+            }
+            Effect::Assign { agent } => {
+                let Some(share) = self.plan.shares.get(agent as usize).cloned() else {
+                    return;
+                };
+                let body = Body::Assign(Assign {
+                    agent,
+                    region: self.plan.region_of(agent).to_string(),
+                    spec: self.plan.spec.clone(),
+                    share,
+                    data: self.plan.data.clone(),
+                });
+                self.control(body);
+            }
+            Effect::Start { at_ms } => {
+                self.control(Body::Start(Start { at_ms }));
+                self.deps.live.do_send(Started { at_ms });
+            }
+            Effect::Stop { reason } => self.control(Body::Stop(Stop { reason })),
+            Effect::ExpectBatches { agent, batches } => {
+                self.deps
+                    .aggregator
+                    .do_send(ExpectBatches { agent, batches });
+            }
+            Effect::Arm { timer, at_ms } => {
+                ctx.notify_later(
+                    Fire(timer),
+                    Duration::from_millis(at_ms.saturating_sub(now)),
+                );
+            }
+            Effect::End => self.end(now, ctx),
+        }
+    }
+
+    /// Stops what is left, has the aggregator finish, builds the result once, writes it.
+    fn end(&mut self, ended_at_ms: u64, ctx: &mut Context<Self>) {
+        self.deps.stop_agents.do_send(StopAgents);
+        let plan = self.plan.clone();
+        let state = self.machine.state().clone();
+        let slots = self.machine.slots().to_vec();
+        let start_at_ms = self.machine.start_at_ms();
+        let aggregator = self.deps.aggregator.clone();
+        let results = self.deps.results.clone();
+        let done = self.done.take();
+        ctx.spawn(
+            async move {
+                let folded = match aggregator.send(Finish).await {
+                    Ok(f) => f,
+                    Err(e) => {
+                        // The aggregator is gone: the result says so rather than inventing numbers.
+                        tracing::error!(error = %e, "aggregator unreachable at the end of the run");
+                        Default::default()
+                    }
+                };
+                let result = build(
+                    RunFacts {
+                        run_id: &plan.run_id,
+                        spec: &plan.spec,
+                        regions: &plan.regions,
+                        state: &state,
+                        slots: &slots,
+                        start_at_ms,
+                        ended_at_ms,
+                    },
+                    folded,
+                );
+                let dir = match results.send(WriteResults(result.clone())).await {
+                    Ok(r) => r,
+                    Err(e) => Err(ResultsError {
+                        dir: plan.dir.display().to_string(),
+                        source: std::io::Error::other(format!("results writer unreachable: {e}")),
+                    }),
+                };
+                if let Some(done) = done {
+                    let _ = done.send(Outcome { result, dir });
+                }
+            }
+            .into_actor(self)
+            // The run is over: nothing is left for this actor to do.
+            .map(|(), _, ctx: &mut Context<Self>| ctx.stop()),
+        );
+    }
+
+    pub fn state(&self) -> &RunState {
+        self.machine.state()
+    }
+}
+
+impl Actor for RunSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(Duration::from_secs(1), |s, ctx| s.apply(Event::Tick, ctx));
+    }
+}
+
+impl Handler<Begin> for RunSupervisor {
+    type Result = ();
+    fn handle(&mut self, _msg: Begin, ctx: &mut Context<Self>) {
+        self.apply(Event::Begin, ctx);
+    }
+}
+
+impl Handler<FromAgent> for RunSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FromAgent, ctx: &mut Context<Self>) {
+        if msg.env.run_id != self.plan.run_id {
+            return;
+        }
+        let agent = msg.agent;
+        let event = match msg.env.body {
+            Body::Heartbeat(_) => Event::Heartbeat { agent },
+            Body::Ready(r) => {
+                tracing::info!(agent = r.agent, host = %r.host, "agent ready");
+                Event::Ready { agent }
+            }
+            Body::Finished(f) => Event::Finished {
+                agent,
+                started_at_ms: f.started_at_ms,
+                sent_at_ms: msg.env.sent_at_ms,
+                batches_sent: f.batches_sent,
+                batches_dropped: f.batches_dropped,
+            },
+            Body::Failed(f) => Event::Failed {
+                agent,
+                reason: f.reason,
+            },
+            other => {
+                tracing::warn!(kind = other.kind(), "unexpected message on a status topic");
+                return;
+            }
+        };
+        self.apply(event, ctx);
+    }
+}
+
+impl Handler<Drained> for RunSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Drained, ctx: &mut Context<Self>) {
+        self.apply(Event::Drained { agent: msg.agent }, ctx);
+    }
+}
+
+impl Handler<AgentExited> for RunSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: AgentExited, ctx: &mut Context<Self>) {
+        self.apply(
+            Event::Exited {
+                agent: msg.agent,
+                reason: msg.reason,
+            },
+            ctx,
+        );
+    }
+}
+
+impl Handler<Cancel> for RunSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) {
+        self.apply(Event::Cancel { reason: msg.reason }, ctx);
+    }
+}
+
+impl Handler<Fire> for RunSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Fire, ctx: &mut Context<Self>) {
+        self.apply(Event::Timer(msg.0), ctx);
+    }
+}

@@ -1,0 +1,412 @@
+//! `Runs`: the long-running coordinator's registry of runs. Intake actors (SQS, inbox) hand it
+//! requests; it makes each request into at most one run (an idempotency key, kept in memory
+//! and — on AWS — as an S3 marker, so a re-delivery after a restart is still one run), has it
+//! prepared ([`super::prepare`]: an invalid spec becomes `RunRejected`, never a crash), starts
+//! the run's actors on the shared bus, routes cancels and ECS task events to the right run, and
+//! when a run ends hands it to [`super::completion`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use messages::outcome::{Notification, RunRejected};
+
+use super::completion::{complete, Ended};
+use super::notifier::Notify;
+use super::prepare::{prepare, PrepareError, Prepared};
+use super::profile::Env;
+use crate::aws::ecs_launcher::{EcsLauncher, TaskStopped};
+use crate::bus::{Bus, RunBus};
+use crate::request::RunRequest;
+use crate::run::launcher::LocalLauncher;
+use crate::run::machine::Timing;
+use crate::run::supervisor::{Cancel, Outcome, RunSupervisor};
+use crate::run::{start_run, LauncherLink, RunPlan, RunSettings};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    Started(String),
+    /// The same request was seen before: nothing new was started.
+    Duplicate(Option<String>),
+    /// The spec could not run; `RunRejected` was sent with these errors.
+    Rejected(Vec<String>),
+}
+
+/// A request that should come again later (storage unreachable).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Transient(pub String);
+
+/// A run request.
+#[derive(Message)]
+#[rtype(result = "Result<Submitted, Transient>")]
+pub struct Submit(pub RunRequest);
+
+/// Cancel by run id or by the pipeline's correlation id. Answers how many runs it reached.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CancelRuns {
+    pub run_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TaskEvent {
+    pub task_arn: String,
+    pub run_id: Option<String>,
+    pub reason: String,
+}
+
+/// Runs still going or still being announced, for `serve` to wait on at shutdown.
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct ActiveRuns;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RunEnded {
+    run_id: String,
+    outcome: Option<Outcome>,
+}
+
+/// What an idempotency key led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    /// Being prepared right now.
+    Pending,
+    Run(String),
+    Rejected,
+}
+
+/// What is known of a request, kept with its run.
+#[derive(Clone)]
+pub struct Origin {
+    pub source: String,
+    pub correlation_id: Option<String>,
+}
+
+struct Active {
+    supervisor: Addr<RunSupervisor>,
+    ecs: Option<Addr<EcsLauncher>>,
+    origin: Origin,
+    plan: Arc<PlanInfo>,
+    bus: RunBus,
+}
+
+/// The parts of a plan completion needs.
+pub struct PlanInfo {
+    pub run_id: String,
+    pub spec: messages::spec::Spec,
+    pub regions: Vec<String>,
+    pub dir: std::path::PathBuf,
+}
+
+pub struct Runs {
+    env: Arc<Env>,
+    bus: Bus,
+    active: HashMap<String, Active>,
+    /// Runs whose result is being stored and announced.
+    completing: std::collections::HashSet<String>,
+    seen: HashMap<String, Seen>,
+    counter: u32,
+}
+
+impl Runs {
+    pub fn new(env: Env, bus: Bus) -> Runs {
+        Runs {
+            env: Arc::new(env),
+            bus,
+            active: HashMap::new(),
+            completing: Default::default(),
+            seen: HashMap::new(),
+            counter: 0,
+        }
+    }
+}
+
+impl Actor for Runs {
+    type Context = Context<Self>;
+}
+
+/// What became of a request, before the actor acts on it.
+enum Decided {
+    Duplicate(String),
+    Prepared(Box<Prepared>),
+    Rejected(Vec<String>),
+}
+
+impl Handler<Submit> for Runs {
+    type Result = ResponseActFuture<Self, Result<Submitted, Transient>>;
+
+    fn handle(&mut self, msg: Submit, _ctx: &mut Context<Self>) -> Self::Result {
+        let req = msg.0;
+        let key = req.idempotency_key.clone();
+        if let Some(seen) = self.seen.get(&key) {
+            let run = match seen {
+                Seen::Run(r) => Some(r.clone()),
+                Seen::Pending | Seen::Rejected => None,
+            };
+            tracing::info!(%key, ?run, origin = %req.origin, "duplicate request: no new run");
+            return Box::pin(fut::ready(Ok(Submitted::Duplicate(run))));
+        }
+        // Reserved before any await: two copies handled at once still make one run.
+        self.seen.insert(key.clone(), Seen::Pending);
+        let env = self.env.clone();
+        let k = key.clone();
+        let work = async move {
+            if let Some(aws) = &env.aws {
+                let marked = aws
+                    .store
+                    .seen(&k)
+                    .await
+                    .map_err(|e| Transient(e.to_string()))?;
+                if let Some(run) = marked {
+                    return Ok((req, Decided::Duplicate(run)));
+                }
+            }
+            let decided = match prepare(&env, &req).await {
+                Ok(p) => Decided::Prepared(Box::new(p)),
+                Err(PrepareError::Rejected(errors)) => Decided::Rejected(errors),
+                Err(PrepareError::Transient(e)) => return Err(Transient(e)),
+            };
+            Ok((req, decided))
+        };
+        Box::pin(work.into_actor(self).then(move |res, act, ctx| {
+            let out = match res {
+                Err(e) => {
+                    act.seen.remove(&key);
+                    Err(e)
+                }
+                Ok((_, Decided::Duplicate(run))) => {
+                    act.seen.insert(key.clone(), Seen::Run(run.clone()));
+                    Ok(Submitted::Duplicate(Some(run)))
+                }
+                Ok((req, Decided::Rejected(errors))) => {
+                    tracing::warn!(origin = %req.origin, errors = ?errors, "run rejected");
+                    act.seen.insert(key.clone(), Seen::Rejected);
+                    act.env
+                        .notifier
+                        .do_send(Notify(Notification::RunRejected(RunRejected {
+                            source: req.origin.clone(),
+                            correlation_id: req.correlation_id.clone(),
+                            errors: errors.clone(),
+                        })));
+                    Ok(Submitted::Rejected(errors))
+                }
+                Ok((req, Decided::Prepared(p))) => act.launch(&req, *p, ctx).map_err(Transient),
+            };
+            let marker = match &out {
+                Ok(Submitted::Started(run)) => {
+                    act.seen.insert(key.clone(), Seen::Run(run.clone()));
+                    Some(run.clone())
+                }
+                Ok(Submitted::Rejected(_)) => Some("rejected".to_string()),
+                _ => None,
+            };
+            let env = act.env.clone();
+            async move {
+                // The effect is durable before the message may be deleted.
+                if let (Some(aws), Some(v)) = (&env.aws, marker) {
+                    if let Err(e) = aws.store.mark(&key, &v).await {
+                        tracing::warn!(error = %e, "could not persist the idempotency marker");
+                    }
+                }
+                out
+            }
+            .into_actor(act)
+        }))
+    }
+}
+
+impl Runs {
+    fn launch(
+        &mut self,
+        req: &RunRequest,
+        p: Prepared,
+        ctx: &mut Context<Self>,
+    ) -> Result<Submitted, String> {
+        self.counter = self.counter.wrapping_add(1);
+        let run_id = crate::clock::run_id(&p.bundle.spec.name, Some(self.counter));
+        let dir = self.env.results_dir.join(&run_id);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        tracing::info!(run = %run_id, origin = %req.origin, agents = p.agents, "starting a run");
+        let plan = RunPlan::new(run_id.clone(), p.bundle, p.agents, dir);
+        let info = Arc::new(PlanInfo {
+            run_id: run_id.clone(),
+            spec: plan.spec.clone(),
+            regions: plan.regions.clone(),
+            dir: plan.dir.clone(),
+        });
+        let origin = Origin {
+            source: req.origin.clone(),
+            correlation_id: req.correlation_id.clone(),
+        };
+        let env = self.env.clone();
+        let settings = RunSettings {
+            late_window_s: env.late_window_s,
+            quiet: true,
+            agent_broker: env.agent_broker.clone(),
+            agent_tls: env.agent_tls.clone(),
+            timing: Timing::default(),
+        };
+        let bus = self.bus.clone();
+        let me = ctx.address();
+        let (rid, regions, dir) = (run_id.clone(), info.regions.clone(), info.dir.clone());
+        ctx.spawn(
+            async move {
+                let mut ecs = None;
+                let started = start_run(plan, settings, &bus, |sup| match &env.aws {
+                    Some(aws) => {
+                        let l = EcsLauncher::new(
+                            rid,
+                            regions,
+                            aws.regions.clone(),
+                            aws.store.clone(),
+                            aws.iot.clone(),
+                            aws.home_region.clone(),
+                            aws.agent_ca_pem.clone(),
+                            sup,
+                        )
+                        .start();
+                        ecs = Some(l.clone());
+                        LauncherLink {
+                            launch: l.clone().recipient(),
+                            stop: l.recipient(),
+                        }
+                    }
+                    None => {
+                        let l = LocalLauncher::new(env.program.clone(), sup, dir).start();
+                        LauncherLink {
+                            launch: l.clone().recipient(),
+                            stop: l.recipient(),
+                        }
+                    }
+                })
+                .await;
+                (started, ecs)
+            }
+            .into_actor(self)
+            .map(move |(started, ecs), act, _ctx| match started {
+                Ok(h) => {
+                    act.active.insert(
+                        h.run_id.clone(),
+                        Active {
+                            supervisor: h.supervisor,
+                            ecs,
+                            origin,
+                            plan: info,
+                            bus: h.bus,
+                        },
+                    );
+                    let run_id = h.run_id;
+                    let done = h.done;
+                    actix::spawn(async move {
+                        let outcome = done.await.ok();
+                        me.do_send(RunEnded { run_id, outcome });
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(run = %info.run_id, error = %e, "the run could not attach to its broker");
+                    let env = act.env.clone();
+                    actix::spawn(complete(
+                        env,
+                        Ended {
+                            plan: info,
+                            origin,
+                            outcome: None,
+                            why_no_outcome: format!("the run could not subscribe on its broker: {e}"),
+                        },
+                    ));
+                }
+            }),
+        );
+        Ok(Submitted::Started(run_id))
+    }
+}
+
+impl Handler<CancelRuns> for Runs {
+    type Result = usize;
+
+    fn handle(&mut self, msg: CancelRuns, _ctx: &mut Context<Self>) -> usize {
+        let mut n = 0;
+        for (id, a) in &self.active {
+            let hit = msg.run_id.as_deref() == Some(id.as_str())
+                || (msg.correlation_id.is_some() && msg.correlation_id == a.origin.correlation_id);
+            if hit {
+                tracing::info!(run = %id, reason = %msg.reason, "cancel requested");
+                a.supervisor.do_send(Cancel {
+                    reason: msg.reason.clone(),
+                });
+                n += 1;
+            }
+        }
+        if n == 0 {
+            tracing::warn!(run_id = ?msg.run_id, correlation_id = ?msg.correlation_id, "cancel for no active run");
+        }
+        n
+    }
+}
+
+impl Handler<TaskEvent> for Runs {
+    type Result = ();
+
+    fn handle(&mut self, msg: TaskEvent, _ctx: &mut Context<Self>) {
+        // The run id from the task's overrides picks the run; without it every ECS launcher
+        // checks the ARN against its own tasks.
+        let stop = TaskStopped {
+            task_arn: msg.task_arn,
+            reason: msg.reason,
+        };
+        for (id, a) in &self.active {
+            if msg.run_id.as_deref().is_none_or(|r| r == id) {
+                if let Some(l) = &a.ecs {
+                    l.do_send(stop.clone());
+                }
+            }
+        }
+    }
+}
+
+impl Handler<ActiveRuns> for Runs {
+    type Result = MessageResult<ActiveRuns>;
+    fn handle(&mut self, _msg: ActiveRuns, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.active
+                .keys()
+                .chain(self.completing.iter())
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+impl Handler<RunEnded> for Runs {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunEnded, ctx: &mut Context<Self>) {
+        let Some(a) = self.active.remove(&msg.run_id) else {
+            return;
+        };
+        // The run's result is in: its agent topics are no longer this coordinator's business.
+        a.bus.detach();
+        self.completing.insert(msg.run_id.clone());
+        let run_id = msg.run_id;
+        ctx.spawn(
+            complete(
+                self.env.clone(),
+                Ended {
+                    plan: a.plan,
+                    origin: a.origin,
+                    outcome: msg.outcome,
+                    why_no_outcome: "the run supervisor ended without a result".into(),
+                },
+            )
+            .into_actor(self)
+            .map(move |(), act, _| {
+                act.completing.remove(&run_id);
+            }),
+        );
+    }
+}

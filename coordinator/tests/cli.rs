@@ -1,0 +1,119 @@
+//! The `herd` binary as a user runs it: real child processes.
+
+use std::process::Command;
+
+use herd_tests::start_target;
+
+/// The `herd` binary cargo built for these tests.
+fn herd() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_herd"))
+}
+
+#[test]
+fn validate_reports_every_problem_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "name: bad\ntarget: http://127.0.0.1:1\nscenario:\n  - request: GET /\nload:\n  executor: ramping-vus\n  stages:\n    - { duration: 1s, target: 1 }\n    - { duration: 2s, target: 2 }\n    - { duration: 5x, target: 3 }\n  vu: 3\n",
+    )
+    .unwrap();
+    let out = Command::new(herd())
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let p = path.display();
+    assert!(
+        err.contains(&format!(
+            "{p}:10:19: load.stages[2].duration: \"5x\" is not a duration"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{p}:11:3: load.vu: unknown field `vu` for executor ramping-vus"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn validate_accepts_the_example_specs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../loadtest-specs");
+    let mut n = 0;
+    for e in std::fs::read_dir(root).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml" || x == "json") {
+            let out = Command::new(herd())
+                .arg("validate")
+                .arg(&p)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                p.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 3);
+}
+
+/// Writes `yaml` (with `{url}` replaced) to a temp file and runs `herd agent --standalone` on it.
+async fn run_agent(yaml: &str, url: &str, extra: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.yaml");
+    std::fs::write(&path, yaml.replace("{url}", url)).unwrap();
+    tokio::process::Command::new(herd())
+        .arg("agent")
+        .args(extra)
+        .arg("--standalone")
+        .arg(&path)
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_agent_process_counts_what_the_target_saw() {
+    let t = start_target().await;
+    let out = run_agent(
+        "name: s\ntarget: {url}\nscenario: [{request: GET /fast}]\nload: {executor: constant-vus, vus: 4, duration: 2s}\nthresholds: ['error_rate < 1%', 'p99 < 5s']\n",
+        &t.url(),
+        &["--json"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let requests = v["summary"]["requests"].as_u64().unwrap();
+    assert!(requests > 0);
+    assert_eq!(requests, t.stats().requests);
+    assert!(
+        stdout.lines().count() >= 3,
+        "per-second lines expected:\n{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_thresholds_give_exit_code_99() {
+    let t = start_target().await;
+    let out = run_agent(
+        "name: s\ntarget: {url}\nscenario: [{request: GET /status/500}]\nload: {executor: per-vu-iterations, vus: 1, iterations: 3}\nthresholds: ['error_rate < 1%']\n",
+        &t.url(),
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(99));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("✗ error_rate < 1%"));
+}

@@ -1,0 +1,423 @@
+//! `herd run` end to end: real `herd` processes (coordinator and agents), a real broker
+//! (embedded rumqttd or mosquitto) and a real target on 127.0.0.1. Bounded runs of seconds.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use herd_tests::{agent_pids, run_dir, spawn_run, start_mosquitto, start_target, summary};
+use messages::wire::{self, Body};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+/// The `herd` binary cargo built for these tests.
+fn herd() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_herd"))
+}
+
+const CLOSED: &str = "name: closed\ntarget: {url}\nscenario:\n  - request: GET /fast\n  - request: GET /items/{{vu}}\nload: {executor: constant-vus, vus: 6, duration: 3s}\nthresholds: ['error_rate < 1%']\n";
+
+fn p99_ms(v: &serde_json::Value) -> f64 {
+    v["latency_ms"]["p99"].as_f64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_agents_count_what_the_target_saw_and_p99_is_that_of_the_union() {
+    let t = start_target().await;
+    // Our own broker, so the test can listen to every batch the agents publish.
+    let addr = coordinator::broker::start(0).unwrap();
+    let mut opts = MqttOptions::new("test-listener", "127.0.0.1", addr.port());
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut el) = AsyncClient::new(opts, 100);
+    client
+        .subscribe("herd/runs/+/agents/+/metrics", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    client
+        .subscribe("herd/runs/+/live", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let live_docs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let live_sink = live_docs.clone();
+    // Every batch any agent publishes, de-duplicated, merged here independently.
+    let collected = std::sync::Arc::new(std::sync::Mutex::new((
+        messages::metrics::new_histogram(),
+        0u64,
+        HashSet::new(),
+    )));
+    let sink = collected.clone();
+    let listener = tokio::spawn(async move {
+        while let Ok(ev) = el.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                if p.topic.ends_with("/live") {
+                    if let Ok(doc) = serde_json::from_slice(&p.payload) {
+                        live_sink.lock().unwrap().push(doc);
+                    }
+                    continue;
+                }
+                let Ok(env) = wire::decode(&p.payload) else {
+                    continue;
+                };
+                if let Body::Metrics(b) = env.body {
+                    let mut g = sink.lock().unwrap();
+                    if g.2.insert((env.sender.clone(), env.seq)) {
+                        for l in &b.labels {
+                            let st = l.to_stats().unwrap();
+                            g.1 += st.requests;
+                            g.0.add(&st.latency).unwrap();
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let broker = format!("mqtt://127.0.0.1:{}", addr.port());
+    let run = spawn_run(
+        herd(),
+        CLOSED,
+        &t.url(),
+        &["--agents", "3", "--quiet", "--broker", &broker],
+    );
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = summary(results.path());
+    let total = s["total"]["requests"].as_u64().unwrap();
+    assert!(total > 100, "{total}");
+    assert_eq!(
+        total,
+        t.stats().requests,
+        "summary.json vs what the target counted"
+    );
+    assert_eq!(s["agents_lost"], 0);
+    assert_eq!(s["state"], "completed");
+    assert_eq!(s["verdict"], "passed");
+    assert!(s["start_skew_ms"].as_u64().unwrap() < 1000);
+    assert_eq!(s["agents"].as_array().unwrap().len(), 3);
+    // The per-second series covers the run without holes and adds up to the total.
+    let dir = run_dir(results.path());
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.join("timeseries.json")).unwrap()).unwrap();
+    let seconds: Vec<u64> = rows.iter().map(|r| r["second"].as_u64().unwrap()).collect();
+    assert!(seconds.len() >= 3, "{seconds:?}");
+    assert!(
+        seconds.windows(2).all(|w| w[1] == w[0] + 1),
+        "holes in {seconds:?}"
+    );
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["total"]["requests"].as_u64().unwrap())
+            .sum::<u64>(),
+        total
+    );
+    let csv = std::fs::read_to_string(dir.join("timeseries.csv")).unwrap();
+    assert!(csv.starts_with("second,label,requests"));
+    assert!(std::fs::read_to_string(dir.join("junit.xml"))
+        .unwrap()
+        .contains("error_rate &lt; 1%"));
+    assert!(dir.join("spec.yaml").exists() && dir.join("spec.json").exists());
+    listener.abort();
+    let live = live_docs.lock().unwrap();
+    assert!(!live.is_empty(), "no live snapshot was published");
+    assert!(live
+        .iter()
+        .all(|d| d["agents"]["total"] == 3 && d["latency_ms"]["p99"].is_number()));
+    let g = collected.lock().unwrap();
+    assert_eq!(
+        g.1, total,
+        "requests in the batches on the wire vs summary.json"
+    );
+    // Fleet p99 from merged histograms equals the p99 of the union of all agents' samples.
+    assert_eq!(
+        p99_ms(&s["total"]),
+        g.0.value_at_quantile(0.99) as f64 / 1000.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_model_across_three_agents_runs_or_drops_every_iteration() {
+    let t = start_target().await;
+    let spec = "name: open\ntarget: {url}\nscenario: [{request: GET /}]\nload: {executor: constant-arrival-rate, rate: 150, duration: 3s, pre_allocated_vus: 6, max_vus: 30}\n";
+    let (code, stdout, stderr, results) =
+        spawn_run(herd(), spec, &t.url(), &["--agents", "3", "--quiet"])
+            .finish()
+            .await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    let total = &s["total"];
+    // 150/s for 3 s split 50/50/50: exactly 450 iterations were scheduled across the fleet.
+    assert_eq!(
+        total["iterations"].as_u64().unwrap() + total["dropped_iterations"].as_u64().unwrap(),
+        450
+    );
+    assert_eq!(total["requests"].as_u64().unwrap(), t.stats().requests);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_threshold_gives_exit_code_99_and_a_failing_junit_case() {
+    let t = start_target().await;
+    let spec = "name: failing\ntarget: {url}\nscenario: [{request: GET /status/500}]\nload: {executor: per-vu-iterations, vus: 2, iterations: 5}\nthresholds: ['error_rate < 1%', 'requests == 10']\n";
+    let (code, stdout, _, results) = spawn_run(herd(), spec, &t.url(), &["--agents", "2"])
+        .finish()
+        .await;
+    assert_eq!(code, Some(99), "{stdout}");
+    assert!(stdout.contains("✗ error_rate < 1%"), "{stdout}");
+    let s = summary(results.path());
+    assert_eq!(s["verdict"], "failed");
+    assert_eq!(s["total"]["requests"], 10);
+    let junit = std::fs::read_to_string(run_dir(results.path()).join("junit.xml")).unwrap();
+    assert!(junit.contains("tests=\"2\" failures=\"1\""), "{junit}");
+    assert!(
+        junit.contains("<failure message=\"observed 1.000\">"),
+        "{junit}"
+    );
+}
+
+async fn wait_for_run_id(results: &std::path::Path) -> String {
+    for _ in 0..200 {
+        if let Some(Ok(e)) = std::fs::read_dir(results).ok().and_then(|mut d| d.next()) {
+            return e.file_name().to_string_lossy().into_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no run folder appeared");
+}
+
+/// The pid of agent `index` of the run (exactly one must be running).
+fn the_agent(run_id: &str, index: u32) -> i32 {
+    let needle = format!("--index {index}");
+    let pids: Vec<i32> = agent_pids(run_id)
+        .into_iter()
+        .filter(|(_, c)| c.contains(&needle))
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(pids.len(), 1, "agent {index} of {run_id}");
+    pids[0]
+}
+
+async fn no_agents_left(run_id: &str) -> bool {
+    for _ in 0..40 {
+        if agent_pids(run_id).is_empty() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_mid_run_stops_agents_and_keeps_partial_results() {
+    let t = start_target().await;
+    let spec = "name: cancel\ntarget: {url}\nscenario: [{request: GET /fast}]\nload: {executor: constant-vus, vus: 4, duration: 60s, graceful_stop: 5s}\n";
+    let run = spawn_run(herd(), spec, &t.url(), &["--agents", "2", "--quiet"]);
+    let run_id = wait_for_run_id(run.results.path()).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(agent_pids(&run_id).len(), 2, "both agents run");
+    let pid = run.child.id().unwrap() as i32;
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let begun = std::time::Instant::now();
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(130), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(begun.elapsed() < Duration::from_secs(20));
+    let s = summary(results.path());
+    assert_eq!(s["state"], "cancelled");
+    let total = s["total"]["requests"].as_u64().unwrap();
+    assert!(total > 0);
+    // Stopped gracefully: every request the target served was measured and counted.
+    assert_eq!(total, t.stats().requests);
+    assert!(
+        no_agents_left(&run_id).await,
+        "orphan agents: {:?}",
+        agent_pids(&run_id)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_is_marked_lost_and_the_survivors_are_counted() {
+    let t = start_target().await;
+    let spec = "name: kill\ntarget: {url}\nscenario: [{request: GET /fast}]\nload: {executor: constant-vus, vus: 6, duration: 6s}\n";
+    let run = spawn_run(herd(), spec, &t.url(), &["--agents", "3", "--quiet"]);
+    let run_id = wait_for_run_id(run.results.path()).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    // SAFETY: killing an agent process this test's run started.
+    unsafe { libc::kill(the_agent(&run_id, 1), libc::SIGKILL) };
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(
+        code,
+        Some(0),
+        "a run with a lost agent still completes; stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("RUN FLAGGED: agents lost"), "{stdout}");
+    let s = summary(results.path());
+    assert_eq!(s["state"], "completed");
+    assert_eq!(s["agents_lost"], 1);
+    let agents = s["agents"].as_array().unwrap();
+    assert_eq!(agents[1]["state"], "lost");
+    for i in [0, 2] {
+        // Finished means the aggregator holds every batch the agent said it sent.
+        assert_eq!(agents[i]["state"], "finished", "{:?}", agents[i]);
+        assert!(agents[i]["batches_received"].as_u64().unwrap() >= 6);
+    }
+    let total = s["total"]["requests"].as_u64().unwrap();
+    // The killed agent's last, unsent second is the only thing missing.
+    assert!(total <= t.stats().requests && total > 0);
+    assert!(no_agents_left(&run_id).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_run_works_through_an_external_mosquitto() {
+    let Some(m) = start_mosquitto() else { return };
+    let t = start_target().await;
+    let broker = format!("mqtt://127.0.0.1:{}", m.port);
+    let (code, stdout, stderr, results) = spawn_run(
+        herd(),
+        CLOSED,
+        &t.url(),
+        &["--agents", "3", "--quiet", "--broker", &broker],
+    )
+    .finish()
+    .await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(s["total"]["requests"].as_u64().unwrap(), t.stats().requests);
+    assert_eq!(s["agents_lost"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_through_mosquitto_over_tls_with_client_certificates() {
+    let pki = herd_tests::make_pki();
+    let Some(m) = herd_tests::start_mosquitto_tls(&pki) else {
+        return;
+    };
+    let t = start_target().await;
+    let broker = format!("mqtts://127.0.0.1:{}", m.port);
+    let (ca, cert, key) = (
+        pki.ca.display().to_string(),
+        pki.client_cert.display().to_string(),
+        pki.client_key.display().to_string(),
+    );
+    let args = [
+        "--agents", "2", "--quiet", "--broker", &broker, "--ca", &ca, "--cert", &cert, "--key",
+        &key,
+    ];
+    let (code, stdout, stderr, results) = spawn_run(herd(), CLOSED, &t.url(), &args).finish().await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(s["total"]["requests"].as_u64().unwrap(), t.stats().requests);
+    assert_eq!(s["agents_lost"], 0);
+
+    // Without a client certificate the broker refuses us: a clear error, exit 1, no hang.
+    let (code, _, stderr, _) = spawn_run(
+        herd(),
+        CLOSED,
+        &t.url(),
+        &["--agents", "1", "--quiet", "--broker", &broker, "--ca", &ca],
+    )
+    .finish()
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no connection to the broker") && stderr.contains("CertificateRequired"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_keep_loading_through_a_broker_outage_and_replay_their_batches() {
+    let t = start_target().await;
+    let addr = coordinator::broker::start(0).unwrap();
+    // Agents reach the broker through a proxy the test cuts for 3 s mid-run.
+    let proxy = herd_tests::Proxy::start(addr.port()).await;
+    let broker = format!("mqtt://127.0.0.1:{}", addr.port());
+    let agent_broker = format!("mqtt://127.0.0.1:{}", proxy.port);
+    let spec = "name: blip\ntarget: {url}\nscenario: [{request: GET /fast}]\nload: {executor: constant-vus, vus: 4, duration: 7s}\n";
+    let run = spawn_run(
+        herd(),
+        spec,
+        &t.url(),
+        &[
+            "--agents",
+            "2",
+            "--quiet",
+            "--broker",
+            &broker,
+            "--agent-broker",
+            &agent_broker,
+        ],
+    );
+    let run_id = wait_for_run_id(run.results.path()).await;
+    // Wait until the load is under way, then cut.
+    for _ in 0..100 {
+        if t.stats().requests > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.cut();
+    let before = t.stats().requests;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        t.stats().requests > before + 100,
+        "load stopped during the outage"
+    );
+    proxy.restore();
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(s["agents_lost"], 0, "{s}");
+    for a in s["agents"].as_array().unwrap() {
+        assert_eq!(a["batches_dropped_by_agent"], 0);
+    }
+    let log = std::fs::read_to_string(run_dir(results.path()).join("agent-0.log")).unwrap();
+    assert!(
+        log.contains("broker connection lost"),
+        "the outage did not reach the agent:\n{log}"
+    );
+    // Every batch buffered during the outage arrived afterwards: nothing measured was lost.
+    assert_eq!(s["total"]["requests"].as_u64().unwrap(), t.stats().requests);
+    assert!(no_agents_left(&run_id).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigtermed_agent_stops_gracefully_and_loses_nothing() {
+    // What ECS StopTask does to a task: SIGTERM. The agent stops its VUs, sends every batch
+    // and Finished, so the run has no loss and counts exactly what the target served.
+    let t = start_target().await;
+    let spec = "name: term\ntarget: {url}\nscenario: [{request: GET /fast}]\nload: {executor: constant-vus, vus: 4, duration: 6s}\n";
+    let run = spawn_run(herd(), spec, &t.url(), &["--agents", "2", "--quiet"]);
+    let run_id = wait_for_run_id(run.results.path()).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    // SAFETY: signalling an agent process this test's run started.
+    unsafe { libc::kill(the_agent(&run_id, 1), libc::SIGTERM) };
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(s["agents_lost"], 0, "{s}");
+    assert_eq!(s["total"]["requests"].as_u64(), Some(t.stats().requests));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_min_healthy_agents_the_run_fails() {
+    let t = start_target().await;
+    let spec = "name: healthy\ntarget: {url}\nmin_healthy_agents: 100%\nscenario: [{request: GET /fast}]\nload: {executor: constant-vus, vus: 4, duration: 20s}\n";
+    let run = spawn_run(herd(), spec, &t.url(), &["--agents", "2", "--quiet"]);
+    let run_id = wait_for_run_id(run.results.path()).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    // SAFETY: killing an agent process this test's run started.
+    unsafe { libc::kill(the_agent(&run_id, 0), libc::SIGKILL) };
+    let begun = std::time::Instant::now();
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        begun.elapsed() < Duration::from_secs(15),
+        "failed fast, not at the end of the 20 s"
+    );
+    let s = summary(results.path());
+    assert_eq!(s["state"], "failed");
+    let reason = s["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("healthy agents 1/2 fell below min_healthy_agents 100%"),
+        "{reason}"
+    );
+    assert!(no_agents_left(&run_id).await);
+}

@@ -1,0 +1,124 @@
+//! `summary.json` and the retained result: the whole run in one document, typed so that the
+//! file, the topic and the notifications are rendered from the same value.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::LabelStats;
+use crate::outcome::{AgentState, EndState, Verdict};
+use crate::threshold::ThresholdResult;
+
+/// Latency in milliseconds, from the merged histogram (never averaged percentiles).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Latency {
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// One label's (or region's, or the run's) numbers.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Stats {
+    pub requests: u64,
+    pub errors: u64,
+    /// Requests per second over the load phase.
+    pub rps: f64,
+    /// Status code → requests; `"0"` for requests without a response.
+    pub status: BTreeMap<String, u64>,
+    /// Why requests without a response failed (`timeout`, `connect`, `tls`, `io`…).
+    pub error_kinds: BTreeMap<String, u64>,
+    pub latency_ms: Latency,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub checks_passed: u64,
+    pub checks_failed: u64,
+}
+
+impl Stats {
+    /// `seconds` is the load phase's length (for `rps`).
+    pub fn of(s: &LabelStats, seconds: f64) -> Stats {
+        let h = &s.latency;
+        let ms = |us: u64| us as f64 / 1000.0;
+        Stats {
+            requests: s.requests,
+            errors: s.errors,
+            rps: if seconds > 0.0 {
+                s.requests as f64 / seconds
+            } else {
+                0.0
+            },
+            status: s.status.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            error_kinds: s.error_kinds.clone(),
+            latency_ms: Latency {
+                min: if h.is_empty() { 0.0 } else { ms(h.min()) },
+                mean: h.mean() / 1000.0,
+                p50: ms(h.value_at_quantile(0.50)),
+                p90: ms(h.value_at_quantile(0.90)),
+                p95: ms(h.value_at_quantile(0.95)),
+                p99: ms(h.value_at_quantile(0.99)),
+                max: ms(h.max()),
+            },
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+            checks_passed: s.checks_passed,
+            checks_failed: s.checks_failed,
+        }
+    }
+}
+
+/// The run's totals: every label's numbers together, plus iterations.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct TotalStats {
+    #[serde(flatten)]
+    pub stats: Stats,
+    pub iterations: u64,
+    pub dropped_iterations: u64,
+}
+
+/// How one agent did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentSummary {
+    pub index: u32,
+    pub region: String,
+    pub state: AgentState,
+    /// Why it was lost or failed.
+    pub reason: Option<String>,
+    /// When its load started, by its own clock (unix ms).
+    pub started_at_ms: Option<u64>,
+    pub batches_received: u64,
+    /// Batches it could not queue while its broker was away (reported in its `Finished`).
+    pub batches_dropped_by_agent: u64,
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Summary {
+    pub run: String,
+    pub spec: String,
+    pub state: EndState,
+    pub reason: Option<String>,
+    /// [`crate::outcome::verdict`]: passed only for a completed run whose thresholds all held.
+    pub verdict: Verdict,
+    /// The common start instant (unix ms); absent when the load never started.
+    pub start_at_ms: Option<u64>,
+    pub ended_at_ms: u64,
+    /// The load phase: from the start instant to the last agent's `Finished`.
+    pub duration_s: f64,
+    pub total: TotalStats,
+    pub labels: BTreeMap<String, Stats>,
+    /// Per region, when the run had more than one.
+    pub regions: BTreeMap<String, Stats>,
+    pub thresholds: Vec<ThresholdResult>,
+    pub agents: Vec<AgentSummary>,
+    /// Largest difference between the agents' actual start instants.
+    pub start_skew_ms: Option<u64>,
+    pub agents_lost: u32,
+    /// Batches that arrived after their second was final: in the totals, in no series row.
+    pub late_batches: u64,
+}
