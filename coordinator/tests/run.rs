@@ -220,6 +220,7 @@ async fn cancel_mid_run_stops_agents_and_keeps_partial_results() {
     assert!(begun.elapsed() < Duration::from_secs(20));
     let s = summary(results.path());
     assert_eq!(s["state"], "cancelled");
+    assert_eq!(s["verdict"], "failed", "a cancelled run is never passed");
     let total = s["total"]["requests"].as_u64().unwrap();
     assert!(total > 0);
     // Stopped gracefully: every request the target served was measured and counted.
@@ -414,6 +415,7 @@ async fn below_min_healthy_agents_the_run_fails() {
     );
     let s = summary(results.path());
     assert_eq!(s["state"], "failed");
+    assert_eq!(s["verdict"], "failed", "a failed run is never passed");
     let reason = s["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("healthy agents 1/2 fell below min_healthy_agents 100%"),

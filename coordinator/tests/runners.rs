@@ -128,6 +128,7 @@ async fn assert_fails(
     let r = run(t, tool, spec, files).await;
     assert_eq!(r.code, Some(1), "{}", r.out);
     assert_eq!(r.summary["state"], "failed", "{}", r.summary);
+    assert_eq!(r.summary["verdict"], "failed", "{}", r.summary);
     let text = r.summary.to_string();
     for w in words {
         assert!(text.contains(w), "{w:?} not in the result: {text}");
@@ -163,6 +164,7 @@ async fn assert_stops(t: &Target, tool: &Tool, spec: &str, files: &[(&str, &[u8]
     assert!(begun.elapsed() < Duration::from_secs(20));
     let s = summary(results.path());
     assert_eq!(s["state"], "cancelled");
+    assert_eq!(s["verdict"], "failed", "a cancelled run is never passed");
     assert_eq!(
         s["agents_lost"], 0,
         "both agents finished after the stop: {s}"

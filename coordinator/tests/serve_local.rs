@@ -21,40 +21,138 @@ fn notifications(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+/// A `herd serve` child with the local profile, its inbox, results and log.
+struct Serve {
+    child: tokio::process::Child,
+    work: tempfile::TempDir,
+    inbox: std::path::PathBuf,
+    results: std::path::PathBuf,
+}
+
+impl Serve {
+    async fn start(env: &[(&str, &str)]) -> Serve {
+        let work = tempfile::tempdir().expect("temp dir");
+        let inbox = work.path().join("inbox");
+        let results = work.path().join("results");
+        let cfg = work.path().join("serve.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "profile = \"local\"\ninbox = \"{}\"\nresults_dir = \"{}\"\nagents = 2\n",
+                inbox.display(),
+                results.display()
+            ),
+        )
+        .expect("config");
+        let log = std::fs::File::create(work.path().join("serve.log")).expect("log");
+        let child = tokio::process::Command::new(herd())
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("herd serve");
+        let s = Serve {
+            child,
+            work,
+            inbox,
+            results,
+        };
+        for _ in 0..200 {
+            if s.log().contains("herd serve: ready") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(s.log().contains("herd serve: ready"), "{}", s.log());
+        s
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.work.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// The embedded broker's port, from the ready line (`broker mqtt://127.0.0.1:PORT`).
+    fn broker_port(&self) -> u16 {
+        let log = self.log();
+        let at = log
+            .find("broker mqtt://127.0.0.1:")
+            .expect("broker in the ready line");
+        let rest = &log[at + "broker mqtt://127.0.0.1:".len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("broker port")
+    }
+
+    fn notifications(&self) -> Vec<Value> {
+        notifications(&self.results.join("notifications.jsonl"))
+    }
+
+    /// Waits (bounded) until `n` notifications of `kind` arrived.
+    async fn wait_for(&self, kind: &str, n: usize, within: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let got: Vec<Value> = self
+                .notifications()
+                .into_iter()
+                .filter(|v| v["type"] == kind)
+                .collect();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{n} {kind} expected, got {got:?}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn summary(&self, run: &str) -> Value {
+        let p = self.results.join(run).join("summary.json");
+        serde_json::from_str(&std::fs::read_to_string(&p).expect("summary.json")).expect("JSON")
+    }
+
+    /// SIGTERM, then a clean exit. The work folder outlives the process for the caller to read.
+    async fn stop(mut self) -> tempfile::TempDir {
+        let pid = self.child.id().expect("pid") as i32;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("serve stops")
+            .expect("status");
+        assert!(status.success(), "{status}\n{}", self.log());
+        self.work
+    }
+}
+
+/// Established TCP connections to `port` on this machine, counted from the client side.
+fn connections_to(port: u16) -> usize {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let remote_port = cols
+                .get(2)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            remote_port == Some(port) && cols.get(3) == Some(&"01")
+        })
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inbox_spec_runs_and_an_invalid_one_is_rejected() {
     let t = start_target().await;
-    let work = tempfile::tempdir().expect("temp dir");
-    let inbox = work.path().join("inbox");
-    let results = work.path().join("results");
-    let cfg = work.path().join("serve.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "profile = \"local\"\ninbox = \"{}\"\nresults_dir = \"{}\"\nagents = 2\n",
-            inbox.display(),
-            results.display()
-        ),
-    )
-    .expect("config");
-    let log = std::fs::File::create(work.path().join("serve.log")).expect("log");
-    let mut serve = tokio::process::Command::new(herd())
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("herd serve");
-    let serve_log = || std::fs::read_to_string(work.path().join("serve.log")).unwrap_or_default();
-    for _ in 0..200 {
-        if serve_log().contains("herd serve: ready") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(serve_log().contains("herd serve: ready"), "{}", serve_log());
-
+    let serve = Serve::start(&[]).await;
+    let (inbox, results) = (serve.inbox.clone(), serve.results.clone());
     std::fs::write(inbox.join("users.csv"), "name\nada\nbob\n").expect("data");
     std::fs::write(
         inbox.join("shop.yaml"),
@@ -66,22 +164,14 @@ async fn an_inbox_spec_runs_and_an_invalid_one_is_rejected() {
     .expect("spec");
     std::fs::write(inbox.join("bad.yaml"), "name: bad\ntarget: nowhere\n").expect("spec");
 
-    let file = results.join("notifications.jsonl");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let (completed, rejected) = loop {
-        let n = notifications(&file);
-        let c = n.iter().find(|v| v["type"] == "RunCompleted").cloned();
-        let r = n.iter().find(|v| v["type"] == "RunRejected").cloned();
-        if let (Some(c), Some(r)) = (&c, &r) {
-            break (c.clone(), r.clone());
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "notifications: {n:?}\n{}",
-            serve_log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let completed = serve
+        .wait_for("RunCompleted", 1, Duration::from_secs(60))
+        .await
+        .remove(0);
+    let rejected = serve
+        .wait_for("RunRejected", 1, Duration::from_secs(60))
+        .await
+        .remove(0);
     let d = &completed["detail"];
     assert_eq!(d["verdict"], "passed", "{d}");
     assert_eq!(d["requests"].as_u64(), Some(t.stats().requests));
@@ -109,12 +199,148 @@ async fn an_inbox_spec_runs_and_an_invalid_one_is_rejected() {
     assert!(!inbox.join("shop.yaml").exists() && !inbox.join("bad.yaml").exists());
 
     // SIGTERM: a clean shutdown.
-    let pid = serve.id().expect("pid") as i32;
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let status = tokio::time::timeout(Duration::from_secs(20), serve.wait())
+    serve.stop().await;
+}
+
+/// Regression: `Bus::disconnect` used to send DISCONNECT and let rumqttc reconnect, so a
+/// long-running coordinator kept one live connection per finished run and logged a reconnect
+/// after each. Now runs share the coordinator's one session and detach when they end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_runs_leave_serve_with_its_one_connection_and_no_reconnects() {
+    let t = start_target().await;
+    let serve = Serve::start(&[]).await;
+    let port = serve.broker_port();
+    for i in 0..3 {
+        std::fs::write(
+            serve.inbox.join(format!("run{i}.yaml")),
+            format!(
+                "name: r{i}\ntarget: {}\nscenario:\n  - request: GET /fast\nload: {{executor: constant-vus, vus: 1, duration: 1s}}\n",
+                t.url()
+            ),
+        )
+        .expect("spec");
+    }
+    let done = serve
+        .wait_for("RunCompleted", 3, Duration::from_secs(90))
+        .await;
+    for d in &done {
+        assert_eq!(d["detail"]["state"], "completed", "{d}");
+    }
+    // The agents leave once their batches are acknowledged; then only serve's own session is
+    // connected, and it stays the only one.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while connections_to(port) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        connections_to(port),
+        1,
+        "connections to the broker after 3 runs"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(connections_to(port), 1, "no connection came back");
+    let log = serve.log();
+    assert!(
+        !log.contains("reconnect") && !log.contains("connection lost"),
+        "{log}"
+    );
+    serve.stop().await;
+}
+
+/// Regression: `summary.json` and the retained result said `"verdict": "passed"` for a failed
+/// or cancelled run without thresholds while its `RunCompleted` said failed. One `verdict()`
+/// now decides all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_cancelled_runs_are_failed_in_the_summary_the_result_topic_and_run_completed() {
+    let t = start_target().await;
+    // k6 "missing": agents fail before the start, so that run fails.
+    let serve = Serve::start(&[("HERD_K6", "/nonexistent/k6")]).await;
+    let port = serve.broker_port();
+    // Everything published on the result topics, retained or live.
+    let mut opts = rumqttc::MqttOptions::new("result-watcher", "127.0.0.1", port);
+    opts.set_max_packet_size(1 << 24, 1 << 24);
+    let (client, mut events) = rumqttc::AsyncClient::new(opts, 10);
+    client
+        .subscribe("herd/runs/+/result", rumqttc::QoS::AtLeastOnce)
         .await
-        .expect("serve stops")
-        .expect("status");
-    assert!(status.success(), "{status}\n{}", serve_log());
+        .expect("subscribe");
+    let (tx, mut results) = tokio::sync::mpsc::unbounded_channel::<(String, Value)>();
+    let watcher = tokio::spawn(async move {
+        while let Ok(ev) = events.poll().await {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = ev {
+                if let Ok(v) = serde_json::from_slice::<Value>(&p.payload) {
+                    let _ = tx.send((p.topic.clone(), v));
+                }
+            }
+        }
+    });
+    std::fs::write(
+        serve.inbox.join("script.js"),
+        "export default function () {}\n",
+    )
+    .expect("script");
+    std::fs::write(
+        serve.inbox.join("fails.yaml"),
+        format!(
+            "name: fails\ntarget: {}\nengine: k6\nscript: script.js\nload: {{executor: constant-vus, vus: 1, duration: 2s}}\n",
+            t.url()
+        ),
+    )
+    .expect("spec");
+    let failed = serve
+        .wait_for("RunCompleted", 1, Duration::from_secs(60))
+        .await
+        .remove(0);
+    assert_eq!(failed["detail"]["state"], "failed", "{failed}");
+    std::fs::write(
+        serve.inbox.join("long.yaml"),
+        format!(
+            "name: long\ntarget: {}\nscenario:\n  - request: GET /fast\nload: {{executor: constant-vus, vus: 1, duration: 60s}}\n",
+            t.url()
+        ),
+    )
+    .expect("spec");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while t.stats().requests == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no load\n{}",
+            serve.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Shutting down cancels the active run.
+    let results_dir = serve.results.clone();
+    let _work = serve.stop().await;
+    let all = notifications(&results_dir.join("notifications.jsonl"));
+    let completed: Vec<&Value> = all.iter().filter(|v| v["type"] == "RunCompleted").collect();
+    assert_eq!(completed.len(), 2, "{all:?}");
+    let cancelled = completed[1];
+    assert_eq!(cancelled["detail"]["state"], "cancelled", "{cancelled}");
+    let mut topics = Vec::new();
+    while topics.len() < 2 {
+        let got = tokio::time::timeout(Duration::from_secs(10), results.recv())
+            .await
+            .expect("both results published")
+            .expect("watcher alive");
+        topics.push(got);
+    }
+    watcher.abort();
+    for note in [&failed, cancelled] {
+        let d = &note["detail"];
+        let run = d["run_id"].as_str().expect("run id");
+        assert_eq!(d["verdict"], "failed", "RunCompleted: {d}");
+        let p = results_dir.join(run).join("summary.json");
+        let summary: Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).expect("summary.json"))
+                .expect("JSON");
+        assert_eq!(summary["state"], d["state"]);
+        assert_eq!(summary["verdict"], "failed", "summary.json: {summary}");
+        let (_, published) = topics
+            .iter()
+            .find(|(topic, _)| *topic == format!("herd/runs/{run}/result"))
+            .unwrap_or_else(|| panic!("no result published for {run}: {topics:?}"));
+        assert_eq!(published["verdict"], "failed", "result topic: {published}");
+        assert_eq!(published, &summary, "the topic carries summary.json");
+    }
 }

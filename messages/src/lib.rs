@@ -8,13 +8,15 @@
 //! - [`wire`]: the versioned bincode envelope and every agent ↔ coordinator message body.
 //! - [`topics`]: MQTT topic names.
 //! - [`outcome`]: end states, the one `verdict()`, and the `RunCompleted`/`RunRejected`
-//!   notifications; [`summary`]: `summary.json` as a typed document.
+//!   notifications; [`summary`]: `summary.json` as a typed document; [`schema`]: their JSON
+//!   Schemas, generated and kept in step with `docs/schemas/`.
 //!
 //! Keeping this crate free of tokio and sockets is what lets the agent, the coordinator and the
 //! tests share one definition of the truth and test it without a runtime.
 
 pub mod metrics;
 pub mod outcome;
+pub mod schema;
 pub mod spec;
 pub mod split;
 pub mod summary;

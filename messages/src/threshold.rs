@@ -182,6 +182,8 @@ pub fn parse_expr(expr: &str) -> Result<(Metric, Op, f64), ThresholdError> {
 pub struct ThresholdResult {
     pub expr: String,
     pub label: Option<String>,
+    /// `null` when it could not be judged.
+    #[schemars(with = "Option<f64>")]
     pub observed: f64,
     pub passed: bool,
 }

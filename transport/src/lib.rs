@@ -15,4 +15,4 @@ pub mod url;
 pub use options::{options, MqttSetupError, TlsFiles};
 pub use rumqttc::QoS;
 pub use session::{Inbound, PublishError, Session, SessionConfig, SessionError};
-pub use url::BrokerUrl;
+pub use url::{BrokerUrl, UrlError};

@@ -12,8 +12,6 @@ use crate::url::BrokerUrl;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttSetupError {
-    #[error("broker URL {0:?}: expected mqtt://host:port or mqtts://host:port")]
-    Url(String),
     #[error("{what} {path}: {reason}")]
     File {
         what: &'static str,

@@ -1,6 +1,8 @@
 //! Broker addresses as users write them: `mqtt://host:port` or `mqtts://host:port`.
 
-use crate::options::MqttSetupError;
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("broker URL {0:?}: expected mqtt://host:port or mqtts://host:port")]
+pub struct UrlError(pub String);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
@@ -10,8 +12,8 @@ pub struct BrokerUrl {
 }
 
 impl BrokerUrl {
-    pub fn parse(s: &str) -> Result<BrokerUrl, MqttSetupError> {
-        let bad = || MqttSetupError::Url(s.to_string());
+    pub fn parse(s: &str) -> Result<BrokerUrl, UrlError> {
+        let bad = || UrlError(s.to_string());
         let (tls, rest) = if let Some(r) = s.strip_prefix("mqtt://") {
             (false, r)
         } else if let Some(r) = s.strip_prefix("mqtts://") {

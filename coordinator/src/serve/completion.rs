@@ -8,9 +8,23 @@ use messages::outcome::Notification;
 
 use super::notifier::Notify;
 use super::profile::Env;
-use super::registry::{Origin, PlanInfo};
 use crate::run::outcome::not_started;
 use crate::run::supervisor::Outcome;
+
+/// What is known of a request, kept with its run.
+#[derive(Clone)]
+pub struct Origin {
+    pub source: String,
+    pub correlation_id: Option<String>,
+}
+
+/// The parts of a plan completion needs.
+pub struct PlanInfo {
+    pub run_id: String,
+    pub spec: messages::spec::Spec,
+    pub regions: Vec<String>,
+    pub dir: std::path::PathBuf,
+}
 
 /// A run that is over, with what its owner knows of it.
 pub struct Ended {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use messages::outcome::{Notification, RunRejected};
 
-use super::completion::{complete, Ended};
+use super::completion::{complete, Ended, Origin, PlanInfo};
 use super::notifier::Notify;
 use super::prepare::{prepare, PrepareError, Prepared};
 use super::profile::Env;
@@ -80,27 +80,12 @@ enum Seen {
     Rejected,
 }
 
-/// What is known of a request, kept with its run.
-#[derive(Clone)]
-pub struct Origin {
-    pub source: String,
-    pub correlation_id: Option<String>,
-}
-
 struct Active {
     supervisor: Addr<RunSupervisor>,
     ecs: Option<Addr<EcsLauncher>>,
     origin: Origin,
     plan: Arc<PlanInfo>,
     bus: RunBus,
-}
-
-/// The parts of a plan completion needs.
-pub struct PlanInfo {
-    pub run_id: String,
-    pub spec: messages::spec::Spec,
-    pub regions: Vec<String>,
-    pub dir: std::path::PathBuf,
 }
 
 pub struct Runs {
