@@ -152,7 +152,7 @@ fn connections_to(port: u16) -> usize {
 async fn an_inbox_spec_runs_and_an_invalid_one_is_rejected() {
     let t = start_target().await;
     let serve = Serve::start(&[]).await;
-    let (inbox, results) = (serve.inbox.clone(), serve.results.clone());
+    let inbox = serve.inbox.clone();
     std::fs::write(inbox.join("users.csv"), "name\nada\nbob\n").expect("data");
     std::fs::write(
         inbox.join("shop.yaml"),
@@ -176,11 +176,9 @@ async fn an_inbox_spec_runs_and_an_invalid_one_is_rejected() {
     assert_eq!(d["verdict"], "passed", "{d}");
     assert_eq!(d["requests"].as_u64(), Some(t.stats().requests));
     let run = d["run_id"].as_str().expect("run id");
-    let summary: Value = serde_json::from_str(
-        &std::fs::read_to_string(results.join(run).join("summary.json")).expect("summary.json"),
-    )
-    .expect("JSON");
+    let summary = serve.summary(run);
     assert_eq!(summary["agents"].as_array().map(Vec::len), Some(2));
+    assert_eq!(summary["verdict"], "passed");
     let errors = rejected["detail"]["errors"].to_string();
     assert!(errors.contains("bad.yaml:2:9: target"), "{errors}");
     assert!(errors.contains("scenario"), "{errors}");

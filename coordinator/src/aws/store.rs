@@ -212,22 +212,48 @@ impl S3Store {
         format!("_idempotency/{key}")
     }
 
-    /// The run an idempotency key already started, if any.
-    pub async fn seen(&self, key: &str) -> Result<Option<String>, StoreError> {
+    /// What an idempotency key already led to, if anything.
+    pub async fn seen(&self, key: &str) -> Result<Option<Marker>, StoreError> {
         let k = Self::marker_key(key);
         match self.get_text(&self.results_bucket.clone(), &k, None).await {
-            Ok(run) => Ok(Some(run)),
+            Ok(text) => Ok(Some(Marker::decode(&text))),
             Err(StoreError::Missing { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    pub async fn mark(&self, key: &str, run: &str) -> Result<(), StoreError> {
+    pub async fn mark(&self, key: &str, marker: &Marker) -> Result<(), StoreError> {
         self.put(
             &Self::marker_key(key),
-            run.as_bytes().to_vec(),
+            marker.encode().into_bytes(),
             "text/plain",
         )
         .await
+    }
+}
+
+/// What an idempotency key led to, as stored under `_idempotency/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Marker {
+    Run(String),
+    Rejected,
+}
+
+/// Stored as the run id, or this word (which no run id is: run ids end in a timestamp).
+const REJECTED: &str = "rejected";
+
+impl Marker {
+    fn encode(&self) -> String {
+        match self {
+            Marker::Run(id) => id.clone(),
+            Marker::Rejected => REJECTED.to_string(),
+        }
+    }
+
+    fn decode(text: &str) -> Marker {
+        match text.trim() {
+            REJECTED => Marker::Rejected,
+            id => Marker::Run(id.to_string()),
+        }
     }
 }

@@ -16,6 +16,7 @@ use super::notifier::Notify;
 use super::prepare::{prepare, PrepareError, Prepared};
 use super::profile::Env;
 use crate::aws::ecs_launcher::{EcsLauncher, TaskStopped};
+use crate::aws::store::Marker;
 use crate::bus::{Bus, RunBus};
 use crate::request::RunRequest;
 use crate::run::launcher::LocalLauncher;
@@ -117,7 +118,7 @@ impl Actor for Runs {
 
 /// What became of a request, before the actor acts on it.
 enum Decided {
-    Duplicate(String),
+    Duplicate(Marker),
     Prepared(Box<Prepared>),
     Rejected(Vec<String>),
 }
@@ -164,9 +165,13 @@ impl Handler<Submit> for Runs {
                     act.seen.remove(&key);
                     Err(e)
                 }
-                Ok((_, Decided::Duplicate(run))) => {
+                Ok((_, Decided::Duplicate(Marker::Run(run)))) => {
                     act.seen.insert(key.clone(), Seen::Run(run.clone()));
                     Ok(Submitted::Duplicate(Some(run)))
+                }
+                Ok((_, Decided::Duplicate(Marker::Rejected))) => {
+                    act.seen.insert(key.clone(), Seen::Rejected);
+                    Ok(Submitted::Duplicate(None))
                 }
                 Ok((req, Decided::Rejected(errors))) => {
                     tracing::warn!(origin = %req.origin, errors = ?errors, "run rejected");
@@ -185,9 +190,9 @@ impl Handler<Submit> for Runs {
             let marker = match &out {
                 Ok(Submitted::Started(run)) => {
                     act.seen.insert(key.clone(), Seen::Run(run.clone()));
-                    Some(run.clone())
+                    Some(Marker::Run(run.clone()))
                 }
-                Ok(Submitted::Rejected(_)) => Some("rejected".to_string()),
+                Ok(Submitted::Rejected(_)) => Some(Marker::Rejected),
                 _ => None,
             };
             let env = act.env.clone();
