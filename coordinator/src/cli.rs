@@ -181,7 +181,12 @@ pub async fn dispatch(cli: Cli, program: PathBuf) -> Exit {
             .await
         }
         Command::Agent(a) => match agent_mode(a) {
-            Some(mode) => crate::commands::agent::run(mode, Interrupts::from_os(false)).await,
+            // A coordinated agent keeps the default Ctrl-C (it dies); it stops gracefully on
+            // the coordinator's Stop or on SIGTERM (link.rs).
+            Some(mode @ AgentMode::Standalone { .. }) => {
+                crate::commands::agent::run(mode, Interrupts::from_os(false)).await
+            }
+            Some(mode) => crate::commands::agent::run(mode, Interrupts::channel().1).await,
             None => {
                 eprintln!("herd agent: give --standalone SPEC, --broker URL --run ID --index N, or --bootstrap S3_URL");
                 Ok(Exit::Invalid)

@@ -112,7 +112,7 @@ pub struct Summary {
     pub duration_s: f64,
     pub total: TotalStats,
     pub labels: BTreeMap<String, Stats>,
-    /// Per region, when the run had more than one.
+    /// Per region (one entry, the whole run, when it ran in one region).
     pub regions: BTreeMap<String, Stats>,
     pub thresholds: Vec<ThresholdResult>,
     pub agents: Vec<AgentSummary>,

@@ -124,7 +124,7 @@ pub struct Finished {
     pub agent: u32,
     /// When the load actually started by this agent's clock (unix ms), for start skew.
     pub started_at_ms: u64,
-    /// Seq of the last metric batch; the coordinator knows it has them all when it saw this one.
+    /// Seq of the last metric batch (for logs; the coordinator counts `batches_sent`).
     pub last_batch_seq: u64,
     pub batches_sent: u64,
     /// Batches dropped from the offline buffer while the broker was unreachable.

@@ -211,7 +211,7 @@ fn sibling_cycles(krate: &str) -> Vec<String> {
             .collect();
         for r in references(code, me, &children) {
             let k = me.iter().zip(&r).take_while(|(a, b)| a == b).count();
-            if k < me.len() && k < r.len() && modules.contains_key(&r[..=k].to_vec()) {
+            if k < me.len() && k < r.len() && modules.contains_key(&r[..=k]) {
                 edges
                     .entry(me[..k].to_vec())
                     .or_default()

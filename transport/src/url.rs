@@ -50,7 +50,11 @@ impl BrokerUrl {
 impl std::fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let scheme = if self.tls { "mqtts" } else { "mqtt" };
-        write!(f, "{scheme}://{}:{}", self.host, self.port)
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
     }
 }
 
@@ -70,6 +74,9 @@ mod tests {
         );
         assert_eq!(BrokerUrl::parse("mqtts://example.com").unwrap().port, 8883);
         assert_eq!(BrokerUrl::parse("mqtt://[::1]:9").unwrap().host, "::1");
+        let v6 = BrokerUrl::parse("mqtt://[::1]:9").unwrap();
+        assert_eq!(v6.to_string(), "mqtt://[::1]:9");
+        assert_eq!(BrokerUrl::parse(&v6.to_string()).unwrap(), v6);
         assert!(BrokerUrl::parse("http://x:1").is_err());
         assert!(BrokerUrl::parse("mqtt://x:port").is_err());
     }

@@ -61,7 +61,7 @@ async fn standalone(
     let source = LocalSource::new(path, PathPolicy::Trusted);
     let mut bundle = match bundle::build(&source, &Overrides::default()).await {
         Ok(b) => b,
-        Err(e @ BundleError::Invalid(_)) => {
+        Err(e @ (BundleError::Invalid(_) | BundleError::File { .. })) => {
             eprintln!("{e}");
             return Ok(Exit::Invalid);
         }

@@ -107,7 +107,7 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
     let source = LocalSource::new(&opts.spec, PathPolicy::Trusted);
     let mut bundle = match bundle::build(&source, &Overrides::default()).await {
         Ok(b) => b,
-        Err(e @ BundleError::Invalid(_)) => {
+        Err(e @ (BundleError::Invalid(_) | BundleError::File { .. })) => {
             eprintln!("{e}");
             return Ok(Exit::Invalid);
         }

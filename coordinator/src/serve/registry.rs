@@ -81,6 +81,12 @@ enum Seen {
     Rejected,
 }
 
+/// A run between its acceptance and its actors' start.
+struct Starting {
+    origin: Origin,
+    cancel: Option<String>,
+}
+
 struct Active {
     supervisor: Addr<RunSupervisor>,
     ecs: Option<Addr<EcsLauncher>>,
@@ -93,6 +99,8 @@ pub struct Runs {
     env: Arc<Env>,
     bus: Bus,
     active: HashMap<String, Active>,
+    /// Runs accepted whose actors are being started; a cancel for one waits here.
+    starting: HashMap<String, Starting>,
     /// Runs whose result is being stored and announced.
     completing: std::collections::HashSet<String>,
     seen: HashMap<String, Seen>,
@@ -105,6 +113,7 @@ impl Runs {
             env: Arc::new(env),
             bus,
             active: HashMap::new(),
+            starting: HashMap::new(),
             completing: Default::default(),
             seen: HashMap::new(),
             counter: 0,
@@ -187,6 +196,10 @@ impl Handler<Submit> for Runs {
                 }
                 Ok((req, Decided::Prepared(p))) => act.launch(&req, *p, ctx).map_err(Transient),
             };
+            if out.is_err() {
+                // Nothing started: the request must be able to come again.
+                act.seen.remove(&key);
+            }
             let marker = match &out {
                 Ok(Submitted::Started(run)) => {
                     act.seen.insert(key.clone(), Seen::Run(run.clone()));
@@ -241,6 +254,13 @@ impl Runs {
             agent_tls: env.agent_tls.clone(),
             timing: Timing::default(),
         };
+        self.starting.insert(
+            run_id.clone(),
+            Starting {
+                origin: origin.clone(),
+                cancel: None,
+            },
+        );
         let bus = self.bus.clone();
         let me = ctx.address();
         let (rid, regions, dir) = (run_id.clone(), info.regions.clone(), info.dir.clone());
@@ -278,8 +298,13 @@ impl Runs {
                 (started, ecs)
             }
             .into_actor(self)
-            .map(move |(started, ecs), act, _ctx| match started {
+            .map(move |(started, ecs), act, ctx| {
+                let cancel = act.starting.remove(&info.run_id).and_then(|s| s.cancel);
+                match started {
                 Ok(h) => {
+                    if let Some(reason) = cancel {
+                        h.supervisor.do_send(Cancel { reason });
+                    }
                     act.active.insert(
                         h.run_id.clone(),
                         Active {
@@ -299,16 +324,26 @@ impl Runs {
                 }
                 Err(e) => {
                     tracing::error!(run = %info.run_id, error = %e, "the run could not attach to its broker");
-                    let env = act.env.clone();
-                    actix::spawn(complete(
-                        env,
-                        Ended {
-                            plan: info,
-                            origin,
-                            outcome: None,
-                            why_no_outcome: format!("the run could not subscribe on its broker: {e}"),
-                        },
-                    ));
+                    let run_id = info.run_id.clone();
+                    act.completing.insert(run_id.clone());
+                    ctx.spawn(
+                        complete(
+                            act.env.clone(),
+                            Ended {
+                                plan: info,
+                                origin,
+                                outcome: None,
+                                why_no_outcome: format!(
+                                    "the run could not subscribe on its broker: {e}"
+                                ),
+                            },
+                        )
+                        .into_actor(act)
+                        .map(move |(), act, _| {
+                            act.completing.remove(&run_id);
+                        }),
+                    );
+                }
                 }
             }),
         );
@@ -321,6 +356,15 @@ impl Handler<CancelRuns> for Runs {
 
     fn handle(&mut self, msg: CancelRuns, _ctx: &mut Context<Self>) -> usize {
         let mut n = 0;
+        for (id, s) in &mut self.starting {
+            let hit = msg.run_id.as_deref() == Some(id.as_str())
+                || (msg.correlation_id.is_some() && msg.correlation_id == s.origin.correlation_id);
+            if hit {
+                tracing::info!(run = %id, reason = %msg.reason, "cancel requested while starting");
+                s.cancel = Some(msg.reason.clone());
+                n += 1;
+            }
+        }
         for (id, a) in &self.active {
             let hit = msg.run_id.as_deref() == Some(id.as_str())
                 || (msg.correlation_id.is_some() && msg.correlation_id == a.origin.correlation_id);
@@ -365,6 +409,7 @@ impl Handler<ActiveRuns> for Runs {
         MessageResult(
             self.active
                 .keys()
+                .chain(self.starting.keys())
                 .chain(self.completing.iter())
                 .cloned()
                 .collect(),

@@ -1,9 +1,10 @@
 //! `SqsIntake`: long-polls the coordinator's queue. Each message is decoded
 //! ([`crate::aws::events::decode`]) and handed to [`Runs`]; while that is under way its visibility
 //! is extended, and it is deleted only once its effect is durable (run started and marked,
-//! rejection sent, cancel delivered). A message herd cannot understand is left alone — it
-//! comes back until the queue's redrive policy moves it to the DLQ — with a log line saying
-//! why. A transient failure (S3 unreachable) is not deleted either, so it is retried.
+//! rejection sent, cancel delivered). A message herd cannot understand is made visible again
+//! after a second (`POISON_RETRY_S`), so it reaches the queue's redrive policy (the DLQ) after
+//! maxReceiveCount quick receives, with a log line saying why. A transient failure (S3
+//! unreachable) is not deleted either, so it comes back after the visibility timeout.
 
 use std::time::Duration;
 
