@@ -22,6 +22,8 @@ pub enum EngineError {
     Compile(#[from] CompileError),
     #[error(transparent)]
     Runner(#[from] crate::runners::RunnerError),
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
 }
 
 pub fn http_config(spec: &Spec, extra_roots: &[CertificateDer<'static>]) -> Arc<HttpConfig> {
@@ -50,6 +52,7 @@ pub async fn run_share(
     if spec.runner.is_some() {
         return Ok(crate::runners::run_share(spec, data, share, run_id, stop, out).await?);
     }
+    crate::limits::check_descriptors(crate::limits::peak_vus(&share.executor))?;
     let plan = Arc::new(compile(spec, data, run_id, share.index, share.count)?);
     let recorder = Recorder::new(share.index, plan.labels.clone(), out);
     let env = Env {

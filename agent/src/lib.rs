@@ -7,6 +7,7 @@
 //! - [`recorder`]: lock-free per-VU sample buffers folded into per-second metric batches.
 //! - [`runners`]: k6, Locust and JMeter run on the user's script with this agent's share; their
 //!   output read while they run into the same recorder.
+//! - [`limits`]: the open-file limit raised, and a share that cannot fit refused.
 //! - [`report`]: folds batches into totals and prints them (standalone mode and tests).
 //! - [`link`]: the coordinated agent's side of a run over MQTT ([`transport::Session`]).
 //! - [`standalone`]: one agent with the whole load, no coordinator (`herd agent --standalone`).
@@ -16,6 +17,7 @@
 pub mod engine;
 pub mod executor;
 pub mod http;
+pub mod limits;
 pub mod link;
 pub mod recorder;
 pub mod report;

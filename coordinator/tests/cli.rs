@@ -117,3 +117,59 @@ async fn failing_thresholds_give_exit_code_99() {
     assert_eq!(out.status.code(), Some(99));
     assert!(String::from_utf8_lossy(&out.stdout).contains("✗ error_rate < 1%"));
 }
+
+/// `herd agent --standalone` under the open-file limits (`soft`, `hard`) a user's shell gives.
+async fn agent_under_nofile(yaml: &str, url: &str, soft: u64, hard: u64) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.yaml");
+    std::fs::write(&path, yaml.replace("{url}", url)).unwrap();
+    let mut cmd = tokio::process::Command::new(herd());
+    cmd.args(["agent", "--json", "--standalone"]).arg(&path);
+    // SAFETY: only setrlimit between fork and exec, on the child's own limits.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = libc::rlimit {
+                rlim_cur: soft as libc::rlim_t,
+                rlim_max: hard as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+        .await
+        .expect("the agent ends by itself")
+        .unwrap()
+}
+
+/// Measured before: under `ulimit -n 1024`, 1,500 VUs never finished and 3,000 ran for 11
+/// minutes into 5 GB. Now the soft limit is raised to the hard one, and a share that still
+/// cannot fit is refused before the start, naming the numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_beyond_the_open_file_limit_is_refused_and_one_within_the_hard_limit_runs() {
+    let t = start_target().await;
+    let spec = "name: fds\ntarget: {url}\nscenario: [{request: GET /fast}]\nload: {executor: constant-vus, vus: 1500, duration: 2s}\n";
+    let begun = std::time::Instant::now();
+    let out = agent_under_nofile(spec, &t.url(), 256, 1024).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("1500 VUs need about 1564 open files, but this process may open 1024"),
+        "{err}"
+    );
+    assert!(begun.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(t.stats().requests, 0, "refused before any load");
+    // Soft 256, hard 4096: raised at start, so 1,500 VUs fit and every request counts.
+    let out = agent_under_nofile(spec, &t.url(), 256, 4096).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["summary"]["requests"].as_u64(), Some(t.stats().requests));
+    assert_eq!(v["summary"]["errors"].as_u64(), Some(0), "{v}");
+}
