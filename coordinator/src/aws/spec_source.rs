@@ -2,7 +2,7 @@
 //! script folder cannot be read from S3 (zip it instead).
 
 use super::store::{S3Store, StoreError};
-use crate::bundle::{PathPolicy, Source, SourceError};
+use crate::bundle::{Source, SourceError};
 
 pub struct S3Source<'a> {
     pub store: &'a S3Store,
@@ -23,10 +23,6 @@ fn source_error(e: StoreError) -> SourceError {
 impl Source for S3Source<'_> {
     fn origin(&self) -> &str {
         &self.origin
-    }
-
-    fn policy(&self) -> PathPolicy {
-        PathPolicy::Confined
     }
 
     async fn spec_text(&self, limit: u64) -> Result<String, SourceError> {

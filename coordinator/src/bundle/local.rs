@@ -1,33 +1,33 @@
-//! Specs and their files from a folder on this machine: `herd run`, `herd agent --standalone`
-//! and the inbox.
+//! Specs and their files from a folder on this machine: `herd run`, `herd validate`,
+//! `herd agent --standalone` and the inbox. A file a spec names must really be inside the
+//! spec's folder — its resolved path, not only its spelling, so a symbolic link cannot lead
+//! out — and a regular file (not `/dev/zero`, not a FIFO), read up to its size limit.
 
 use std::path::{Path, PathBuf};
 
-use super::{PathPolicy, Source, SourceError, MAX_FILES};
+use super::{Source, SourceError, MAX_FILES};
 
 pub struct LocalSource {
     spec: PathBuf,
     /// Where the files the spec names are looked up (the spec's folder).
     dir: PathBuf,
     origin: String,
-    policy: PathPolicy,
 }
 
 impl LocalSource {
     /// The spec at `spec`, its files relative to its own folder.
-    pub fn new(spec: &Path, policy: PathPolicy) -> LocalSource {
+    pub fn new(spec: &Path) -> LocalSource {
         let dir = spec.parent().unwrap_or(Path::new(".")).to_path_buf();
-        LocalSource::with_dir(spec, dir, policy)
+        LocalSource::with_dir(spec, dir)
     }
 
     /// The spec at `spec`, its files relative to `dir` (the inbox moves a spec it took, but its
     /// files stay where they were written).
-    pub fn with_dir(spec: &Path, dir: PathBuf, policy: PathPolicy) -> LocalSource {
+    pub fn with_dir(spec: &Path, dir: PathBuf) -> LocalSource {
         LocalSource {
             spec: spec.to_path_buf(),
             dir,
             origin: spec.display().to_string(),
-            policy,
         }
     }
 
@@ -37,32 +37,44 @@ impl LocalSource {
         self
     }
 
-    /// `path` below the folder; under [`PathPolicy::Confined`] its real location must be too,
-    /// so a symbolic link cannot reach out.
+    /// `path` below the folder, by its real location too: a symbolic link cannot reach out.
     fn resolve(&self, path: &str) -> Result<PathBuf, SourceError> {
         let p = self.dir.join(path);
-        if self.policy == PathPolicy::Confined {
-            let root = self
-                .dir
-                .canonicalize()
-                .map_err(|e| SourceError::Unusable(format!("{}: {e}", self.dir.display())))?;
-            let real = p
-                .canonicalize()
-                .map_err(|e| SourceError::Unusable(format!("{}: {e}", p.display())))?;
-            if !real.starts_with(&root) {
-                return Err(SourceError::Unusable(format!(
-                    "{path:?} leads outside the spec's folder"
-                )));
-            }
+        let root = self
+            .dir
+            .canonicalize()
+            .map_err(|e| SourceError::Unusable(format!("{}: {e}", self.dir.display())))?;
+        let real = p
+            .canonicalize()
+            .map_err(|e| SourceError::Unusable(format!("{path}: {e}")))?;
+        if !real.starts_with(&root) {
+            return Err(SourceError::Unusable(format!(
+                "{path:?} leads outside the spec's folder"
+            )));
         }
-        Ok(p)
+        Ok(real)
     }
 }
 
+/// A regular file's bytes, at most `limit` of them.
 fn read_limited(p: &Path, limit: u64) -> Result<Vec<u8>, SourceError> {
     use std::io::Read;
-    let f = std::fs::File::open(p)
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking, so a FIFO cannot hold the read up; what it is gets checked on the open file.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(p)
         .map_err(|e| SourceError::Unusable(format!("{}: {e}", p.display())))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| SourceError::Unusable(format!("{}: {e}", p.display())))?;
+    if !meta.is_file() {
+        return Err(SourceError::Unusable(format!(
+            "{} is not a regular file",
+            p.display()
+        )));
+    }
     let mut out = Vec::new();
     f.take(limit.saturating_add(1))
         .read_to_end(&mut out)
@@ -79,10 +91,6 @@ fn read_limited(p: &Path, limit: u64) -> Result<Vec<u8>, SourceError> {
 impl Source for LocalSource {
     fn origin(&self) -> &str {
         &self.origin
-    }
-
-    fn policy(&self) -> PathPolicy {
-        self.policy
     }
 
     async fn spec_text(&self, limit: u64) -> Result<String, SourceError> {
@@ -127,8 +135,8 @@ impl Source for LocalSource {
                     continue;
                 }
                 let kind = e.file_type().map_err(|e| unusable(&p, e))?;
-                // Links are not followed under confinement: they could lead anywhere.
-                if kind.is_symlink() && self.policy == PathPolicy::Confined {
+                // Links are not followed: they could lead anywhere.
+                if kind.is_symlink() {
                     return Err(SourceError::Unusable(format!(
                         "{} is a symbolic link; a script folder must hold plain files",
                         p.display()
@@ -156,5 +164,82 @@ impl Source for LocalSource {
         }
         out.sort();
         Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::{build, BundleError, Overrides};
+
+    fn spec_with_data(dir: &Path, file: &str) -> PathBuf {
+        let spec = dir.join("spec.yaml");
+        std::fs::write(
+            &spec,
+            format!(
+                "name: files\ntarget: http://127.0.0.1:1\ndata:\n  users: {{file: {file:?}}}\nscenario:\n  - request: GET /{{{{users.name}}}}\nload: {{executor: constant-vus, vus: 1, duration: 1s}}\n"
+            ),
+        )
+        .expect("spec");
+        spec
+    }
+
+    async fn refusal(dir: &Path, file: &str) -> String {
+        let spec = spec_with_data(dir, file);
+        match build(&LocalSource::new(&spec), &Overrides::default()).await {
+            Err(e @ BundleError::File { .. }) => e.to_string(),
+            other => panic!("{file}: expected a refused file, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_spec_reaches_only_regular_files_in_its_own_folder() {
+        let outside = tempfile::tempdir().expect("dir");
+        std::fs::write(
+            outside.path().join("secret.csv"),
+            "name\ntop-secret-value\n",
+        )
+        .expect("w");
+        let work = tempfile::tempdir().expect("dir");
+        let dir = work.path().join("specs");
+        std::fs::create_dir(&dir).expect("dir");
+        std::fs::write(dir.join("users.csv"), "name\nada\n").expect("w");
+        let ok = build(
+            &LocalSource::new(&spec_with_data(&dir, "users.csv")),
+            &Overrides::default(),
+        )
+        .await
+        .expect("a file beside the spec");
+        assert_eq!(ok.data[0].bytes, b"name\nada\n");
+
+        let e = refusal(&dir, "/etc/passwd").await;
+        assert!(e.contains("relative path below the spec"), "{e}");
+        let e = refusal(&dir, "../secret.csv").await;
+        assert!(e.contains("must not leave the spec's folder"), "{e}");
+        std::os::unix::fs::symlink(outside.path().join("secret.csv"), dir.join("link.csv"))
+            .expect("symlink");
+        let e = refusal(&dir, "link.csv").await;
+        assert!(e.contains("leads outside the spec's folder"), "{e}");
+        std::os::unix::fs::symlink("/dev/zero", dir.join("zero.csv")).expect("symlink");
+        let e = refusal(&dir, "zero.csv").await;
+        assert!(e.contains("leads outside"), "{e}");
+        let fifo = dir.join("pipe.csv");
+        let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
+        // SAFETY: mkfifo on a path of our own temp dir.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = refusal(&dir, "pipe.csv").await;
+        assert!(e.contains("not a regular file"), "{e}");
+        std::fs::create_dir(dir.join("sub")).expect("dir");
+        let e = refusal(&dir, "sub").await;
+        assert!(e.contains("not a regular file"), "{e}");
+        for e in [
+            refusal(&dir, "../secret.csv").await,
+            refusal(&dir, "link.csv").await,
+        ] {
+            assert!(
+                !e.contains("top-secret-value"),
+                "no contents in errors: {e}"
+            );
+        }
     }
 }

@@ -40,15 +40,6 @@ pub struct Overrides {
     pub target_url: Option<String>,
 }
 
-/// How far the files a spec names may reach.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathPolicy {
-    /// `herd run`: the user's own spec on the user's own machine may name any file they can read.
-    Trusted,
-    /// A shared service: only relative paths below the spec's folder, no `..`, no links out.
-    Confined,
-}
-
 /// Why a bundle could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -94,12 +85,12 @@ pub enum SourceError {
 }
 
 /// Where a spec and its files are read from. Paths are relative to the spec's folder, `/`
-/// separated, and already checked against the source's [`PathPolicy`].
+/// separated, and already checked by [`check_path`]; a source also keeps what they resolve
+/// to inside the folder (no links out, regular files only).
 #[allow(async_fn_in_trait)]
 pub trait Source {
     /// Names the spec in messages (`spec.yaml`, `inbox/a.yaml`, `s3://bucket/key`).
     fn origin(&self) -> &str;
-    fn policy(&self) -> PathPolicy;
     /// The spec text, at most `limit` bytes.
     async fn spec_text(&self, limit: u64) -> Result<String, SourceError>;
     /// One file, at most `limit` bytes.
@@ -122,10 +113,6 @@ pub struct InlineSource {
 impl Source for InlineSource {
     fn origin(&self) -> &str {
         &self.origin
-    }
-
-    fn policy(&self) -> PathPolicy {
-        PathPolicy::Confined
     }
 
     async fn spec_text(&self, limit: u64) -> Result<String, SourceError> {
@@ -152,13 +139,12 @@ impl Source for InlineSource {
     }
 }
 
-/// Checks a path a spec names against `policy`: the reason it is refused, if it is.
-pub fn check_path(path: &str, policy: PathPolicy) -> Result<(), String> {
+/// Checks a path a spec names: relative, below the spec's own folder. The same rule for
+/// `herd run`, the inbox and S3, so a spec that runs on a laptop runs the same in the shared
+/// service — and a shared service never reads what a spec should not reach.
+pub fn check_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Err("an empty path".into());
-    }
-    if policy == PathPolicy::Trusted {
-        return Ok(());
     }
     if path.starts_with('/') || path.starts_with('\\') || path.contains(':') {
         return Err(format!(
@@ -213,7 +199,7 @@ pub async fn build(source: &impl Source, overrides: &Overrides) -> Result<SpecBu
         } else {
             format!("data.{name}")
         };
-        check_path(&file, source.policy()).map_err(|reason| BundleError::File {
+        check_path(&file).map_err(|reason| BundleError::File {
             origin: origin.clone(),
             what: what.clone(),
             reason,
@@ -279,9 +265,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn confined_paths_stay_below_the_spec() {
+    fn paths_stay_below_the_spec() {
         for ok in ["users.csv", "data/users.csv", "script.zip", "a/./b.js"] {
-            assert_eq!(check_path(ok, PathPolicy::Confined), Ok(()), "{ok}");
+            assert_eq!(check_path(ok), Ok(()), "{ok}");
         }
         for bad in [
             "/etc/passwd",
@@ -291,11 +277,7 @@ mod tests {
             "\\\\host\\x",
             "",
         ] {
-            assert!(check_path(bad, PathPolicy::Confined).is_err(), "{bad}");
+            assert!(check_path(bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            check_path("../shared/users.csv", PathPolicy::Trusted),
-            Ok(())
-        );
     }
 }

@@ -13,14 +13,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use demo_target::TargetConfig;
 
-use crate::bundle::{self, local::LocalSource, BundleError, Overrides, PathPolicy};
+use crate::bundle::{self, local::LocalSource, BundleError, Overrides};
 use crate::exit::Exit;
 use crate::signals::Interrupts;
 
 /// `herd validate`: every problem of the spec at once, with line and column; the files it
 /// names are read and checked too.
 pub async fn validate(path: &Path) -> anyhow::Result<Exit> {
-    let source = LocalSource::new(path, PathPolicy::Trusted);
+    let source = LocalSource::new(path);
     match bundle::build(&source, &Overrides::default()).await {
         Ok(b) => {
             let spec = &b.spec;
