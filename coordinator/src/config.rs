@@ -78,7 +78,38 @@ pub struct AwsConfig {
     /// Seconds a message stays invisible per extension while it is being handled.
     #[serde(default = "default_visibility")]
     pub visibility_timeout_s: i32,
+    /// Who may start and cancel runs with pipeline events.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
 }
+
+/// `[aws.pipeline]`: pipeline events (`RunRequested`, `CancelRequested`) are taken only from
+/// these sources *and* these accounts. `events:PutEvents` is granted widely and a source name
+/// is not reserved, so without `accounts` no pipeline event is taken at all.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    #[serde(default = "default_pipeline_sources")]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub accounts: Vec<String>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> PipelineConfig {
+        PipelineConfig {
+            sources: default_pipeline_sources(),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+fn default_pipeline_sources() -> Vec<String> {
+    vec![PIPELINE_SOURCE.to_string()]
+}
+
+/// The default `source` of the events deploy pipelines send to ask for runs.
+pub const PIPELINE_SOURCE: &str = "herd.pipeline";
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]

@@ -10,10 +10,10 @@
 use serde_json::Value;
 
 use crate::bundle::Overrides;
+#[cfg(test)]
+use crate::config::PIPELINE_SOURCE;
 use crate::request::{RunRequest, SpecSource};
 
-/// `source` of the events deploy pipelines send to ask for runs.
-pub const PIPELINE_SOURCE: &str = "herd.pipeline";
 /// `source` of the events herd emits (`RunCompleted`, `RunRejected`).
 pub const HERD_SOURCE: &str = "herd";
 
@@ -41,19 +41,56 @@ pub enum Intent {
 #[error("{0}")]
 pub struct Poison(pub String);
 
-/// Decodes one SQS body. `spec_bucket`/`spec_prefix` select which S3 objects are specs.
-pub fn decode(body: &str, spec_bucket: &str, spec_prefix: &str) -> Result<Intent, Poison> {
-    let v: Value = serde_json::from_str(body).map_err(|e| Poison(format!("not JSON: {e}")))?;
-    decode_value(&v, spec_bucket, spec_prefix, 0)
+/// Who may ask for runs through pipeline events. `events:PutEvents` is granted widely and
+/// `herd.pipeline` is not a reserved source, so the source alone proves nothing: an event is
+/// taken only from a listed source *and* a listed account (the `account` EventBridge sets to
+/// the sender's, which a sender cannot choose).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineTrust {
+    pub sources: Vec<String>,
+    pub accounts: Vec<String>,
 }
 
-fn decode_value(v: &Value, bucket: &str, prefix: &str, depth: u8) -> Result<Intent, Poison> {
+impl PipelineTrust {
+    fn trusts_source(&self, source: &str) -> bool {
+        self.sources.iter().any(|s| s == source)
+    }
+
+    fn check_account(&self, v: &Value) -> Result<(), Poison> {
+        let account = str_at(v, "/account").unwrap_or("");
+        if self.accounts.iter().any(|a| a == account) {
+            Ok(())
+        } else {
+            Err(Poison(format!(
+                "pipeline event from account {account:?}, which [aws.pipeline] accounts does not list"
+            )))
+        }
+    }
+}
+
+/// What selects the messages herd acts on.
+#[derive(Debug, Clone, Copy)]
+pub struct Accept<'a> {
+    /// Which S3 objects are specs.
+    pub spec_bucket: &'a str,
+    pub spec_prefix: &'a str,
+    pub pipeline: &'a PipelineTrust,
+}
+
+/// Decodes one SQS body.
+pub fn decode(body: &str, accept: Accept<'_>) -> Result<Intent, Poison> {
+    let v: Value = serde_json::from_str(body).map_err(|e| Poison(format!("not JSON: {e}")))?;
+    decode_value(&v, accept, 0)
+}
+
+fn decode_value(v: &Value, accept: Accept<'_>, depth: u8) -> Result<Intent, Poison> {
+    let (bucket, prefix) = (accept.spec_bucket, accept.spec_prefix);
     if v.get("Type").and_then(Value::as_str) == Some("Notification") && depth == 0 {
         let inner =
             str_at(v, "/Message").ok_or_else(|| Poison("SNS envelope without Message".into()))?;
         let inner: Value = serde_json::from_str(inner)
             .map_err(|e| Poison(format!("SNS Message is not JSON: {e}")))?;
-        return decode_value(&inner, bucket, prefix, depth + 1);
+        return decode_value(&inner, accept, depth + 1);
     }
     if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(Intent::Ignore("S3 test event".into()));
@@ -83,8 +120,12 @@ fn decode_value(v: &Value, bucket: &str, prefix: &str, depth: u8) -> Result<Inte
             ))
         }
         (Some("aws.s3"), Some(other)) => Ok(Intent::Ignore(format!("S3 event {other:?}"))),
-        (Some(PIPELINE_SOURCE), Some("RunRequested")) => pipeline_run(v),
-        (Some(PIPELINE_SOURCE), Some("CancelRequested")) => {
+        (Some(s), Some("RunRequested")) if accept.pipeline.trusts_source(s) => {
+            accept.pipeline.check_account(v)?;
+            pipeline_run(v)
+        }
+        (Some(s), Some("CancelRequested")) if accept.pipeline.trusts_source(s) => {
+            accept.pipeline.check_account(v)?;
             let run_id = str_at(v, "/detail/run_id").map(str::to_string);
             let correlation_id = str_at(v, "/detail/correlation_id").map(str::to_string);
             if run_id.is_none() && correlation_id.is_none() {
@@ -101,7 +142,7 @@ fn decode_value(v: &Value, bucket: &str, prefix: &str, depth: u8) -> Result<Inte
                 reason,
             })
         }
-        (Some(PIPELINE_SOURCE), Some(other)) => Err(Poison(format!(
+        (Some(s), Some(other)) if accept.pipeline.trusts_source(s) => Err(Poison(format!(
             "unknown pipeline detail-type {other:?} (expected RunRequested or CancelRequested)"
         ))),
         (Some("aws.ecs"), Some("ECS Task State Change")) => Ok(ecs_task(v)),
@@ -343,6 +384,47 @@ fn url_decode(s: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn trust() -> &'static PipelineTrust {
+        static T: std::sync::OnceLock<PipelineTrust> = std::sync::OnceLock::new();
+        T.get_or_init(|| PipelineTrust {
+            sources: vec![PIPELINE_SOURCE.into(), "deploys.example".into()],
+            accounts: vec!["123456789012".into()],
+        })
+    }
+
+    fn acc<'a>(spec_bucket: &'a str, spec_prefix: &'a str) -> Accept<'a> {
+        Accept {
+            spec_bucket,
+            spec_prefix,
+            pipeline: trust(),
+        }
+    }
+
+    #[test]
+    fn pipeline_events_count_only_from_listed_sources_and_accounts() {
+        let run = |source: &str, account: &str| {
+            format!(
+                r#"{{"id":"e-9","source":"{source}","account":"{account}","detail-type":"RunRequested","detail":{{"spec_key":"specs/a.yaml"}}}}"#
+            )
+        };
+        assert!(matches!(
+            decode(&run("herd.pipeline", "123456789012"), acc("b", "specs/")),
+            Ok(Intent::Start(_))
+        ));
+        assert!(matches!(
+            decode(&run("deploys.example", "123456789012"), acc("b", "specs/")),
+            Ok(Intent::Start(_))
+        ));
+        let e = decode(&run("herd.pipeline", "999999999999"), acc("b", "specs/"))
+            .expect_err("other account");
+        assert!(e.0.contains("account \"999999999999\""), "{e}");
+        let e = decode(&run("evil.pipeline", "123456789012"), acc("b", "specs/"))
+            .expect_err("other source");
+        assert!(e.0.contains("unknown event source"), "{e}");
+        let no_account = r#"{"id":"e-8","source":"herd.pipeline","detail-type":"CancelRequested","detail":{"run_id":"r"}}"#;
+        assert!(decode(no_account, acc("b", "s/")).is_err());
+    }
+
     fn start(i: Intent) -> RunRequest {
         match i {
             Intent::Start(r) => r,
@@ -354,18 +436,18 @@ mod tests {
 
     #[test]
     fn eventbridge_s3_object_created() {
-        let r = start(decode(EB_S3, "specs-bucket", "specs/").expect("decodes"));
+        let r = start(decode(EB_S3, acc("specs-bucket", "specs/")).expect("decodes"));
         assert_eq!(r.origin, "s3://specs-bucket/specs/shop.yaml");
         assert!(r
             .idempotency_key
             .contains("IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"));
         // Outside the prefix or bucket: understood, ignored.
         assert!(matches!(
-            decode(EB_S3, "specs-bucket", "other/"),
+            decode(EB_S3, acc("specs-bucket", "other/")),
             Ok(Intent::Ignore(_))
         ));
         assert!(matches!(
-            decode(EB_S3, "elsewhere", "specs/"),
+            decode(EB_S3, acc("elsewhere", "specs/")),
             Ok(Intent::Ignore(_))
         ));
     }
@@ -373,7 +455,7 @@ mod tests {
     #[test]
     fn direct_s3_notification_and_test_event() {
         let body = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"specs/my+shop%C3%A9.yaml","size":5,"eTag":"abc","versionId":"v1","sequencer":"0A"}}}]}"#;
-        let r = start(decode(body, "b", "specs/").expect("decodes"));
+        let r = start(decode(body, acc("b", "specs/")).expect("decodes"));
         assert_eq!(
             r.spec,
             SpecSource::S3 {
@@ -383,14 +465,17 @@ mod tests {
             }
         );
         let test = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2024-01-01T00:00:00Z","Bucket":"b","RequestId":"x","HostId":"y"}"#;
-        assert!(matches!(decode(test, "b", "specs/"), Ok(Intent::Ignore(_))));
+        assert!(matches!(
+            decode(test, acc("b", "specs/")),
+            Ok(Intent::Ignore(_))
+        ));
     }
 
     #[test]
     fn same_object_same_key_across_paths() {
-        let eb = start(decode(EB_S3, "specs-bucket", "specs/").expect("eb"));
+        let eb = start(decode(EB_S3, acc("specs-bucket", "specs/")).expect("eb"));
         let direct = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"specs-bucket"},"object":{"key":"specs/shop.yaml","versionId":"IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"}}}]}"#;
-        let d = start(decode(direct, "specs-bucket", "specs/").expect("direct"));
+        let d = start(decode(direct, acc("specs-bucket", "specs/")).expect("direct"));
         assert_eq!(eb.idempotency_key, d.idempotency_key);
         // Unversioned: a rewrite of the key (new content or a later sequencer) is a new run.
         let unversioned = |etag: &str, seq: &str| {
@@ -400,7 +485,7 @@ mod tests {
                 .replace("617f08299329d189", seq)
         };
         let k = |b: String| {
-            start(decode(&b, "specs-bucket", "specs/").expect("decodes")).idempotency_key
+            start(decode(&b, acc("specs-bucket", "specs/")).expect("decodes")).idempotency_key
         };
         assert_eq!(k(unversioned("e1", "s1")), k(unversioned("e1", "s1")));
         assert_ne!(k(unversioned("e1", "s1")), k(unversioned("e2", "s1")));
@@ -409,8 +494,8 @@ mod tests {
 
     #[test]
     fn pipeline_events() {
-        let body = r#"{"id":"e-1","source":"herd.pipeline","detail-type":"RunRequested","detail":{"spec_key":"specs/a.yaml","overrides":{"agents":4,"target_url":"http://x"},"correlation_id":"deploy-7"}}"#;
-        let r = start(decode(body, "b", "specs/").expect("decodes"));
+        let body = r#"{"id":"e-1","source":"herd.pipeline","account":"123456789012","detail-type":"RunRequested","detail":{"spec_key":"specs/a.yaml","overrides":{"agents":4,"target_url":"http://x"},"correlation_id":"deploy-7"}}"#;
+        let r = start(decode(body, acc("b", "specs/")).expect("decodes"));
         assert_eq!(
             r.overrides,
             Overrides {
@@ -420,14 +505,14 @@ mod tests {
         );
         assert_eq!(r.correlation_id.as_deref(), Some("deploy-7"));
         assert_eq!(r.idempotency_key, "event_e-1");
-        let inline = r#"{"id":"e-2","source":"herd.pipeline","detail-type":"RunRequested","detail":{"spec":"name: x"}}"#;
+        let inline = r#"{"id":"e-2","source":"herd.pipeline","account":"123456789012","detail-type":"RunRequested","detail":{"spec":"name: x"}}"#;
         assert_eq!(
-            start(decode(inline, "b", "s/").expect("inline")).spec,
+            start(decode(inline, acc("b", "s/")).expect("inline")).spec,
             SpecSource::Inline("name: x".into())
         );
-        let cancel = r#"{"id":"e-3","source":"herd.pipeline","detail-type":"CancelRequested","detail":{"correlation_id":"deploy-7"}}"#;
+        let cancel = r#"{"id":"e-3","source":"herd.pipeline","account":"123456789012","detail-type":"CancelRequested","detail":{"correlation_id":"deploy-7"}}"#;
         assert_eq!(
-            decode(cancel, "b", "s/"),
+            decode(cancel, acc("b", "s/")),
             Ok(Intent::Cancel {
                 run_id: None,
                 correlation_id: Some("deploy-7".into()),
@@ -441,23 +526,23 @@ mod tests {
         let cases = [
             ("not json", "not JSON"),
             (
-                r#"{"id":"e","source":"herd.pipeline","detail-type":"RunRequested","detail":{}}"#,
+                r#"{"id":"e","source":"herd.pipeline","account":"123456789012","detail-type":"RunRequested","detail":{}}"#,
                 "needs detail.spec_key or detail.spec",
             ),
             (
-                r#"{"id":"e","source":"herd.pipeline","detail-type":"RunRequested","detail":{"spec":"x","overrides":{"agents":0}}}"#,
+                r#"{"id":"e","source":"herd.pipeline","account":"123456789012","detail-type":"RunRequested","detail":{"spec":"x","overrides":{"agents":0}}}"#,
                 "detail.overrides.agents",
             ),
             (
-                r#"{"id":"e","source":"herd.pipeline","detail-type":"RunRequested","detail":{"spec":"x","overrides":{"vus":3}}}"#,
+                r#"{"id":"e","source":"herd.pipeline","account":"123456789012","detail-type":"RunRequested","detail":{"spec":"x","overrides":{"vus":3}}}"#,
                 "unknown override",
             ),
             (
-                r#"{"id":"e","source":"herd.pipeline","detail-type":"Rerun","detail":{}}"#,
+                r#"{"id":"e","source":"herd.pipeline","account":"123456789012","detail-type":"Rerun","detail":{}}"#,
                 "unknown pipeline detail-type",
             ),
             (
-                r#"{"id":"e","source":"herd.pipeline","detail-type":"CancelRequested","detail":{}}"#,
+                r#"{"id":"e","source":"herd.pipeline","account":"123456789012","detail-type":"CancelRequested","detail":{}}"#,
                 "needs detail.run_id",
             ),
             (
@@ -467,7 +552,7 @@ mod tests {
             (r#"{"hello":1}"#, "neither"),
         ];
         for (body, want) in cases {
-            let e = decode(body, "b", "s/").expect_err(body);
+            let e = decode(body, acc("b", "s/")).expect_err(body);
             assert!(e.0.contains(want), "{body}: {e}");
         }
     }
@@ -476,7 +561,7 @@ mod tests {
     fn ecs_stopped_task() {
         let body = r#"{"id":"x","source":"aws.ecs","detail-type":"ECS Task State Change","detail":{"taskArn":"arn:aws:ecs:us-east-1:1:task/herd/abc","lastStatus":"STOPPED","stoppedReason":"Essential container in task exited","stopCode":"EssentialContainerExited","overrides":{"containerOverrides":[{"name":"agent","environment":[{"name":"HERD_RUN","value":"shop-1"}]}]}}}"#;
         assert_eq!(
-            decode(body, "b", "s/"),
+            decode(body, acc("b", "s/")),
             Ok(Intent::TaskStopped {
                 task_arn: "arn:aws:ecs:us-east-1:1:task/herd/abc".into(),
                 run_id: Some("shop-1".into()),
@@ -484,13 +569,16 @@ mod tests {
             })
         );
         let running = body.replace("STOPPED", "RUNNING");
-        assert!(matches!(decode(&running, "b", "s/"), Ok(Intent::Ignore(_))));
+        assert!(matches!(
+            decode(&running, acc("b", "s/")),
+            Ok(Intent::Ignore(_))
+        ));
     }
 
     #[test]
     fn sns_envelope_is_unwrapped() {
         let inner = serde_json::to_string(EB_S3).expect("quote");
         let body = format!(r#"{{"Type":"Notification","MessageId":"m","Message":{inner}}}"#);
-        start(decode(&body, "specs-bucket", "specs/").expect("decodes"));
+        start(decode(&body, acc("specs-bucket", "specs/")).expect("decodes"));
     }
 }

@@ -14,7 +14,7 @@ use aws_sdk_sqs::Client;
 
 use super::registry::{CancelRuns, Runs, Submit, Submitted, TaskEvent};
 use crate::aws::err_text;
-use crate::aws::events::{decode, Intent};
+use crate::aws::events::{decode, Accept, Intent, PipelineTrust};
 
 pub struct SqsIntake {
     h: Handling,
@@ -27,6 +27,7 @@ impl SqsIntake {
         visibility_s: i32,
         spec_bucket: String,
         spec_prefix: String,
+        pipeline: PipelineTrust,
         runs: Addr<Runs>,
     ) -> SqsIntake {
         SqsIntake {
@@ -36,6 +37,7 @@ impl SqsIntake {
                 visibility_s,
                 spec_bucket,
                 spec_prefix,
+                pipeline: std::sync::Arc::new(pipeline),
                 runs,
             },
         }
@@ -58,6 +60,7 @@ struct Handling {
     visibility_s: i32,
     spec_bucket: String,
     spec_prefix: String,
+    pipeline: std::sync::Arc<PipelineTrust>,
     runs: Addr<Runs>,
 }
 
@@ -141,7 +144,12 @@ async fn handle(h: Handling, m: Message) {
         })
     };
     let body = m.body().unwrap_or_default();
-    let disposition = match decode(body, &h.spec_bucket, &h.spec_prefix) {
+    let accept = Accept {
+        spec_bucket: &h.spec_bucket,
+        spec_prefix: &h.spec_prefix,
+        pipeline: &h.pipeline,
+    };
+    let disposition = match decode(body, accept) {
         Err(poison) => {
             tracing::error!(message = %id, receives = %receives, reason = %poison,
                 "cannot understand this message; leaving it for the queue's dead-letter queue");
