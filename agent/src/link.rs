@@ -17,6 +17,7 @@ use std::time::Duration;
 use messages::topics;
 use messages::wire::{self, Body, Envelope, Failed, Finished, Heartbeat, Ready, WIRE_VERSION};
 use tokio::sync::{mpsc, watch};
+use transport::keys::{self, AgentKeys, Control, PublicKey};
 use transport::{BrokerUrl, QoS, Session, SessionConfig, SessionError, TlsFiles};
 
 use crate::engine::run_share;
@@ -32,6 +33,17 @@ pub struct LinkConfig {
     pub buffer: usize,
     /// How long to wait for the broker, then for an assignment, then for Start.
     pub wait: Duration,
+    /// What the coordinator's launcher handed this agent alone.
+    pub credentials: Credentials,
+}
+
+/// An agent's keys: its own (to authenticate what it sends and read its Assign), the
+/// coordinator's public key (to check Start and Stop), and whether the broker wants a login.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub keys: AgentKeys,
+    pub coordinator: PublicKey,
+    pub broker_login: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +67,7 @@ const FLUSH_WAIT: Duration = Duration::from_secs(30);
 /// One sender's stream of envelopes: `(sender, seq)` identifies a message.
 struct Out {
     session: Arc<Session>,
+    keys: AgentKeys,
     run: String,
     sender: String,
     agent: u32,
@@ -80,7 +93,8 @@ impl Out {
                 return false;
             }
         };
-        self.session.publish(topic, bytes, qos, false).is_ok()
+        let frame = keys::seal_from_agent(&self.keys, &bytes);
+        self.session.publish(topic, frame, qos, false).is_ok()
     }
     fn status(&mut self, body: Body) -> bool {
         let t = topics::status(&self.run, self.agent);
@@ -90,20 +104,37 @@ impl Out {
 
 pub async fn run(cfg: LinkConfig) -> Result<LinkOutcome, LinkError> {
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Envelope>();
+    let client_id = keys::agent_client_id(&cfg.run_id, cfg.agent);
+    let creds = cfg.credentials.clone();
+    let me = cfg.agent;
     let session = Arc::new(Session::start(
         SessionConfig {
             url: cfg.broker.clone(),
             tls: cfg.tls.clone(),
-            client_id: format!("herd-{}-agent-{}", cfg.run_id, cfg.agent),
+            login: creds
+                .broker_login
+                .then(|| (client_id.clone(), creds.keys.mqtt_password())),
+            client_id,
             capacity: cfg.buffer,
             name: format!("agent {}", cfg.agent),
         },
-        move |topic: &str, payload: &[u8]| match wire::decode(payload) {
-            Ok(env) => {
-                let _ = ctl_tx.send(env);
-            }
-            Err(e) => {
-                tracing::warn!(%topic, error = %e, "ignoring a malformed control message")
+        move |topic: &str, payload: &[u8]| {
+            let plain = match keys::open_control(payload, me, &creds.keys, &creds.coordinator) {
+                Ok(Control::Broadcast(p) | Control::Mine(p)) => p,
+                Ok(Control::Other) => return,
+                Err(e) => {
+                    // Not from this run's coordinator (or not for us): never acted on.
+                    tracing::warn!(%topic, error = %e, "ignoring a control message");
+                    return;
+                }
+            };
+            match wire::decode(&plain) {
+                Ok(env) => {
+                    let _ = ctl_tx.send(env);
+                }
+                Err(e) => {
+                    tracing::warn!(%topic, error = %e, "ignoring a malformed control message")
+                }
             }
         },
     )?);
@@ -118,6 +149,7 @@ pub async fn run(cfg: LinkConfig) -> Result<LinkOutcome, LinkError> {
         let hb = {
             let mut hb_out = Out {
                 session: session.clone(),
+                keys: cfg.credentials.keys.clone(),
                 run: cfg.run_id.clone(),
                 sender: format!("agent-{}", cfg.agent),
                 agent: cfg.agent,
@@ -140,6 +172,7 @@ pub async fn run(cfg: LinkConfig) -> Result<LinkOutcome, LinkError> {
         };
         let mut out = Out {
             session: session.clone(),
+            keys: cfg.credentials.keys.clone(),
             run: cfg.run_id.clone(),
             sender: format!("agent-{}", cfg.agent),
             agent: cfg.agent,
@@ -188,8 +221,12 @@ async fn drive(
             assign.share.index,
             assign.share.count,
         )
-        .map(|_| ())
         .map_err(|e| e.to_string())
+        .and_then(|_| {
+            // Refused before Ready, so the run fails before it starts rather than at load.
+            crate::limits::check_descriptors(crate::limits::peak_vus(&assign.share.executor))
+                .map_err(|e| e.to_string())
+        })
     };
     if let Err(e) = checked {
         let reason = format!("agent {me}: {e}");

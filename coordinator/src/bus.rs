@@ -4,8 +4,14 @@
 //! detaches (unsubscribes). So a long-running `herd serve` keeps one connection however many
 //! runs it has finished, and that connection renews every active run's subscription when the
 //! broker comes back.
+//!
+//! Every message is checked against the run's keys (`transport::keys`): a message on agent
+//! *i*'s topics is taken only if agent *i*'s key made it, and only if it speaks about agent
+//! *i* (sender, body). What fails is dropped, counted per agent and logged once per agent.
+//! Control messages go out sealed for one agent (Assign) or signed (Start, Stop).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,9 +19,11 @@ use actix::prelude::*;
 use messages::metrics::MetricBatch;
 use messages::topics::{self, AgentTopic};
 use messages::wire::{self, Body, Envelope};
+use transport::keys::{self, AgentKeys, PublicKey, Secret};
 use transport::{BrokerUrl, QoS, Session, SessionConfig, SessionError, TlsFiles};
 
 use crate::clock::unix_ms;
+use crate::identity::Identity;
 
 /// How long connecting and each subscription may take.
 pub const BUS_WAIT: Duration = Duration::from_secs(10);
@@ -52,9 +60,62 @@ pub enum BusError {
     Session(#[from] SessionError),
 }
 
-type Routes = Arc<Mutex<HashMap<String, Route>>>;
+/// A run's route and what checking its agents' messages takes.
+#[derive(Clone)]
+struct Attached {
+    route: Route,
+    keys: Arc<RunKeys>,
+}
 
-fn lock(routes: &Routes) -> MutexGuard<'_, HashMap<String, Route>> {
+/// One run's agent keys and what was refused of each agent.
+pub struct RunKeys {
+    agents: Vec<AgentKeys>,
+    refused: Vec<AtomicU64>,
+    warned: Vec<AtomicBool>,
+}
+
+impl RunKeys {
+    fn new(agents: Vec<AgentKeys>) -> RunKeys {
+        let n = agents.len();
+        RunKeys {
+            agents,
+            refused: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            warned: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    /// Counts a refused message of `agent`; logs the first of each agent.
+    fn refuse(&self, run: &str, agent: u32, why: &str) {
+        let i = agent as usize;
+        if let Some(n) = self.refused.get(i) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        if self
+            .warned
+            .get(i)
+            .is_some_and(|w| !w.swap(true, Ordering::Relaxed))
+        {
+            tracing::warn!(
+                run,
+                agent,
+                reason = why,
+                "refused a message on this agent's topics (further ones are counted, not logged)"
+            );
+        }
+    }
+
+    /// Messages refused per agent so far.
+    pub fn refused(&self) -> Vec<u64> {
+        self.refused
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+type Routes = Arc<Mutex<HashMap<String, Attached>>>;
+
+fn lock(routes: &Routes) -> MutexGuard<'_, HashMap<String, Attached>> {
     routes.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -62,14 +123,18 @@ fn lock(routes: &Routes) -> MutexGuard<'_, HashMap<String, Route>> {
 pub struct Bus {
     session: Arc<Session>,
     routes: Routes,
+    identity: Arc<Identity>,
 }
 
 impl Bus {
-    /// Connects as `client_id` and returns once the broker accepted the connection.
+    /// Connects as `client_id` and returns once the broker accepted the connection. With
+    /// `login`, it logs in with the password `identity` derives for it (the embedded broker).
     pub async fn connect(
         url: &BrokerUrl,
         tls: &TlsFiles,
         client_id: String,
+        identity: Arc<Identity>,
+        login: bool,
     ) -> Result<Bus, BusError> {
         let routes: Routes = Arc::default();
         let inbound = {
@@ -80,6 +145,10 @@ impl Bus {
             SessionConfig {
                 url: url.clone(),
                 tls: tls.clone(),
+                login: login.then(|| {
+                    let password = keys::coordinator_password(identity.secret(), &client_id);
+                    (client_id.clone(), password)
+                }),
                 client_id,
                 capacity: CAPACITY,
                 name: "coordinator".into(),
@@ -90,13 +159,26 @@ impl Bus {
         Ok(Bus {
             session: Arc::new(session),
             routes,
+            identity,
         })
     }
 
-    /// Routes `run_id`'s agent topics to `route` and returns once the broker confirmed the
-    /// subscription, so no agent message of the run can be missed.
-    pub async fn attach(&self, run_id: &str, route: Route) -> Result<RunBus, BusError> {
-        lock(&self.routes).insert(run_id.to_string(), route);
+    /// Routes `run_id`'s agent topics (agents `0..agents`) to `route` and returns once the
+    /// broker confirmed the subscription, so no agent message of the run can be missed.
+    pub async fn attach(
+        &self,
+        run_id: &str,
+        agents: u32,
+        route: Route,
+    ) -> Result<RunBus, BusError> {
+        let keys = Arc::new(RunKeys::new(self.identity.agent_keys(run_id, agents)));
+        lock(&self.routes).insert(
+            run_id.to_string(),
+            Attached {
+                route,
+                keys: keys.clone(),
+            },
+        );
         let filter = topics::agents_wildcard(run_id);
         if let Err(e) = self
             .session
@@ -110,6 +192,7 @@ impl Bus {
         Ok(RunBus {
             bus: self.clone(),
             run_id: run_id.to_string(),
+            keys,
         })
     }
 
@@ -137,6 +220,7 @@ impl Bus {
 pub struct RunBus {
     bus: Bus,
     run_id: String,
+    keys: Arc<RunKeys>,
 }
 
 impl RunBus {
@@ -144,8 +228,31 @@ impl RunBus {
         self.bus.publish(topic, payload, qos, retain)
     }
 
-    /// A control message (Assign, Start, Stop) to the run's agents, QoS 1, not retained.
+    /// What each agent needs from its launcher: its own secret and the coordinator's public
+    /// key. Hand each agent its own only.
+    pub fn agent_secrets(&self) -> (Vec<Secret>, PublicKey) {
+        (
+            self.keys
+                .agents
+                .iter()
+                .map(|k| k.secret().clone())
+                .collect(),
+            self.bus.identity.public(),
+        )
+    }
+
+    /// Messages refused per agent so far (not made with that agent's key, or about another).
+    pub fn refused(&self) -> Vec<u64> {
+        self.keys.refused()
+    }
+
+    /// A control message to the run's agents, QoS 1, not retained: an Assign sealed for its
+    /// agent alone, Start and Stop signed for all.
     pub fn control(&self, seq: u64, body: Body) {
+        let sealed_for = match &body {
+            Body::Assign(a) => Some(a.agent),
+            _ => None,
+        };
         let env = Envelope {
             version: wire::WIRE_VERSION,
             run_id: self.run_id.clone(),
@@ -154,15 +261,35 @@ impl RunBus {
             sent_at_ms: unix_ms(),
             body,
         };
-        match wire::encode(&env) {
-            Ok(bytes) => self.publish(
-                topics::control(&self.run_id),
-                bytes,
-                QoS::AtLeastOnce,
-                false,
-            ),
-            Err(e) => tracing::error!(error = %e, "cannot encode a control message"),
-        }
+        let bytes = match wire::encode(&env) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a control message");
+                return;
+            }
+        };
+        let frame = match sealed_for {
+            Some(agent) => {
+                let Some(k) = self.keys.agents.get(agent as usize) else {
+                    tracing::error!(agent, "an Assign for an agent this run does not have");
+                    return;
+                };
+                match keys::seal_for_agent(agent, k, &bytes) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::error!(agent, error = %e, "cannot seal an Assign");
+                        return;
+                    }
+                }
+            }
+            None => keys::sign_broadcast(self.bus.identity.signing(), &bytes),
+        };
+        self.publish(
+            topics::control(&self.run_id),
+            frame,
+            QoS::AtLeastOnce,
+            false,
+        )
     }
 
     /// Stops routing the run's agent topics (what arrives later for it is dropped).
@@ -179,32 +306,67 @@ fn route(routes: &Routes, topic: &str, payload: &[u8]) {
     let Some(t) = topics::parse_agent_topic(topic) else {
         return;
     };
-    let run = match &t {
-        AgentTopic::Metrics { run, .. } | AgentTopic::Status { run, .. } => run.as_str(),
+    let (run, agent, metrics) = match &t {
+        AgentTopic::Metrics { run, agent } => (run.as_str(), *agent, true),
+        AgentTopic::Status { run, agent } => (run.as_str(), *agent, false),
     };
     let Some(to) = lock(routes).get(run).cloned() else {
         tracing::debug!(%topic, "message for a run this coordinator does not hold");
         return;
     };
-    let env = match wire::decode(payload) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(%topic, error = %e, "ignoring a malformed agent message");
-            return;
-        }
+    let Some(key) = to.keys.agents.get(agent as usize) else {
+        tracing::debug!(%topic, "message for an agent this run does not have");
+        return;
     };
-    match (t, env.body) {
-        (AgentTopic::Metrics { agent, .. }, Body::Metrics(batch)) => to.batches.do_send(BatchIn {
+    let plain = match keys::open_from_agent(key, payload) {
+        Ok(p) => p,
+        Err(e) => return to.keys.refuse(run, agent, &e.to_string()),
+    };
+    let env = match wire::decode(plain) {
+        Ok(e) => e,
+        Err(e) => return to.keys.refuse(run, agent, &format!("malformed: {e}")),
+    };
+    if let Err(why) = speaks_for(&env, run, agent) {
+        return to.keys.refuse(run, agent, &why);
+    }
+    match (metrics, env.body) {
+        (true, Body::Metrics(batch)) => to.route.batches.do_send(BatchIn {
             agent,
             seq: env.seq,
             batch,
         }),
-        (AgentTopic::Status { agent, .. }, body) => to.status.do_send(FromAgent {
+        (
+            false,
+            body @ (Body::Ready(_) | Body::Heartbeat(_) | Body::Finished(_) | Body::Failed(_)),
+        ) => to.route.status.do_send(FromAgent {
             agent,
             env: Envelope { body, ..env },
         }),
-        (_, body) => {
-            tracing::warn!(%topic, kind = body.kind(), "unexpected message kind on this topic")
-        }
+        (_, body) => to
+            .keys
+            .refuse(run, agent, &format!("a {} on this topic", body.kind())),
     }
+}
+
+/// A message on agent `agent`'s topic must say it is from that agent, about that agent, of
+/// that run: a valid key is not licence to speak for a peer.
+fn speaks_for(env: &Envelope, run: &str, agent: u32) -> Result<(), String> {
+    if env.run_id != run {
+        return Err(format!("for run {:?}", env.run_id));
+    }
+    if env.sender != format!("agent-{agent}") {
+        return Err(format!("sent as {:?}", env.sender));
+    }
+    let about = match &env.body {
+        Body::Ready(r) => r.agent,
+        Body::Heartbeat(h) => h.agent,
+        Body::Finished(f) => f.agent,
+        Body::Failed(f) => f.agent,
+        Body::Metrics(b) => b.agent,
+        other => return Err(format!("a {} from an agent", other.kind())),
+    };
+    if about != agent {
+        return Err(format!("about agent {about}"));
+    }
+    Ok(())
 }

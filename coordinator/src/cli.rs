@@ -118,6 +118,10 @@ pub struct AgentArgs {
     /// This agent's index in the run, from 0 (coordinated mode).
     #[arg(long, env = "HERD_AGENT_INDEX")]
     pub index: Option<u32>,
+    /// Read this agent's keys from one JSON line on stdin (what launchers do; otherwise
+    /// HERD_AGENT_SECRET and HERD_COORDINATOR_KEY).
+    #[arg(long, requires = "broker")]
+    pub credentials_stdin: bool,
     #[command(flatten)]
     pub tls: TlsArgs,
     /// Print the final summary as one JSON line (`{"summary": …}`) instead of a table.
@@ -241,5 +245,6 @@ fn agent_mode(a: AgentArgs) -> Option<AgentMode> {
         run: a.run?,
         index: a.index?,
         tls: a.tls.files(),
+        credentials_stdin: a.credentials_stdin,
     })
 }

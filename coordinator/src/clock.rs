@@ -23,3 +23,40 @@ pub fn run_id(spec_name: &str, unique: Option<u32>) -> String {
         ),
     }
 }
+
+/// When a run id was made (its `stamp`), in unix seconds: the sweeper leaves young runs alone.
+pub fn run_started_s(run_id: &str) -> Option<u64> {
+    run_id.split('-').find_map(|part| {
+        let b = part.as_bytes();
+        if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+            return None;
+        }
+        let text = format!(
+            "{}-{}-{}T{}:{}:{}Z",
+            &part[0..4],
+            &part[4..6],
+            &part[6..8],
+            &part[9..11],
+            &part[11..13],
+            &part[13..15]
+        );
+        let t = humantime::parse_rfc3339(&text).ok()?;
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_id_tells_when_it_was_made() {
+        let id = run_id("shop", Some(7));
+        let made = run_started_s(&id).expect("a stamp");
+        assert!(made.abs_diff(unix_ms() / 1000) <= 2, "{id}");
+        assert_eq!(run_started_s("shop-19700101T000010Z-ab12"), Some(10));
+        assert_eq!(run_started_s("shop-x"), None);
+    }
+}

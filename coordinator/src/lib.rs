@@ -8,7 +8,7 @@
 //!   `herd serve`.
 //! - [`bundle`]: a spec and the files it names, read and checked once, whatever it came from.
 //! - [`bus`]: the coordinator's one MQTT session, shared by every run; [`broker`]: embedded
-//!   rumqttd.
+//!   rumqttd, logins only; [`identity`]: the keys agents' messages are checked with.
 //! - [`serve`]: `herd serve` — profiles, intake (inbox, SQS), the run registry, completion and
 //!   notifications; [`config`]: its configuration; [`request`]: a run request.
 //! - [`aws`]: AWS clients — intake events, ECS launcher and bootstrap, IoT credentials, S3.
@@ -26,6 +26,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod exit;
+pub mod identity;
 pub mod request;
 pub mod run;
 pub mod serve;

@@ -99,6 +99,9 @@ results_bucket = "{results_bucket}"
 sns_topic_arn = "{topic}"
 visibility_timeout_s = 20
 
+[aws.pipeline]
+accounts = ["123456789012"]
+
 [aws.iot]
 certificates = "own-ca"
 ca_cert = "{ca}"
@@ -588,7 +591,18 @@ async fn iot_credentials_are_made_per_agent_and_removed() {
     assert_eq!(creds.agents.len(), 3);
     for (i, c) in creds.agents.iter().enumerate() {
         assert_eq!(c.thing, format!("herd-r-42-agent-{i}"));
-        assert!(c.cert_pem.contains("BEGIN CERTIFICATE") && c.key_pem.contains("PRIVATE KEY"));
+        let thing = client
+            .describe_thing()
+            .thing_name(&c.thing)
+            .send()
+            .await
+            .expect("DescribeThing");
+        assert_eq!(
+            thing.attributes().and_then(|a| a.get("agent")),
+            Some(&i.to_string()),
+            "the policy's ${{iot:Connection.Thing.Attributes[agent]}} is this agent's index"
+        );
+        assert!(c.cert_pem.contains("BEGIN CERTIFICATE") && c.key_pem.0.contains("PRIVATE KEY"));
         let principals = client
             .list_thing_principals()
             .thing_name(&c.thing)
@@ -609,7 +623,8 @@ async fn iot_credentials_are_made_per_agent_and_removed() {
         .expect("GetPolicy");
     let doc = policy.policy_document().unwrap_or_default();
     assert!(
-        doc.contains("herd/runs/r-42/agents/*") && doc.contains("herd/runs/r-42/control"),
+        doc.contains("herd/runs/r-42/agents/${iot:Connection.Thing.Attributes[agent]}/metrics")
+            && doc.contains("herd/runs/r-42/control"),
         "{doc}"
     );
     let targets = client
@@ -640,4 +655,64 @@ async fn iot_credentials_are_made_per_agent_and_removed() {
         .policies()
         .iter()
         .all(|p| p.policy_name() != Some("herd-r-42")));
+}
+
+/// A coordinator that died mid-run, or a cleanup that failed part-way, leaves things,
+/// certificates and a policy behind; the sweeper removes those of runs nobody holds, and
+/// leaves the ones it is told to keep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_runs_iot_identities_are_swept() {
+    let Some(moto) = start_moto() else { return };
+    let conf = moto.config(&moto.url).await;
+    let client = aws_sdk_iot::Client::new(&conf);
+    let iot = coordinator::aws::iot::Iot::new(
+        client.clone(),
+        REGION.into(),
+        coordinator::config::CertificateSource::Aws,
+        None,
+    );
+    let old = "shop-20200101T000000Z-ab12";
+    let live = "shop-20991231T000000Z-cd34";
+    iot.issue_run(old, 2).await.expect("issue old");
+    iot.issue_run(live, 1).await.expect("issue live");
+    let removed = iot
+        .sweep("herd-coordinator", |run| run == live)
+        .await
+        .expect("sweep");
+    assert_eq!(removed, 3, "two things and a policy");
+    let things: Vec<String> = client
+        .list_things()
+        .send()
+        .await
+        .expect("ListThings")
+        .things()
+        .iter()
+        .filter_map(|t| t.thing_name().map(str::to_string))
+        .collect();
+    assert_eq!(
+        things,
+        vec![format!("herd-{live}-agent-0")],
+        "only the held run's"
+    );
+    let policies: Vec<String> = client
+        .list_policies()
+        .send()
+        .await
+        .expect("ListPolicies")
+        .policies()
+        .iter()
+        .filter_map(|p| p.policy_name().map(str::to_string))
+        .collect();
+    assert!(!policies.contains(&format!("herd-{old}")), "{policies:?}");
+    assert!(policies.contains(&format!("herd-{live}")), "{policies:?}");
+    let certs = client
+        .list_certificates()
+        .send()
+        .await
+        .expect("ListCertificates");
+    assert_eq!(
+        certs.certificates().len(),
+        1,
+        "the swept run's certificates are deleted"
+    );
 }

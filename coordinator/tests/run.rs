@@ -23,7 +23,7 @@ fn p99_ms(v: &serde_json::Value) -> f64 {
 async fn three_agents_count_what_the_target_saw_and_p99_is_that_of_the_union() {
     let t = start_target().await;
     // Our own broker, so the test can listen to every batch the agents publish.
-    let addr = coordinator::broker::start(0).unwrap();
+    let addr = coordinator::broker::start(0, None).unwrap();
     let mut opts = MqttOptions::new("test-listener", "127.0.0.1", addr.port());
     opts.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut el) = AsyncClient::new(opts, 100);
@@ -53,7 +53,12 @@ async fn three_agents_count_what_the_target_saw_and_p99_is_that_of_the_union() {
                     }
                     continue;
                 }
-                let Ok(env) = wire::decode(&p.payload) else {
+                // An agent's frame: [1][envelope][32-byte MAC]. The test reads the envelope
+                // without the key (it only counts; the coordinator checks the MAC).
+                let Some(inner) = p.payload.get(1..p.payload.len().saturating_sub(32)) else {
+                    continue;
+                };
+                let Ok(env) = wire::decode(inner) else {
                     continue;
                 };
                 if let Body::Metrics(b) = env.body {
@@ -325,7 +330,7 @@ async fn runs_through_mosquitto_over_tls_with_client_certificates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_keep_loading_through_a_broker_outage_and_replay_their_batches() {
     let t = start_target().await;
-    let addr = coordinator::broker::start(0).unwrap();
+    let addr = coordinator::broker::start(0, None).unwrap();
     // Agents reach the broker through a proxy the test cuts for 3 s mid-run.
     let proxy = herd_tests::Proxy::start(addr.port()).await;
     let broker = format!("mqtt://127.0.0.1:{}", addr.port());
@@ -422,4 +427,182 @@ async fn below_min_healthy_agents_the_run_fails() {
         "{reason}"
     );
     assert!(no_agents_left(&run_id).await);
+}
+
+/// An attacker on the broker (here an open one, as an external broker may be) forges what
+/// agents and the coordinator say: batches and a `Finished` in agent 1's name, a `Stop` for
+/// the whole run, and replays of agent 0's real frames on agent 1's topics. None of it is
+/// taken: the counts stay the target's, both agents finish, the run is not stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_agent_and_coordinator_messages_are_refused() {
+    use messages::metrics::{LabelStats, MetricBatch};
+    use messages::wire::{Envelope, Finished, Stop, WIRE_VERSION};
+    let t = start_target().await;
+    let addr = coordinator::broker::start(0, None).unwrap();
+    let mut opts = MqttOptions::new("attacker", "127.0.0.1", addr.port());
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut el) = AsyncClient::new(opts, 1000);
+    client
+        .subscribe("herd/runs/+/agents/0/metrics", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<u8>)>();
+    let pump = tokio::spawn(async move {
+        while let Ok(ev) = el.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                let _ = seen_tx.send((p.topic.clone(), p.payload.to_vec()));
+            }
+        }
+    });
+    let spec = "name: forged\ntarget: {url}\nscenario: [{request: GET /fast}]\nload: {executor: constant-vus, vus: 2, duration: 4s}\n";
+    let broker = format!("mqtt://127.0.0.1:{}", addr.port());
+    let run = spawn_run(
+        herd(),
+        spec,
+        &t.url(),
+        &["--agents", "2", "--quiet", "--broker", &broker],
+    );
+    // Agent 0's first real batch tells the run id; then the forgeries.
+    let (topic, frame) = tokio::time::timeout(Duration::from_secs(30), seen.recv())
+        .await
+        .expect("a batch within 30 s")
+        .expect("pump alive");
+    let run_id = topic
+        .split('/')
+        .nth(2)
+        .expect("run id in topic")
+        .to_string();
+    let env = |sender: &str, seq: u64, body: Body| {
+        wire::encode(&Envelope {
+            version: WIRE_VERSION,
+            run_id: run_id.clone(),
+            sender: sender.into(),
+            seq,
+            sent_at_ms: 0,
+            body,
+        })
+        .expect("encode")
+    };
+    let mut fake = LabelStats {
+        requests: 1_000_000,
+        ..Default::default()
+    };
+    fake.latency.record(1).expect("record");
+    let batch = Body::Metrics(MetricBatch {
+        agent: 1,
+        second: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs(),
+        labels: vec![fake.to_wire("GET /fast")],
+        vus: 1,
+        iterations: 1_000_000,
+        dropped_iterations: 0,
+    });
+    let finished = Body::Finished(Finished {
+        agent: 1,
+        started_at_ms: 0,
+        last_batch_seq: 1,
+        batches_sent: 1,
+        batches_dropped: 0,
+    });
+    let stop = Body::Stop(Stop {
+        reason: "forged".into(),
+    });
+    let metrics1 = format!("herd/runs/{run_id}/agents/1/metrics");
+    let status1 = format!("herd/runs/{run_id}/agents/1/status");
+    let control = format!("herd/runs/{run_id}/control");
+    let mut forged: Vec<(String, Vec<u8>)> = vec![
+        // No frame at all, as an old agent or a stranger would send.
+        (metrics1.clone(), env("agent-1", 1, batch.clone())),
+        // Framed like an agent's, with a made-up MAC.
+        (
+            metrics1.clone(),
+            [vec![1u8], env("agent-1", 2, batch), vec![0; 32]].concat(),
+        ),
+        (
+            status1.clone(),
+            [vec![1u8], env("agent-1", 3, finished), vec![7; 32]].concat(),
+        ),
+        // Agent 0's genuine frame replayed on agent 1's topics: right key, wrong agent.
+        (metrics1, frame.clone()),
+        (status1, frame),
+        // A Stop for everyone, unsigned and as a fake signature.
+        (control.clone(), env("coordinator", 1, stop.clone())),
+        (
+            control,
+            [vec![2u8], env("coordinator", 2, stop), vec![0; 64]].concat(),
+        ),
+    ];
+    for (topic, payload) in forged.drain(..) {
+        client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("publish");
+    }
+    let (code, stdout, stderr, results) = run.finish().await;
+    pump.abort();
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(s["state"], "completed", "{s}");
+    assert_eq!(
+        s["total"]["requests"].as_u64(),
+        Some(t.stats().requests),
+        "only what the target saw: {s}"
+    );
+    assert_eq!(s["agents_lost"], 0, "{s}");
+    assert!(
+        s["duration_s"].as_f64().unwrap_or(0.0) >= 3.5,
+        "the forged Stop did not stop the run: {s}"
+    );
+}
+
+/// `{{secret.NAME}}` is read by each agent from its environment: the request carries it, and
+/// no file the run writes does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_reach_the_target_and_no_result_file() {
+    let t = start_target().await;
+    let spec = "name: secret\ntarget: {url}\nscenario:\n  - request: {method: GET, url: /me, headers: {Authorization: 'Bearer {{secret.api_token}}'}}\n    checks: [{status: 200}]\nload: {executor: per-vu-iterations, vus: 2, iterations: 5}\n";
+    let run = herd_tests::spawn_run_with(
+        herd(),
+        spec,
+        &t.url(),
+        &[],
+        &["--agents", "2", "--quiet"],
+        &[("HERD_SECRET_API_TOKEN", "tok-hush-7f3a")],
+    );
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(s["total"]["requests"].as_u64(), Some(10));
+    assert_eq!(
+        s["total"]["errors"].as_u64(),
+        Some(0),
+        "the token was sent: {s}"
+    );
+    assert_eq!(t.stats().requests, 10);
+    let dir = run_dir(results.path());
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let text = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned();
+        assert!(
+            !text.contains("tok-hush-7f3a"),
+            "{} holds the secret",
+            e.path().display()
+        );
+    }
+    assert!(!stdout.contains("tok-hush-7f3a") && !stderr.contains("tok-hush-7f3a"));
+    // Without it the agents fail before the start, naming what to set.
+    let (code, stdout, _, results) =
+        spawn_run(herd(), spec, &t.url(), &["--agents", "1", "--quiet"])
+            .finish()
+            .await;
+    assert_eq!(code, Some(1), "{stdout}");
+    let s = summary(results.path());
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("HERD_SECRET_API_TOKEN"),
+        "{s}"
+    );
 }

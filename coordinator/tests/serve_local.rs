@@ -255,8 +255,16 @@ async fn failed_and_cancelled_runs_are_failed_in_the_summary_the_result_topic_an
     let serve = Serve::start(&[("HERD_K6", "/nonexistent/k6")]).await;
     let port = serve.broker_port();
     // Everything published on the result topics, retained or live.
-    let mut opts = rumqttc::MqttOptions::new("result-watcher", "127.0.0.1", port);
+    let mut opts = rumqttc::MqttOptions::new("herd-observer-test", "127.0.0.1", port);
     opts.set_max_packet_size(1 << 24, 1 << 24);
+    let login: Value = serde_json::from_str(
+        &std::fs::read_to_string(serve.results.join(".broker-observer")).expect("observer login"),
+    )
+    .expect("JSON");
+    opts.set_credentials(
+        login["user"].as_str().expect("user"),
+        login["password"].as_str().expect("password"),
+    );
     let (client, mut events) = rumqttc::AsyncClient::new(opts, 10);
     client
         .subscribe("herd/runs/+/result", rumqttc::QoS::AtLeastOnce)
@@ -341,4 +349,74 @@ async fn failed_and_cancelled_runs_are_failed_in_the_summary_the_result_topic_an
         assert_eq!(published["verdict"], "failed", "result topic: {published}");
         assert_eq!(published, &summary, "the topic carries summary.json");
     }
+}
+
+/// Tries to log in to the broker at `port`; true when the broker accepted.
+async fn broker_accepts(port: u16, client_id: &str, login: Option<(&str, &str)>) -> bool {
+    let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+    if let Some((u, p)) = login {
+        opts.set_credentials(u, p);
+    }
+    let (_client, mut events) = rumqttc::AsyncClient::new(opts, 10);
+    let first = tokio::time::timeout(Duration::from_secs(5), events.poll()).await;
+    matches!(
+        first,
+        Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))))
+            if ack.code == rumqttc::ConnectReturnCode::Success
+    )
+}
+
+/// The embedded broker lets in only the coordinator, its agents (each as itself) and
+/// observers: a stranger, an agent id with a made-up password, and the observer password used
+/// for an agent id are all refused — and serve keeps running runs meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_refuses_strangers_while_runs_go_on() {
+    let t = start_target().await;
+    let serve = Serve::start(&[]).await;
+    let port = serve.broker_port();
+    std::fs::write(
+        serve.inbox.join("busy.yaml"),
+        format!(
+            "name: busy\ntarget: {}\nscenario:\n  - request: GET /fast\nload: {{executor: constant-vus, vus: 1, duration: 3s}}\n",
+            t.url()
+        ),
+    )
+    .expect("spec");
+    let login: Value = serde_json::from_str(
+        &std::fs::read_to_string(serve.results.join(".broker-observer")).expect("observer login"),
+    )
+    .expect("JSON");
+    let (user, password) = (
+        login["user"].as_str().expect("user"),
+        login["password"].as_str().expect("password"),
+    );
+    for attempt in 0..3 {
+        assert!(
+            !broker_accepts(port, &format!("stranger-{attempt}"), None).await,
+            "anonymous"
+        );
+        assert!(
+            !broker_accepts(
+                port,
+                "herd-busy-x-agent-0",
+                Some(("herd-busy-x-agent-0", "guess"))
+            )
+            .await,
+            "an agent id with a made-up password"
+        );
+        assert!(
+            !broker_accepts(port, "herd-busy-x-agent-0", Some((user, password))).await,
+            "the observer login for an agent id"
+        );
+    }
+    assert!(broker_accepts(port, "herd-observer-1", Some((user, password))).await);
+    let done = serve
+        .wait_for("RunCompleted", 1, Duration::from_secs(60))
+        .await;
+    assert_eq!(done[0]["detail"]["state"], "completed", "{}", done[0]);
+    assert_eq!(
+        done[0]["detail"]["requests"].as_u64(),
+        Some(t.stats().requests)
+    );
+    serve.stop().await;
 }

@@ -29,6 +29,22 @@ pub enum TemplateError {
 /// Variables every VU has without declaring them.
 pub const BUILTINS: &[&str] = &["vu", "iteration", "agent", "run"];
 
+/// `{{secret.NAME}}` names a secret the agent reads from its environment, so its value never
+/// travels in the spec, the Assign or the results.
+pub const SECRET_PREFIX: &str = "secret.";
+
+/// The secret a template variable names, if it names one (`secret.api_token` → `api_token`).
+pub fn secret_name(var: &str) -> Option<&str> {
+    let name = var.strip_prefix(SECRET_PREFIX)?;
+    (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then_some(name)
+}
+
+/// The environment variable an agent reads secret `name` from: `HERD_SECRET_<NAME>`.
+pub fn secret_env(name: &str) -> String {
+    format!("HERD_SECRET_{}", name.to_ascii_uppercase())
+}
+
 impl Template {
     pub fn parse(src: &str) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();

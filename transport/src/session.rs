@@ -39,6 +39,8 @@ pub struct SessionConfig {
     pub capacity: usize,
     /// Who this is in log lines (`coordinator`, `agent 3`).
     pub name: String,
+    /// User name and password, for brokers that want a login (the embedded one does).
+    pub login: Option<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,7 +193,10 @@ impl Session {
     /// Starts connecting in the background. Wait for the broker with [`Session::subscribe`]
     /// (which needs the connection) or [`Session::connected`].
     pub fn start(cfg: SessionConfig, inbound: impl Inbound) -> Result<Session, SessionError> {
-        let opts = options(&cfg.url, &cfg.client_id, &cfg.tls, cfg.capacity)?;
+        let mut opts = options(&cfg.url, &cfg.client_id, &cfg.tls, cfg.capacity)?;
+        if let Some((user, password)) = cfg.login {
+            opts.set_credentials(user, password);
+        }
         let (client, eventloop) = AsyncClient::new(opts, cfg.capacity);
         let (changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {

@@ -396,6 +396,16 @@ impl Ctx<'_> {
                 };
             }
         }
+        if let Some(name) = messages::template::secret_name(v) {
+            // Read here, once: the value becomes a literal and is never written anywhere.
+            let var = messages::template::secret_env(name);
+            return std::env::var(&var).map(CPart::Lit).map_err(|_| {
+                format!(
+                    "secret `{name}` is not set on this agent: set {var} in its environment \
+                     (on AWS, from Secrets Manager or SSM in the agent task definition)"
+                )
+            });
+        }
         Err(format!(
             "`{{{{{v}}}}}` is not a variable, capture, data column or builtin"
         ))

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use transport::keys::Redacted;
+
 use super::store::{S3Store, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -20,7 +22,11 @@ pub struct Bootstrap {
     /// CA to trust for the broker; absent means the public roots (IoT Core's Amazon CA).
     pub ca_pem: Option<String>,
     pub cert_pem: String,
-    pub key_pem: String,
+    pub key_pem: Redacted<String>,
+    /// The agent's own secret (hex): its messages are authenticated with it.
+    pub agent_secret: Redacted<String>,
+    /// The coordinator's public key (hex): Start and Stop are signed with its private half.
+    pub coordinator_key: String,
 }
 
 /// `s3://bucket/prefix/` → (bucket, prefix).
@@ -113,6 +119,12 @@ fn not_yet(e: &StoreError) -> bool {
     }
 }
 
+/// Where task `task_arn`'s bootstrap object is, below `prefix`. Task ids are random and
+/// agents may not list the bucket, so an agent can name only its own.
+pub fn object_key(prefix: &str, task_arn: &str) -> String {
+    format!("{prefix}{}.json", task_id(task_arn))
+}
+
 /// Waits for this task's bootstrap object (the coordinator writes it right after RunTask
 /// returns, which can be after the task started).
 pub async fn fetch(
@@ -122,7 +134,7 @@ pub async fn fetch(
     task_arn: &str,
     wait: Duration,
 ) -> Result<Bootstrap, BootstrapError> {
-    let key = format!("{prefix}{}.json", task_id(task_arn));
+    let key = object_key(prefix, task_arn);
     let deadline = Instant::now() + wait;
     loop {
         match store.get_text(bucket, &key, None).await {

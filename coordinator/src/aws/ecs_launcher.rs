@@ -15,7 +15,9 @@ use aws_sdk_ecs::types::{
     NetworkConfiguration, TaskOverride,
 };
 
-use super::bootstrap::{task_id, Bootstrap};
+use transport::keys::Redacted;
+
+use super::bootstrap::Bootstrap;
 use super::err_text;
 use super::iot::{Iot, RunCredentials};
 use super::store::S3Store;
@@ -328,8 +330,16 @@ impl Handler<LaunchAgents> for EcsLauncher {
                         ca_pem: ca.clone(),
                         cert_pem: cred.cert_pem.clone(),
                         key_pem: cred.key_pem.clone(),
+                        agent_secret: Redacted(
+                            msg.credentials
+                                .secrets
+                                .get(i as usize)
+                                .map(|s| s.to_hex())
+                                .unwrap_or_default(),
+                        ),
+                        coordinator_key: msg.credentials.coordinator.to_hex(),
                     };
-                    let key = format!("{prefix}{}.json", task_id(&arn));
+                    let key = super::bootstrap::object_key(&prefix, &arn);
                     let body = serde_json::to_vec(&boot).map_err(|e| LaunchError(e.to_string()))?;
                     if let Ok(mut s) = shared.lock() {
                         s.tasks

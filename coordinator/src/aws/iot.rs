@@ -10,6 +10,7 @@
 use aws_sdk_iot::types::CertificateStatus;
 use aws_sdk_iot::Client;
 use futures::StreamExt;
+use transport::keys::Redacted;
 
 use super::err_text;
 use crate::config::CertificateSource;
@@ -45,7 +46,7 @@ pub struct Credential {
     pub cert_id: String,
     pub cert_arn: String,
     pub cert_pem: String,
-    pub key_pem: String,
+    pub key_pem: Redacted<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -63,16 +64,18 @@ pub struct Iot {
     ca: Option<(String, String)>,
 }
 
-/// The MQTT client id (and thing name) of agent `index` in `run` — the same the agent uses.
-pub fn agent_client_id(run: &str, index: u32) -> String {
-    format!("herd-{run}-agent-{index}")
-}
+pub use transport::keys::agent_client_id;
+
+/// The thing attribute that holds an agent's index: the policy lets a thing publish only on
+/// `agents/${iot:Connection.Thing.Attributes[agent]}/…`, its own topics.
+pub const AGENT_ATTRIBUTE: &str = "agent";
 
 /// The template of a run's agent policy: the file in `deploy/` is the one herd uses.
 pub const AGENT_POLICY_TEMPLATE: &str = include_str!("../../../deploy/iot-agent-policy.json");
 
 /// The policy of a run's agents: connect only as a thing attached to the certificate (each
-/// agent has its own), publish only on the run's agent topics, receive only its control topic.
+/// agent has its own), publish only on its own status and metrics topics (the thing's
+/// `agent` attribute), subscribe to and receive only the run's control topic.
 pub fn agent_policy(region: &str, account: &str, run: &str) -> String {
     AGENT_POLICY_TEMPLATE
         .replace("${Region}", region)
@@ -131,7 +134,7 @@ impl Iot {
                     cert_id: out.certificate_id().unwrap_or_default().to_string(),
                     cert_arn: out.certificate_arn().unwrap_or_default().to_string(),
                     cert_pem,
-                    key_pem,
+                    key_pem: Redacted(key_pem),
                 })
             }
             (CertificateSource::OwnCa, None) => Err(IotError {
@@ -151,11 +154,12 @@ impl Iot {
                     cert_id: out.certificate_id().unwrap_or_default().to_string(),
                     cert_arn: out.certificate_arn().unwrap_or_default().to_string(),
                     cert_pem: out.certificate_pem().unwrap_or_default().to_string(),
-                    key_pem: out
-                        .key_pair()
-                        .and_then(|k| k.private_key())
-                        .unwrap_or_default()
-                        .to_string(),
+                    key_pem: Redacted(
+                        out.key_pair()
+                            .and_then(|k| k.private_key())
+                            .unwrap_or_default()
+                            .to_string(),
+                    ),
                 })
             }
         }
@@ -213,6 +217,11 @@ impl Iot {
             self.client
                 .create_thing()
                 .thing_name(&thing)
+                .attribute_payload(
+                    aws_sdk_iot::types::AttributePayload::builder()
+                        .attributes(AGENT_ATTRIBUTE, i.to_string())
+                        .build(),
+                )
                 .send()
                 .await
                 .map_err(|e| iot_err("CreateThing")(&e))?;
@@ -240,6 +249,111 @@ impl Iot {
 
     /// Detaches, deactivates and deletes everything [`Iot::issue_run`] made. Best effort: each
     /// failure is logged and the rest still goes.
+    /// Removes the things, certificates and policies of every run `keep` does not name: runs
+    /// whose coordinator died mid-run, or whose cleanup failed part-way. A run's artefacts are
+    /// found by name (policy `herd-<run>`, things `herd-<run>-agent-<i>`); `coordinator_policy`
+    /// is never touched. Returns how many things and policies went.
+    pub async fn sweep(
+        &self,
+        coordinator_policy: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<usize, IotError> {
+        let mut removed = 0;
+        let mut things = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_things()
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| iot_err("ListThings")(&e))?;
+            things.extend(
+                page.things()
+                    .iter()
+                    .filter_map(|t| t.thing_name().map(str::to_string)),
+            );
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        for thing in things {
+            let Some((run, _)) = transport::keys::parse_agent_client_id(&thing) else {
+                continue;
+            };
+            if keep(run) {
+                continue;
+            }
+            let policy = format!("herd-{run}");
+            let principals = self
+                .client
+                .list_thing_principals()
+                .thing_name(&thing)
+                .send()
+                .await
+                .map_err(|e| iot_err("ListThingPrincipals")(&e))?;
+            let certs: Vec<String> = principals.principals().to_vec();
+            if certs.is_empty() {
+                if let Err(e) = self.client.delete_thing().thing_name(&thing).send().await {
+                    tracing::warn!(%thing, error = %err_text(&e), "IoT DeleteThing failed");
+                }
+            }
+            for cert_arn in certs {
+                let cert_id = cert_arn.rsplit('/').next().unwrap_or_default().to_string();
+                let c = Credential {
+                    thing: thing.clone(),
+                    cert_id,
+                    cert_arn,
+                    cert_pem: String::new(),
+                    key_pem: Redacted(String::new()),
+                };
+                self.revoke(&c, Some(&policy)).await;
+            }
+            tracing::info!(%thing, %run, "swept an abandoned agent identity");
+            removed += 1;
+        }
+        let policies = self
+            .client
+            .list_policies()
+            .send()
+            .await
+            .map_err(|e| iot_err("ListPolicies")(&e))?;
+        for name in policies.policies().iter().filter_map(|p| p.policy_name()) {
+            let Some(run) = name.strip_prefix("herd-") else {
+                continue;
+            };
+            if name == coordinator_policy || keep(run) {
+                continue;
+            }
+            if let Ok(targets) = self
+                .client
+                .list_targets_for_policy()
+                .policy_name(name)
+                .send()
+                .await
+            {
+                for t in targets.targets() {
+                    let _ = self
+                        .client
+                        .detach_policy()
+                        .policy_name(name)
+                        .target(t)
+                        .send()
+                        .await;
+                }
+            }
+            match self.client.delete_policy().policy_name(name).send().await {
+                Ok(_) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(policy = %name, error = %err_text(&e), "IoT DeletePolicy failed")
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     pub async fn revoke_run(&self, creds: &RunCredentials) {
         futures::stream::iter(creds.agents.iter())
             .map(|c| self.revoke(c, Some(&creds.policy)))
@@ -351,6 +465,10 @@ fn sign_with_ca(ca_pem: &str, ca_key: &str, cn: &str) -> Result<(String, String)
 }
 
 #[cfg(test)]
+#[path = "policy_sim.rs"]
+mod policy_sim;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -359,7 +477,9 @@ mod tests {
         let p: serde_json::Value =
             serde_json::from_str(&agent_policy("eu-west-1", "*", "shop-1")).expect("JSON");
         let text = p.to_string();
-        assert!(text.contains("arn:aws:iot:eu-west-1:*:topic/herd/runs/shop-1/agents/*"));
+        assert!(text.contains(
+            "arn:aws:iot:eu-west-1:*:topic/herd/runs/shop-1/agents/${iot:Connection.Thing.Attributes[agent]}/metrics"
+        ));
         assert!(text.contains("client/${iot:Connection.Thing.ThingName}"));
         assert!(!text.contains("${Run}") && !text.contains("${Region}"));
     }

@@ -6,13 +6,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use agent::link::Credentials;
 use anyhow::Context as _;
 use demo_target::{Target, TargetConfig};
 use tokio::sync::watch;
+use transport::keys::{AgentKeys, PublicKey, Secret};
 use transport::{BrokerUrl, TlsFiles};
 
 use crate::aws::bootstrap;
-use crate::bundle::{self, local::LocalSource, BundleError, Overrides, PathPolicy};
+use crate::bundle::{self, local::LocalSource, BundleError, Overrides};
 use crate::exit::Exit;
 use crate::signals::Interrupts;
 
@@ -28,6 +30,8 @@ pub enum AgentMode {
         run: String,
         index: u32,
         tls: TlsFiles,
+        /// Read the credentials from stdin (what local launchers do), else the environment.
+        credentials_stdin: bool,
     },
     Bootstrap {
         url: String,
@@ -47,7 +51,11 @@ pub async fn run(mode: AgentMode, interrupts: Interrupts) -> anyhow::Result<Exit
             run,
             index,
             tls,
-        } => link(&broker, tls, run, index).await,
+            credentials_stdin,
+        } => {
+            let credentials = credentials(credentials_stdin)?;
+            link(&broker, tls, run, index, credentials).await
+        }
         AgentMode::Bootstrap { url, run } => bootstrapped(&url, run).await,
     }
 }
@@ -58,7 +66,7 @@ async fn standalone(
     json: bool,
     mut interrupts: Interrupts,
 ) -> anyhow::Result<Exit> {
-    let source = LocalSource::new(path, PathPolicy::Trusted);
+    let source = LocalSource::new(path);
     let mut bundle = match bundle::build(&source, &Overrides::default()).await {
         Ok(b) => b,
         Err(e @ (BundleError::Invalid(_) | BundleError::File { .. })) => {
@@ -143,6 +151,12 @@ async fn bootstrapped(url: &str, run: Option<String>) -> anyhow::Result<Exit> {
     };
     let arn = bootstrap::own_task_arn().await?;
     let boot = bootstrap::fetch(&store, &bucket, &prefix, &arn, Duration::from_secs(120)).await?;
+    // It holds this agent's private key: gone as soon as it is read (the coordinator deletes
+    // what is left at run end, a lifecycle rule after a day).
+    let key = bootstrap::object_key(&prefix, &arn);
+    if let Err(e) = store.delete(&key).await {
+        tracing::warn!(error = %e, "could not delete the bootstrap object after reading it");
+    }
     if let Some(r) = run.filter(|r| *r != boot.run_id) {
         anyhow::bail!(
             "the bootstrap object is for run {}, this task was started for {r}",
@@ -168,12 +182,71 @@ async fn bootstrapped(url: &str, run: Option<String>) -> anyhow::Result<Exit> {
             .map(|c| write("ca.pem", c))
             .transpose()?,
         cert: Some(write("agent.pem", &boot.cert_pem)?),
-        key: Some(write("agent.key", &boot.key_pem)?),
+        key: Some(write("agent.key", &boot.key_pem.0)?),
     };
-    link(&boot.broker, tls, boot.run_id, boot.index).await
+    let credentials = Credentials {
+        keys: AgentKeys::new(Secret::from_hex("agent secret", &boot.agent_secret.0)?),
+        coordinator: PublicKey::from_hex(&boot.coordinator_key)?,
+        broker_login: false,
+    };
+    link(&boot.broker, tls, boot.run_id, boot.index, credentials).await
 }
 
-async fn link(broker: &str, tls: TlsFiles, run_id: String, index: u32) -> anyhow::Result<Exit> {
+/// The largest credentials line read from stdin.
+const MAX_CREDENTIALS_LINE: u64 = 4096;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsLine {
+    secret: String,
+    coordinator_key: String,
+    #[serde(default)]
+    broker_login: bool,
+}
+
+/// What the launcher handed this agent: one JSON line on stdin, or `HERD_AGENT_SECRET`,
+/// `HERD_COORDINATOR_KEY` (and `HERD_BROKER_LOGIN=1`) in the environment.
+fn credentials(from_stdin: bool) -> anyhow::Result<Credentials> {
+    let line = if from_stdin {
+        use std::io::{BufRead, Read};
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .take(MAX_CREDENTIALS_LINE)
+            .read_line(&mut line)
+            .context("reading credentials from stdin")?;
+        serde_json::from_str::<CredentialsLine>(&line)
+            .context("the credentials line on stdin is not what a herd launcher writes")?
+    } else {
+        let (Ok(secret), Ok(coordinator_key)) = (
+            std::env::var("HERD_AGENT_SECRET"),
+            std::env::var("HERD_COORDINATOR_KEY"),
+        ) else {
+            anyhow::bail!(
+                "this agent has no credentials: a coordinator's launcher hands each agent its keys \
+                 (on stdin with --credentials-stdin, or in HERD_AGENT_SECRET and HERD_COORDINATOR_KEY)"
+            );
+        };
+        CredentialsLine {
+            secret,
+            coordinator_key,
+            broker_login: std::env::var("HERD_BROKER_LOGIN").is_ok_and(|v| v == "1"),
+        }
+    };
+    Ok(Credentials {
+        keys: AgentKeys::new(Secret::from_hex("agent secret", &line.secret)?),
+        coordinator: PublicKey::from_hex(&line.coordinator_key)?,
+        broker_login: line.broker_login,
+    })
+}
+
+async fn link(
+    broker: &str,
+    tls: TlsFiles,
+    run_id: String,
+    index: u32,
+    credentials: Credentials,
+) -> anyhow::Result<Exit> {
     let cfg = agent::link::LinkConfig {
         broker: BrokerUrl::parse(broker)?,
         tls,
@@ -181,6 +254,7 @@ async fn link(broker: &str, tls: TlsFiles, run_id: String, index: u32) -> anyhow
         agent: index,
         buffer: 1024,
         wait: Duration::from_secs(60),
+        credentials,
     };
     match agent::link::run(cfg).await? {
         agent::link::LinkOutcome::Finished | agent::link::LinkOutcome::Stopped => Ok(Exit::Ok),

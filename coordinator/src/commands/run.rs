@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -13,9 +14,10 @@ use demo_target::{Target, TargetConfig, TargetStats};
 use tokio::sync::oneshot;
 use transport::{BrokerUrl, TlsFiles};
 
-use crate::bundle::{self, local::LocalSource, BundleError, Overrides, PathPolicy};
+use crate::bundle::{self, local::LocalSource, BundleError, Overrides};
 use crate::bus::Bus;
 use crate::exit::Exit;
+use crate::identity::Identity;
 use crate::run::launcher::LocalLauncher;
 use crate::run::machine::Timing;
 use crate::run::outcome::FinalResult;
@@ -104,7 +106,7 @@ impl Builtin {
 /// Runs the spec; each item of `interrupts` is a Ctrl-C: the first cancels gracefully (partial
 /// results, exit 130 at the end), the second kills the agents and returns at once.
 pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result<Exit> {
-    let source = LocalSource::new(&opts.spec, PathPolicy::Trusted);
+    let source = LocalSource::new(&opts.spec);
     let mut bundle = match bundle::build(&source, &Overrides::default()).await {
         Ok(b) => b,
         Err(e @ (BundleError::Invalid(_) | BundleError::File { .. })) => {
@@ -127,13 +129,29 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
     } else {
         None
     };
+    let identity = Arc::new(Identity::new()?);
+    // The embedded broker lets in only this coordinator and its agents.
+    let embedded = opts.broker.is_none();
     let broker = match &opts.broker {
         Some(b) => BrokerUrl::parse(b)?,
-        None => BrokerUrl::local(crate::broker::start(0)?),
+        None => BrokerUrl::local(crate::broker::start(
+            0,
+            Some(Arc::new(identity.secret().clone())),
+        )?),
     };
     let run_id = crate::clock::run_id(&bundle.spec.name, None);
     let dir = opts.results_dir.join(&run_id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if embedded {
+        identity
+            .write_observer_login(&opts.results_dir)
+            .with_context(|| {
+                format!(
+                    "writing the observer login in {}",
+                    opts.results_dir.display()
+                )
+            })?;
+    }
     eprintln!(
         "herd: run {run_id}: {count} agent(s), broker {broker}{}, executor {}",
         if opts.broker.is_none() {
@@ -147,13 +165,21 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
         Some(b) => BrokerUrl::parse(b)?.to_string(),
         None => broker.to_string(),
     };
-    let bus = Bus::connect(&broker, &opts.tls, format!("herd-coordinator-{run_id}")).await?;
+    let bus = Bus::connect(
+        &broker,
+        &opts.tls,
+        format!("herd-coordinator-{run_id}"),
+        identity,
+        embedded,
+    )
+    .await?;
     let plan = RunPlan::new(run_id, bundle, count, dir.clone());
     let settings = RunSettings {
         late_window_s: opts.late_window_s,
         quiet: opts.quiet,
         agent_broker,
         agent_tls: opts.tls.clone(),
+        broker_login: embedded,
         timing: Timing::default(),
     };
     let program = opts.program.clone();

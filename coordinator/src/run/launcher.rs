@@ -55,7 +55,13 @@ impl Handler<LaunchAgents> for LocalLauncher {
                 &msg.run_id,
                 "--index",
                 &i.to_string(),
+                // Its keys come on stdin: a command line is readable by every local user.
+                "--credentials-stdin",
             ]);
+            let line = msg
+                .credentials
+                .line_for(i)
+                .ok_or_else(|| LaunchError(format!("no credentials for agent {i}")))?;
             if let Some(ca) = &msg.tls.ca {
                 cmd.arg("--ca").arg(ca);
             }
@@ -65,7 +71,7 @@ impl Handler<LaunchAgents> for LocalLauncher {
             // Own process group: a Ctrl-C in the terminal reaches `herd run`, which stops agents
             // gracefully through the broker instead of having them die mid-second.
             cmd.process_group(0)
-                .stdin(Stdio::null())
+                .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(log))
                 .kill_on_drop(true);
@@ -78,7 +84,14 @@ impl Handler<LaunchAgents> for LocalLauncher {
             let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
             self.kills.insert(i, kill_tx);
             let sup = self.supervisor.clone();
+            let stdin = child.stdin.take();
             tokio::spawn(async move {
+                if let Some(mut stdin) = stdin {
+                    use tokio::io::AsyncWriteExt;
+                    if let Err(e) = stdin.write_all(line.as_bytes()).await {
+                        tracing::warn!(agent = i, error = %e, "cannot hand the agent its credentials");
+                    }
+                }
                 let reason = tokio::select! {
                     status = child.wait() => match status {
                         Ok(s) => format!("agent process exited ({s})"),

@@ -39,7 +39,7 @@ use crate::clock::unix_ms;
 use aggregator::Aggregator;
 use live::LivePublisher;
 use machine::{MachineConfig, RunMachine, Timing};
-use protocol::{AgentExited, LaunchAgents, StopAgents};
+use protocol::{AgentCredentials, AgentExited, LaunchAgents, StopAgents};
 use results::ResultsWriter;
 use supervisor::{Begin, Deps, Outcome, RunSupervisor};
 
@@ -96,6 +96,8 @@ pub struct RunSettings {
     /// The broker URL and credentials handed to agents.
     pub agent_broker: String,
     pub agent_tls: TlsFiles,
+    /// Whether agents log in to the broker (the embedded one wants it).
+    pub broker_login: bool,
     pub timing: Timing,
 }
 
@@ -134,6 +136,7 @@ pub async fn start_run(
     let run_bus = bus
         .attach(
             &plan.run_id,
+            count,
             Route {
                 status: sup.clone().recipient(),
                 batches: agg.clone().recipient(),
@@ -164,11 +167,17 @@ pub async fn start_run(
     )
     .start();
     let link = launcher(sup.clone().recipient());
+    let (secrets, coordinator) = run_bus.agent_secrets();
     let launch = LaunchAgents {
         run_id: plan.run_id.clone(),
         count,
         broker: settings.agent_broker,
         tls: settings.agent_tls,
+        credentials: AgentCredentials {
+            secrets,
+            coordinator,
+            broker_login: settings.broker_login,
+        },
     };
     let machine = RunMachine::new(
         MachineConfig {

@@ -2,6 +2,7 @@
 //! the bus delivers ([`crate::bus::FromAgent`], [`crate::bus::BatchIn`]) lives with the bus.
 
 use actix::prelude::*;
+use transport::keys::{PublicKey, Secret};
 use transport::TlsFiles;
 
 use super::fold::Row;
@@ -27,6 +28,30 @@ pub struct LaunchAgents {
     pub count: u32,
     pub broker: String,
     pub tls: TlsFiles,
+    pub credentials: AgentCredentials,
+}
+
+/// What the launcher hands each agent privately (never on a command line): its own secret,
+/// the coordinator's public key, and whether the broker wants a login.
+#[derive(Debug, Clone)]
+pub struct AgentCredentials {
+    /// By agent index.
+    pub secrets: Vec<Secret>,
+    pub coordinator: PublicKey,
+    pub broker_login: bool,
+}
+
+impl AgentCredentials {
+    /// Agent `i`'s credentials as one line of JSON (what `herd agent --credentials-stdin` reads).
+    pub fn line_for(&self, i: u32) -> Option<String> {
+        let secret = self.secrets.get(i as usize)?;
+        Some(format!(
+            "{{\"secret\":\"{}\",\"coordinator_key\":\"{}\",\"broker_login\":{}}}\n",
+            secret.to_hex(),
+            self.coordinator.to_hex(),
+            self.broker_login
+        ))
+    }
 }
 
 /// Stop every agent of the run now (cancel, overrun, end).

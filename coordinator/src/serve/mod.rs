@@ -29,6 +29,30 @@ use sqs_intake::SqsIntake;
 
 /// How long a shutdown waits for cancelled runs to write their results.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+/// How often abandoned runs' IoT identities are looked for, and how old a run must be before
+/// it can be one (a run being launched is not yet in the registry's view).
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+const SWEEP_MIN_AGE_S: u64 = 900;
+
+/// Removes the IoT things, certificates and policies of runs this coordinator does not hold
+/// and that are old enough not to be starting: left by a coordinator that died, or by a
+/// cleanup that failed part-way.
+async fn sweep(iot: &crate::aws::iot::Iot, runs: &Addr<Runs>, coordinator_policy: &str) {
+    let Ok(active) = runs.send(ActiveRuns).await else {
+        return;
+    };
+    let now_s = crate::clock::unix_ms() / 1000;
+    let keep = |run: &str| {
+        active.iter().any(|a| a == run)
+            || crate::clock::run_started_s(run)
+                .is_none_or(|made| now_s.saturating_sub(made) < SWEEP_MIN_AGE_S)
+    };
+    match iot.sweep(coordinator_policy, keep).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(removed = n, "swept IoT identities of abandoned runs"),
+        Err(e) => tracing::warn!(error = %e, "sweeping abandoned IoT identities failed"),
+    }
+}
 
 /// Serves until `shutdown` completes, then cancels active runs and waits (up to a minute) for
 /// their results. `program` is the `herd` binary local agents run as.
@@ -41,16 +65,44 @@ pub async fn run(
         .with_context(|| format!("creating {}", cfg.results_dir.display()))?;
     let setup = profile::setup(&cfg, program).await?;
     let env = setup.env;
+    if env.broker_login {
+        let path = env
+            .identity
+            .write_observer_login(&cfg.results_dir)
+            .with_context(|| {
+                format!(
+                    "writing the observer login in {}",
+                    cfg.results_dir.display()
+                )
+            })?;
+        tracing::info!(file = %path.display(), "observers of live and result topics log in with this");
+    }
     let client_id = format!(
         "herd-coordinator-{}-{:04x}",
         crate::clock::stamp(),
         std::process::id() & 0xffff
     );
-    let bus = Bus::connect(&env.broker, &env.tls, client_id)
-        .await
-        .with_context(|| format!("connecting to the broker at {}", env.broker))?;
+    let bus = Bus::connect(
+        &env.broker,
+        &env.tls,
+        client_id,
+        env.identity.clone(),
+        env.broker_login,
+    )
+    .await
+    .with_context(|| format!("connecting to the broker at {}", env.broker))?;
     let broker = env.broker.to_string();
+    let iot = env.aws.as_ref().map(|a| a.iot.clone());
     let runs = Runs::new(env, bus.clone()).start();
+    if let (Some(iot), Some(aws)) = (iot, &cfg.aws) {
+        let (runs, policy) = (runs.clone(), aws.iot.coordinator_policy.clone());
+        actix::spawn(async move {
+            loop {
+                sweep(&iot, &runs, &policy).await;
+                tokio::time::sleep(SWEEP_EVERY).await;
+            }
+        });
+    }
     if let Some((sqs, aws)) = setup.sqs {
         SqsIntake::new(
             sqs,
@@ -58,6 +110,10 @@ pub async fn run(
             aws.visibility_timeout_s,
             aws.spec_bucket.clone(),
             aws.spec_prefix.clone(),
+            crate::aws::events::PipelineTrust {
+                sources: aws.pipeline.sources.clone(),
+                accounts: aws.pipeline.accounts.clone(),
+            },
             runs.clone(),
         )
         .start();

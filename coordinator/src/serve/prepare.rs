@@ -7,7 +7,7 @@ use messages::spec::{Agents, RegionAgents};
 
 use super::profile::Env;
 use crate::aws::spec_source::S3Source;
-use crate::bundle::{self, local::LocalSource, BundleError, PathPolicy, SpecBundle};
+use crate::bundle::{self, local::LocalSource, BundleError, SpecBundle};
 use crate::request::{RunRequest, SpecSource};
 
 /// A request made runnable.
@@ -41,8 +41,7 @@ pub async fn prepare(env: &Env, req: &RunRequest) -> Result<Prepared, PrepareErr
     let reject = |m: String| PrepareError::Rejected(vec![format!("{}: {m}", req.origin)]);
     let mut b = match &req.spec {
         SpecSource::File { path, data_dir } => {
-            let src = LocalSource::with_dir(path, data_dir.clone(), PathPolicy::Confined)
-                .origin_as(req.origin.clone());
+            let src = LocalSource::with_dir(path, data_dir.clone()).origin_as(req.origin.clone());
             bundle::build(&src, &req.overrides).await?
         }
         SpecSource::Inline(text) => {

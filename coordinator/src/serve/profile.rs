@@ -14,9 +14,14 @@ use crate::aws::ecs_launcher::Region;
 use crate::aws::iot::{Credential, Iot};
 use crate::aws::store::S3Store;
 use crate::config::{AwsConfig, Profile, ServeConfig};
+use crate::identity::Identity;
 
 /// What differs between the local and the AWS profile, fixed at start.
 pub struct Env {
+    /// This coordinator's keys: embedded-broker logins, every run's agent keys.
+    pub identity: Arc<Identity>,
+    /// Whether this coordinator and its agents log in to the broker (the embedded one).
+    pub broker_login: bool,
     pub results_dir: PathBuf,
     pub default_agents: u32,
     pub late_window_s: u64,
@@ -67,6 +72,7 @@ fn read(path: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<String>> {
 }
 
 pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup> {
+    let identity = Arc::new(Identity::new()?);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let tls = TlsFiles {
         ca: cfg.broker.ca.clone(),
@@ -77,7 +83,10 @@ pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup>
         Profile::Local => {
             let broker = match &cfg.broker.url {
                 Some(u) => BrokerUrl::parse(u)?,
-                None => BrokerUrl::local(crate::broker::start(0)?),
+                None => BrokerUrl::local(crate::broker::start(
+                    0,
+                    Some(Arc::new(identity.secret().clone())),
+                )?),
             };
             let agent_broker = cfg
                 .broker
@@ -88,6 +97,8 @@ pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup>
                 Notifier::new(Sink::Local(cfg.results_dir.join("notifications.jsonl"))).start();
             Ok(Setup {
                 env: Env {
+                    identity,
+                    broker_login: cfg.broker.url.is_none(),
                     results_dir: cfg.results_dir.clone(),
                     default_agents: cfg.agents.unwrap_or(cores),
                     late_window_s: cfg.late_window_s,
@@ -103,11 +114,16 @@ pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup>
                 own_credential: None,
             })
         }
-        Profile::Aws => aws(cfg, tls, program).await,
+        Profile::Aws => aws(cfg, tls, program, identity).await,
     }
 }
 
-async fn aws(cfg: &ServeConfig, mut tls: TlsFiles, program: PathBuf) -> anyhow::Result<Setup> {
+async fn aws(
+    cfg: &ServeConfig,
+    mut tls: TlsFiles,
+    program: PathBuf,
+    identity: Arc<Identity>,
+) -> anyhow::Result<Setup> {
     let aws = cfg.aws.clone().context("profile aws needs [aws]")?;
     let conf = crate::aws::sdk_config(&aws.region, aws.endpoint_url.as_deref()).await;
     let store = S3Store {
@@ -147,7 +163,7 @@ async fn aws(cfg: &ServeConfig, mut tls: TlsFiles, program: PathBuf) -> anyhow::
         let cert = dir.path().join("coordinator.pem");
         let key = dir.path().join("coordinator.key");
         std::fs::write(&cert, &cred.cert_pem)?;
-        std::fs::write(&key, &cred.key_pem)?;
+        std::fs::write(&key, &cred.key_pem.0)?;
         tls.cert = Some(cert);
         tls.key = Some(key);
         own_credential = Some(OwnCredential {
@@ -191,6 +207,8 @@ async fn aws(cfg: &ServeConfig, mut tls: TlsFiles, program: PathBuf) -> anyhow::
     let sqs = aws_sdk_sqs::Client::new(&conf);
     Ok(Setup {
         env: Env {
+            identity,
+            broker_login: false,
             results_dir: cfg.results_dir.clone(),
             default_agents: cfg.agents.unwrap_or(1),
             late_window_s: cfg.late_window_s,

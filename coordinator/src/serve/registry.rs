@@ -252,6 +252,7 @@ impl Runs {
             quiet: true,
             agent_broker: env.agent_broker.clone(),
             agent_tls: env.agent_tls.clone(),
+            broker_login: env.broker_login,
             timing: Timing::default(),
         };
         self.starting.insert(

@@ -166,6 +166,7 @@ fn check_templates(spec: &Spec, root: &Node, errs: &mut Errs) {
     let sources: BTreeSet<&str> = spec.data.keys().map(String::as_str).collect();
     let ok = |v: &str| {
         known.contains(v)
+            || crate::template::secret_name(v).is_some()
             || v.split_once('.')
                 .is_some_and(|(src, col)| sources.contains(src) && !col.is_empty())
     };
