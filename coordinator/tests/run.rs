@@ -215,7 +215,17 @@ async fn cancel_mid_run_stops_agents_and_keeps_partial_results() {
     let run = spawn_run(herd(), spec, &t.url(), &["--agents", "2", "--quiet"]);
     let run_id = wait_for_run_id(run.results.path()).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(agent_pids(&run_id).len(), 2, "both agents run");
+    let agents = agent_pids(&run_id);
+    assert_eq!(agents.len(), 2, "both agents run");
+    // Any local user can read a command line: the agents' keys are not on theirs.
+    for (_, cmd) in &agents {
+        assert!(cmd.contains("--credentials-stdin"), "{cmd}");
+        assert!(
+            !cmd.split_whitespace()
+                .any(|w| w.len() >= 64 && w.chars().all(|c| c.is_ascii_hexdigit())),
+            "a key on the command line: {cmd}"
+        );
+    }
     let pid = run.child.id().unwrap() as i32;
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(pid, libc::SIGINT) };
