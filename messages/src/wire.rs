@@ -7,6 +7,7 @@ use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::MetricBatch;
+use crate::policy::TargetPolicy;
 use crate::spec::Spec;
 use crate::split::Share;
 
@@ -84,6 +85,8 @@ pub struct Assign {
     pub share: Share,
     /// Contents of the spec's data files by source name (agents may not see the spec's disk).
     pub data: Vec<DataFile>,
+    /// Where this agent's load may go: checked on every URL and every connected address.
+    pub policy: TargetPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

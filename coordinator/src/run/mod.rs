@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use messages::policy::TargetPolicy;
 use messages::spec::Spec;
 use messages::split::{split, Share};
 use messages::wire::DataFile;
@@ -97,6 +98,8 @@ pub struct RunSettings {
     pub agent_broker: String,
     pub agent_tls: TlsFiles,
     pub timing: Timing,
+    /// Where the agents' load may go; sent in every Assign.
+    pub policy: TargetPolicy,
 }
 
 /// A launcher, seen from the supervisor.
@@ -189,7 +192,14 @@ pub async fn start_run(
         results,
     };
     let run_id = plan.run_id.clone();
-    sup_ctx.run(RunSupervisor::new(plan, machine, launch, deps, done_tx));
+    sup_ctx.run(RunSupervisor::new(
+        plan,
+        settings.policy,
+        machine,
+        launch,
+        deps,
+        done_tx,
+    ));
     sup.do_send(Begin);
     Ok(RunHandle {
         run_id,

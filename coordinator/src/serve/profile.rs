@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use anyhow::Context as _;
+use messages::policy::TargetPolicy;
 use transport::{BrokerUrl, TlsFiles};
 
 use super::notifier::{Notifier, Sink};
@@ -30,6 +31,10 @@ pub struct Env {
     pub program: PathBuf,
     pub aws: Option<AwsEnv>,
     pub notifier: Addr<Notifier>,
+    /// `[targets]`: checked on each spec up front and sent in every Assign.
+    pub policy: TargetPolicy,
+    /// Accept runner specs the policy cannot confine (`[targets] unconfined_runners`).
+    pub unconfined_runners: bool,
 }
 
 pub struct AwsEnv {
@@ -73,6 +78,8 @@ pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup>
         cert: cfg.broker.cert.clone(),
         key: cfg.broker.key.clone(),
     };
+    let policy = cfg.target_policy().context("[targets]")?;
+    tracing::info!(%policy, unconfined_runners = cfg.unconfined_runners(), "target policy");
     match cfg.profile {
         Profile::Local => {
             let broker = match &cfg.broker.url {
@@ -98,16 +105,23 @@ pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup>
                     program,
                     aws: None,
                     notifier,
+                    policy,
+                    unconfined_runners: cfg.unconfined_runners(),
                 },
                 sqs: None,
                 own_credential: None,
             })
         }
-        Profile::Aws => aws(cfg, tls, program).await,
+        Profile::Aws => aws(cfg, tls, program, policy).await,
     }
 }
 
-async fn aws(cfg: &ServeConfig, mut tls: TlsFiles, program: PathBuf) -> anyhow::Result<Setup> {
+async fn aws(
+    cfg: &ServeConfig,
+    mut tls: TlsFiles,
+    program: PathBuf,
+    policy: TargetPolicy,
+) -> anyhow::Result<Setup> {
     let aws = cfg.aws.clone().context("profile aws needs [aws]")?;
     let conf = crate::aws::sdk_config(&aws.region, aws.endpoint_url.as_deref()).await;
     let store = S3Store {
@@ -209,6 +223,8 @@ async fn aws(cfg: &ServeConfig, mut tls: TlsFiles, program: PathBuf) -> anyhow::
                 agent_ca_pem: read(&cfg.broker.agent_ca, "[broker] agent_ca")?,
             }),
             notifier,
+            policy,
+            unconfined_runners: cfg.unconfined_runners(),
         },
         sqs: Some((sqs, aws)),
         own_credential,

@@ -253,6 +253,7 @@ impl Runs {
             agent_broker: env.agent_broker.clone(),
             agent_tls: env.agent_tls.clone(),
             timing: Timing::default(),
+            policy: env.policy.clone(),
         };
         self.starting.insert(
             run_id.clone(),
