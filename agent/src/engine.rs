@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use messages::metrics::MetricBatch;
+use messages::policy::TargetPolicy;
 use messages::spec::Spec;
 use messages::split::Share;
 use rustls::pki_types::CertificateDer;
@@ -26,7 +27,27 @@ pub enum EngineError {
     Limit(#[from] crate::limits::LimitError),
 }
 
-pub fn http_config(spec: &Spec, extra_roots: &[CertificateDer<'static>]) -> Arc<HttpConfig> {
+/// Where an agent's load may go and whom it trusts, beyond the spec: the same for every share
+/// it runs. `Default` allows every target and trusts the public web roots.
+#[derive(Debug, Clone, Default)]
+pub struct NetConfig {
+    /// Checked on every URL (static at compile, templated when rendered, every redirect hop)
+    /// and every connected address.
+    pub policy: Arc<TargetPolicy>,
+    /// CAs trusted besides the public web roots.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+}
+
+impl NetConfig {
+    pub fn with_policy(policy: TargetPolicy) -> NetConfig {
+        NetConfig {
+            policy: Arc::new(policy),
+            ..NetConfig::default()
+        }
+    }
+}
+
+pub fn http_config(spec: &Spec, net: &NetConfig) -> Arc<HttpConfig> {
     let h = &spec.target.http;
     Arc::new(HttpConfig {
         version: h.version,
@@ -34,7 +55,8 @@ pub fn http_config(spec: &Spec, extra_roots: &[CertificateDer<'static>]) -> Arc<
         connect_timeout: Duration::from_millis(h.connect_timeout_ms),
         max_redirects: h.max_redirects,
         cookies: h.cookies,
-        tls: tls::client_config(h.version, h.insecure, extra_roots),
+        tls: tls::client_config(h.version, h.insecure, &net.extra_roots),
+        policy: net.policy.clone(),
     })
 }
 
@@ -45,19 +67,27 @@ pub async fn run_share(
     data: &BTreeMap<String, Vec<u8>>,
     share: &Share,
     run_id: &str,
-    extra_roots: &[CertificateDer<'static>],
+    net: &NetConfig,
     stop: watch::Receiver<bool>,
     out: mpsc::UnboundedSender<MetricBatch>,
 ) -> Result<Report, EngineError> {
     if spec.runner.is_some() {
-        return Ok(crate::runners::run_share(spec, data, share, run_id, stop, out).await?);
+        return Ok(
+            crate::runners::run_share(spec, data, share, run_id, &net.policy, stop, out).await?,
+        );
     }
     crate::limits::check_descriptors(crate::limits::peak_vus(&share.executor))?;
-    let plan = Arc::new(compile(spec, data, run_id, share.index, share.count)?);
+    let plan = Arc::new(compile(
+        spec,
+        data,
+        run_id,
+        (share.index, share.count),
+        &net.policy,
+    )?);
     let recorder = Recorder::new(share.index, plan.labels.clone(), out);
     let env = Env {
         plan,
-        http: http_config(spec, extra_roots),
+        http: http_config(spec, net),
         recorder: recorder.handle(),
         vu_offset: share.vu_offset,
         graceful_stop: Duration::from_millis(spec.load.graceful_stop_ms),

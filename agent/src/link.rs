@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use transport::keys::{self, AgentKeys, Control, PublicKey};
 use transport::{BrokerUrl, QoS, Session, SessionConfig, SessionError, TlsFiles};
 
-use crate::engine::run_share;
+use crate::engine::{run_share, NetConfig};
 use crate::recorder::{unix_ms, Clock};
 
 #[derive(Debug, Clone)]
@@ -211,6 +211,8 @@ async fn drive(
     };
     let data: BTreeMap<String, Vec<u8>> =
         assign.data.into_iter().map(|f| (f.name, f.bytes)).collect();
+    tracing::info!(policy = %assign.policy, "target policy");
+    let net = NetConfig::with_policy(assign.policy);
     let checked = if assign.spec.runner.is_some() {
         crate::runners::check(&assign.spec, &data).map_err(|e| e.to_string())
     } else {
@@ -218,8 +220,8 @@ async fn drive(
             &assign.spec,
             &data,
             &cfg.run_id,
-            assign.share.index,
-            assign.share.count,
+            (assign.share.index, assign.share.count),
+            &net.policy,
         )
         .map_err(|e| e.to_string())
         .and_then(|_| {
@@ -262,7 +264,7 @@ async fn drive(
         &data,
         &assign.share,
         &cfg.run_id,
-        &[],
+        &net,
         stop_rx,
         batch_tx,
     );

@@ -9,7 +9,7 @@ use messages::split::split;
 use messages::threshold::ThresholdResult;
 use tokio::sync::{mpsc, watch};
 
-use crate::engine::{run_share, EngineError};
+use crate::engine::{run_share, EngineError, NetConfig};
 use crate::executor::Report;
 use crate::report::{second_line, summary_table, Totals};
 
@@ -28,17 +28,19 @@ impl Outcome {
 }
 
 /// Runs the whole spec in this process. Per-second lines and the summary go to `out`
-/// (`json`: a final `{"summary": …}` line for scripts instead of the table).
+/// (`json`: a final `{"summary": …}` line for scripts instead of the table). `net` holds the
+/// target policy (`herd agent --standalone --allow-target/--deny-target`).
 pub async fn run(
     spec: &Spec,
     data: &BTreeMap<String, Vec<u8>>,
+    net: &NetConfig,
     stop: watch::Receiver<bool>,
     out: &mut (dyn Write + Send),
     json: bool,
 ) -> Result<Outcome, EngineError> {
     let share = split(&spec.load.executor, 1).remove(0);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let engine = run_share(spec, data, &share, "standalone", &[], stop, tx);
+    let engine = run_share(spec, data, &share, "standalone", net, stop, tx);
     tokio::pin!(engine);
     let mut totals = Totals::default();
     let mut first: Option<u64> = None;

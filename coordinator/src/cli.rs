@@ -75,6 +75,23 @@ pub struct RunArgs {
     /// coordinator (NAT, a proxy, a load balancer). Default: the same as --broker.
     #[arg(long, value_name = "URL")]
     pub agent_broker: Option<String>,
+    #[command(flatten)]
+    pub targets: PolicyArgs,
+}
+
+/// The target policy from the command line (`herd run`, `herd agent --standalone`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct PolicyArgs {
+    /// Send load only to these targets (repeatable; given at all, everything else is denied;
+    /// the built-in target stays allowed): a host (`api.example.com`, `*.example.com`), an
+    /// address or CIDR (`10.1.2.0/24`), or a URL prefix (`https://api.example.com/v1/`).
+    #[arg(long = "allow-target", value_name = "RULE")]
+    pub allow: Vec<String>,
+    /// Never send load to these targets (repeatable; same forms; wins over --allow-target).
+    /// Checked on every URL, redirect hop and connected address; a refused request is an
+    /// error of kind `policy`.
+    #[arg(long = "deny-target", value_name = "RULE")]
+    pub deny: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -130,6 +147,9 @@ pub struct AgentArgs {
     /// Override the spec's target URL.
     #[arg(long, value_name = "URL")]
     pub target_url: Option<String>,
+    /// --standalone only: a coordinated agent gets its policy in its Assign.
+    #[command(flatten)]
+    pub targets: PolicyArgs,
 }
 
 #[derive(Args, Debug)]
@@ -178,6 +198,8 @@ pub async fn dispatch(cli: Cli, program: PathBuf) -> Exit {
                     quiet: r.quiet,
                     late_window_s: r.late_window,
                     agent_broker: r.agent_broker,
+                    allow_targets: r.targets.allow,
+                    deny_targets: r.targets.deny,
                     program,
                 },
                 Interrupts::from_os(false),
@@ -192,7 +214,7 @@ pub async fn dispatch(cli: Cli, program: PathBuf) -> Exit {
             }
             Some(mode) => crate::commands::agent::run(mode, Interrupts::channel().1).await,
             None => {
-                eprintln!("herd agent: give --standalone SPEC, --broker URL --run ID --index N, or --bootstrap S3_URL");
+                eprintln!("herd agent: give --standalone SPEC, --broker URL --run ID --index N, or --bootstrap S3_URL (--allow-target and --deny-target go with --standalone only)");
                 Ok(Exit::Invalid)
             }
         },
@@ -235,7 +257,13 @@ fn agent_mode(a: AgentArgs) -> Option<AgentMode> {
             spec,
             target_url: a.target_url,
             json: a.json,
+            allow_targets: a.targets.allow,
+            deny_targets: a.targets.deny,
         });
+    }
+    if !a.targets.allow.is_empty() || !a.targets.deny.is_empty() {
+        // A coordinated agent enforces the policy its Assign carries, never its own flags.
+        return None;
     }
     if let Some(url) = a.bootstrap {
         return Some(AgentMode::Bootstrap { url, run: a.run });

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use messages::policy::{parse_rules, private_ranges, Access, PolicyError, TargetPolicy};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
@@ -34,7 +35,32 @@ pub struct ServeConfig {
     pub late_window_s: u64,
     #[serde(default)]
     pub broker: BrokerConfig,
+    /// Where runs may send load (the target policy every agent enforces).
+    #[serde(default)]
+    pub targets: TargetsConfig,
     pub aws: Option<AwsConfig>,
+}
+
+/// `[targets]`: the target policy (`messages::policy`). A rule is a host (`api.example.com`,
+/// `*.example.com`), an address or CIDR (`10.1.2.0/24`, `fd00::/8`) or a URL prefix
+/// (`https://api.example.com/v1/`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsConfig {
+    /// What no rule decides: `"allow"` (default) or `"deny"` (only what `allow` lists).
+    #[serde(default)]
+    pub default: Access,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Wins over `allow`.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Deny loopback, link-local (instance metadata), private, multicast and reserved ranges
+    /// unless an `allow` CIDR lists the address. Default: true on aws, false on local.
+    pub deny_private: Option<bool>,
+    /// Accept specs whose runner cannot enforce the policy on its script (Locust, JMeter; k6
+    /// under a default deny or URL-prefix deny rules). Default: false on aws, true on local.
+    pub unconfined_runners: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -255,8 +281,32 @@ impl ServeConfig {
         }
     }
 
+    /// The target policy `[targets]` and the profile make.
+    pub fn target_policy(&self) -> Result<TargetPolicy, PolicyError> {
+        let t = &self.targets;
+        let deny_private = t.deny_private.unwrap_or(self.profile == Profile::Aws);
+        Ok(TargetPolicy {
+            default: t.default,
+            allow: parse_rules(&t.allow)?,
+            deny: parse_rules(&t.deny)?,
+            reserved: if deny_private {
+                private_ranges()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    /// Whether specs whose runner cannot enforce the policy are accepted.
+    pub fn unconfined_runners(&self) -> bool {
+        self.targets
+            .unconfined_runners
+            .unwrap_or(self.profile == Profile::Local)
+    }
+
     /// Cross-field checks serde cannot express.
     fn check(&self) -> Result<(), String> {
+        self.target_policy().map_err(|e| format!("[targets] {e}"))?;
         match self.profile {
             Profile::Local => {
                 if self.inbox.is_none() {
@@ -349,6 +399,34 @@ subnets = ["subnet-1"]
         assert!(c.check().expect_err("no aws").contains("[aws]"));
         let c = ServeConfig::parse("f.toml", "profile = \"local\"\n").expect("parses");
         assert!(c.check().expect_err("no inbox").contains("inbox"));
+    }
+
+    #[test]
+    fn targets_default_by_profile_and_read_rules() {
+        let local = ServeConfig::parse("t", "inbox = \"in\"\n").expect("parses");
+        let p = local.target_policy().expect("policy");
+        assert!(p.is_open() && local.unconfined_runners());
+        let aws = ServeConfig::parse(
+            "t",
+            "profile = \"aws\"\n[targets]\nallow = [\"10.1.2.0/24\"]\ndeny = [\"*.corp.example\"]\n",
+        )
+        .expect("parses");
+        let p = aws.target_policy().expect("policy");
+        assert_eq!(p.default, Access::Allow);
+        assert!(!p.reserved.is_empty() && !aws.unconfined_runners());
+        assert_eq!(p.allow.len() + p.deny.len(), 2);
+        let strict = ServeConfig::parse(
+            "t",
+            "inbox = \"in\"\n[targets]\ndefault = \"deny\"\ndeny_private = true\nunconfined_runners = false\n",
+        )
+        .expect("parses");
+        let p = strict.target_policy().expect("policy");
+        assert_eq!(p.default, Access::Deny);
+        assert!(!p.reserved.is_empty() && !strict.unconfined_runners());
+        let bad = ServeConfig::parse("t", "inbox = \"in\"\n[targets]\nallow = [\"10.0.0.1/8\"]\n")
+            .expect("parses");
+        let e = bad.check().expect_err("host bits");
+        assert!(e.starts_with("[targets] target rule \"10.0.0.1/8\""), "{e}");
     }
 
     #[test]

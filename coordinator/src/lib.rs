@@ -12,6 +12,8 @@
 //! - [`serve`]: `herd serve` — profiles, intake (inbox, SQS), the run registry, completion and
 //!   notifications; [`config`]: its configuration; [`request`]: a run request.
 //! - [`aws`]: AWS clients — intake events, ECS launcher and bootstrap, IoT credentials, S3.
+//! - [`targets`]: the target policy from the serve config or `herd run`'s flags, checked up
+//!   front on a spec's URLs before it travels in every Assign.
 //!
 //! Modules depend one way: `cli` → `commands`/`serve` → `run`/`bundle`/`aws` → `bus` →
 //! `transport` (its own crate); no module imports one that imports it back (checked by the
@@ -31,3 +33,4 @@ pub mod request;
 pub mod run;
 pub mod serve;
 pub mod signals;
+pub mod targets;

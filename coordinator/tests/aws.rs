@@ -102,6 +102,10 @@ visibility_timeout_s = 20
 [aws.pipeline]
 accounts = ["123456789012"]
 
+# The test's target is on loopback, which the AWS profile denies by default.
+[targets]
+allow = ["127.0.0.1"]
+
 [aws.iot]
 certificates = "own-ca"
 ca_cert = "{ca}"

@@ -178,7 +178,12 @@ async fn a_failing_threshold_gives_exit_code_99_and_a_failing_junit_case() {
 
 async fn wait_for_run_id(results: &std::path::Path) -> String {
     for _ in 0..200 {
-        if let Some(Ok(e)) = std::fs::read_dir(results).ok().and_then(|mut d| d.next()) {
+        // The run's folder (hidden files such as the observer login are not runs).
+        let found = std::fs::read_dir(results).ok().and_then(|d| {
+            d.flatten()
+                .find(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
+        });
+        if let Some(e) = found {
             return e.file_name().to_string_lossy().into_owned();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -614,5 +619,65 @@ async fn secrets_reach_the_target_and_no_result_file() {
             .unwrap_or_default()
             .contains("HERD_SECRET_API_TOKEN"),
         "{s}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_target_completes_with_every_request_a_policy_error_and_the_target_counting_none()
+{
+    let t = start_target().await;
+    let spec = "name: denied\ntarget: {url}\nscenario: [{request: GET /fast}]\nload: {executor: per-vu-iterations, vus: 2, iterations: 5}\n";
+    let run = spawn_run(
+        herd(),
+        spec,
+        &t.url(),
+        &["--agents", "2", "--quiet", "--deny-target", "127.0.0.1/32"],
+    );
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains("herd: warning: target.url http://127.0.0.1:")
+            && stderr.contains("denied by the rule `127.0.0.1/32`"),
+        "{stderr}"
+    );
+    let s = summary(results.path());
+    assert_eq!(s["state"], "completed");
+    let total = &s["total"];
+    // per-vu-iterations: 2 VUs × 5 iterations, over the fleet.
+    assert_eq!(total["requests"], 10, "{total}");
+    assert_eq!(total["errors"], 10, "{total}");
+    assert_eq!(total["error_kinds"]["policy"], 10, "{total}");
+    assert_eq!(total["status"]["0"], 10, "{total}");
+    assert_eq!(t.stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builtin_target_stays_reachable_under_an_allow_list() {
+    let spec = "name: builtin\ntarget: {builtin: true}\nscenario: [{request: GET /fast}]\nload: {executor: per-vu-iterations, vus: 2, iterations: 5}\n";
+    let run = spawn_run(
+        herd(),
+        spec,
+        "",
+        &[
+            "--agents",
+            "1",
+            "--quiet",
+            "--allow-target",
+            "api.example.com",
+        ],
+    );
+    let (code, stdout, stderr, results) = run.finish().await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(
+        (
+            s["total"]["requests"].as_u64(),
+            s["total"]["errors"].as_u64()
+        ),
+        (Some(10), Some(0))
+    );
+    assert!(
+        stderr.contains("built-in target counted 10 requests"),
+        "{stderr}"
     );
 }

@@ -31,6 +31,11 @@ struct Serve {
 
 impl Serve {
     async fn start(env: &[(&str, &str)]) -> Serve {
+        Serve::start_with(env, "").await
+    }
+
+    /// With `extra` appended to the config (TOML sections).
+    async fn start_with(env: &[(&str, &str)], extra: &str) -> Serve {
         let work = tempfile::tempdir().expect("temp dir");
         let inbox = work.path().join("inbox");
         let results = work.path().join("results");
@@ -38,7 +43,7 @@ impl Serve {
         std::fs::write(
             &cfg,
             format!(
-                "profile = \"local\"\ninbox = \"{}\"\nresults_dir = \"{}\"\nagents = 2\n",
+                "profile = \"local\"\ninbox = \"{}\"\nresults_dir = \"{}\"\nagents = 2\n{extra}",
                 inbox.display(),
                 results.display()
             ),
@@ -197,6 +202,36 @@ async fn an_inbox_spec_runs_and_an_invalid_one_is_rejected() {
     assert!(!inbox.join("shop.yaml").exists() && !inbox.join("bad.yaml").exists());
 
     // SIGTERM: a clean shutdown.
+    serve.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_whose_target_the_policy_denies_is_rejected_before_any_agent_starts() {
+    let t = start_target().await;
+    let serve = Serve::start_with(&[], "[targets]\ndeny_private = true\n").await;
+    std::fs::write(
+        serve.inbox.join("inward.yaml"),
+        format!(
+            "name: inward\ntarget: {}\nscenario: [{{request: GET /fast}}]\nload: {{executor: constant-vus, vus: 1, duration: 1s}}\n",
+            t.url()
+        ),
+    )
+    .expect("spec");
+    let rejected = serve
+        .wait_for("RunRejected", 1, Duration::from_secs(60))
+        .await
+        .remove(0);
+    let errors = rejected["detail"]["errors"].to_string();
+    assert!(
+        errors.contains(&format!("target.url {}", t.url()))
+            && errors.contains("is in the reserved range 127.0.0.0/8"),
+        "{errors}"
+    );
+    assert!(serve
+        .notifications()
+        .iter()
+        .all(|n| n["type"] != "RunCompleted"));
+    assert_eq!(t.stats().requests, 0);
     serve.stop().await;
 }
 

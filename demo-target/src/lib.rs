@@ -18,6 +18,7 @@
 //! | `GET /me` | `Authorization: Bearer tok-<u>` → `{"user":"<u>"}`, else 401 |
 //! | `/items/{id}` | `{"id":<id>,"name":"item-<id>"}` |
 //! | `/redirect/{n}` | 302 to `/redirect/{n-1}`; `/redirect/0` → 200 `ok` |
+//! | `/redirect-to?url=U` | 302 to `U` as written (not percent-decoded), anywhere |
 //! | `/cookie/set?k=v&…` | 200 with `Set-Cookie: k=v; Path=/` per pair |
 //! | `/cookie/get` | 200, body = the request's `Cookie` header |
 //! | `GET /__stats` | [`TargetStats`] JSON (not counted) |

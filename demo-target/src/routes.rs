@@ -135,6 +135,17 @@ async fn route(req: Request<Incoming>) -> Resp {
             }
             Err(_) => bad_request("redirect count must be a number"),
         },
+        ("redirect-to", None) => match query_param(req.uri().query(), "url") {
+            Some(to) => match HeaderValue::from_str(to) {
+                Ok(loc) => {
+                    let mut resp = empty(StatusCode::FOUND);
+                    resp.headers_mut().insert(header::LOCATION, loc);
+                    resp
+                }
+                Err(_) => bad_request("url must be a valid header value"),
+            },
+            None => bad_request("need ?url=<where to>"),
+        },
         ("cookie", Some("set")) => cookie_set(req.uri().query()),
         ("cookie", Some("get")) => cookie_get(req.headers()),
         _ => text(StatusCode::NOT_FOUND, "not found"),

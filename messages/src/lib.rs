@@ -7,6 +7,7 @@
 //! - [`metrics`]: per-second metric batches and the exact, associative merge of their stats.
 //! - [`wire`]: the versioned bincode envelope and every agent ↔ coordinator message body.
 //! - [`topics`]: MQTT topic names.
+//! - [`policy`]: the target policy: where load may go, checked on URLs and connected addresses.
 //! - [`outcome`]: end states, the one `verdict()`, and the `RunCompleted`/`RunRejected`
 //!   notifications; [`summary`]: `summary.json` as a typed document; [`schema`]: their JSON
 //!   Schemas, generated and kept in step with `docs/schemas/`.
@@ -16,6 +17,7 @@
 
 pub mod metrics;
 pub mod outcome;
+pub mod policy;
 pub mod schema;
 pub mod spec;
 pub mod split;

@@ -31,7 +31,7 @@ pub struct Stats {
     pub rps: f64,
     /// Status code → requests; `"0"` for requests without a response.
     pub status: BTreeMap<String, u64>,
-    /// Why requests without a response failed (`timeout`, `connect`, `tls`, `io`…).
+    /// Why requests without a response failed (`timeout`, `connect`, `tls`, `io`, `policy`…).
     pub error_kinds: BTreeMap<String, u64>,
     pub latency_ms: Latency,
     pub bytes_in: u64,

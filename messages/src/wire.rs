@@ -7,10 +7,13 @@ use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::MetricBatch;
+use crate::policy::TargetPolicy;
 use crate::spec::Spec;
 use crate::split::Share;
 
-pub const WIRE_VERSION: u16 = 1;
+/// 2: every payload travels in an authenticated frame (`transport::keys`) and `Assign`
+/// carries the target policy.
+pub const WIRE_VERSION: u16 = 2;
 /// Largest accepted message. A batch is ~1 KiB per label; an Assign carries the spec and its data files.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
@@ -84,6 +87,8 @@ pub struct Assign {
     pub share: Share,
     /// Contents of the spec's data files by source name (agents may not see the spec's disk).
     pub data: Vec<DataFile>,
+    /// Where this agent's load may go: checked on every URL and every connected address.
+    pub policy: TargetPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

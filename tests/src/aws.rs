@@ -10,6 +10,8 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, Region};
 
 pub const REGION: &str = "us-east-1";
+/// moto's account: what real EventBridge would put in its events' `account`.
+pub const ACCOUNT: &str = "123456789012";
 
 pub struct Moto {
     pub port: u16,
@@ -603,6 +605,29 @@ fn stringify_containers(v: &mut serde_json::Value) {
     }
 }
 
+/// moto delivers EventBridge events to SQS without the `account` field real EventBridge sets
+/// (its default input template leaves it out); herd checks the account of pipeline events, so
+/// the proxy puts moto's account back into each event body it sees.
+fn add_event_account(v: &mut serde_json::Value) {
+    let Some(msgs) = v.get_mut("Messages").and_then(|m| m.as_array_mut()) else {
+        return;
+    };
+    for m in msgs {
+        let Some(body) = m.get("Body").and_then(|b| b.as_str()) else {
+            continue;
+        };
+        let Ok(mut ev) = serde_json::from_str::<serde_json::Value>(body) else {
+            continue;
+        };
+        let is_event = ev.get("detail-type").is_some() && ev.get("source").is_some();
+        if let (true, Some(obj)) = (is_event, ev.as_object_mut()) {
+            obj.entry("account")
+                .or_insert_with(|| serde_json::Value::String(crate::aws::ACCOUNT.into()));
+            m["Body"] = serde_json::Value::String(ev.to_string());
+        }
+    }
+}
+
 impl MotoFix {
     pub async fn start(moto_port: u16) -> MotoFix {
         use http_body_util::{BodyExt, Full};
@@ -620,6 +645,11 @@ impl MotoFix {
                                 .get("x-amz-target")
                                 .and_then(|t| t.to_str().ok())
                                 .is_some_and(|t| t.starts_with("AmazonEC2ContainerService"));
+                            let sqs_receive = req
+                                .headers()
+                                .get("x-amz-target")
+                                .and_then(|t| t.to_str().ok())
+                                .is_some_and(|t| t == "AmazonSQS.ReceiveMessage");
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await?.to_bytes();
                             let up = tokio::net::TcpStream::connect(("127.0.0.1", moto_port))
@@ -645,11 +675,15 @@ impl MotoFix {
                                 .await?;
                             let (mut parts, body) = resp.into_parts();
                             let mut bytes = body.collect().await?.to_bytes();
-                            if ecs {
+                            if ecs || sqs_receive {
                                 if let Ok(mut v) =
                                     serde_json::from_slice::<serde_json::Value>(&bytes)
                                 {
-                                    stringify_containers(&mut v);
+                                    if ecs {
+                                        stringify_containers(&mut v);
+                                    } else {
+                                        add_event_account(&mut v);
+                                    }
                                     bytes = bytes::Bytes::from(v.to_string());
                                     parts.headers.remove(hyper::header::CONTENT_LENGTH);
                                 }

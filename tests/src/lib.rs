@@ -35,9 +35,18 @@ pub fn spec(yaml: &str, url: &str) -> Spec {
 
 /// Runs `spec` with the whole load in this process and returns the outcome.
 pub async fn run(spec: &Spec, data: &BTreeMap<String, Vec<u8>>) -> agent::standalone::Outcome {
+    run_with(spec, data, &agent::engine::NetConfig::default()).await
+}
+
+/// [`run`] under a target policy (or other [`agent::engine::NetConfig`]).
+pub async fn run_with(
+    spec: &Spec,
+    data: &BTreeMap<String, Vec<u8>>,
+    net: &agent::engine::NetConfig,
+) -> agent::standalone::Outcome {
     let (_stop_tx, stop_rx) = watch::channel(false);
     let mut sink = std::io::sink();
-    agent::standalone::run(spec, data, stop_rx, &mut sink, true)
+    agent::standalone::run(spec, data, net, stop_rx, &mut sink, true)
         .await
         .expect("the standalone run completes")
 }

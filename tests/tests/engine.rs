@@ -109,7 +109,8 @@ async fn ramping_vus_ramp_up_and_down() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let share = messages::split::split(&s.load.executor, 1).remove(0);
-    agent::engine::run_share(&s, &BTreeMap::new(), &share, "t", &[], stop_rx, tx)
+    let net = agent::engine::NetConfig::default();
+    agent::engine::run_share(&s, &BTreeMap::new(), &share, "t", &net, stop_rx, tx)
         .await
         .unwrap();
     let mut vus = Vec::new();
@@ -348,6 +349,7 @@ async fn the_client_reuses_its_connection_and_reports_timings() {
         max_redirects: 0,
         cookies: false,
         tls: tls::client_config(messages::spec::HttpVersion::Http1, false, &[]),
+        policy: Default::default(),
     });
     let mut c = Client::new(cfg);
     let origin = Origin {

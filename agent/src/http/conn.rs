@@ -2,6 +2,7 @@
 //! handshake. The socket is wrapped so the bytes really sent and received are counted.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use messages::policy::{TargetPolicy, UrlVerdict};
 use messages::spec::HttpVersion;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -95,6 +97,9 @@ pub enum Sender {
 pub struct Conn {
     pub sender: Sender,
     pub counters: Arc<WireCounters>,
+    /// The policy allows this connection's address on its own, not only for a URL an allow
+    /// rule names (see [`TargetPolicy::check_addr`]); a later unnamed URL may reuse it only then.
+    pub unnamed_ok: bool,
 }
 
 /// How long opening took, for the timing breakdown.
@@ -108,6 +113,51 @@ pub struct ConnectOptions<'a> {
     pub version: HttpVersion,
     pub tls: &'a Arc<rustls::ClientConfig>,
     pub timeout: Duration,
+    pub policy: &'a TargetPolicy,
+    /// What the URL check said of the request that opens this connection.
+    pub verdict: UrlVerdict,
+}
+
+/// DNS, then TCP to the first address the policy allows that accepts: the check is on the
+/// address actually connected, so no name can lead a request where its address may not go.
+/// Returns the stream and whether its address is allowed on its own ([`Conn::unnamed_ok`]).
+async fn dial(origin: &Origin, opts: &ConnectOptions<'_>) -> Result<(TcpStream, bool), HttpError> {
+    let host = (origin.host.as_str(), origin.port);
+    if opts.policy.is_open() {
+        let tcp = TcpStream::connect(host).await;
+        return tcp
+            .map(|t| (t, true))
+            .map_err(|e| HttpError::new(ErrorKind::Connect, format!("connect to {origin}: {e}")));
+    }
+    let addrs = tokio::net::lookup_host(host)
+        .await
+        .map_err(|e| HttpError::new(ErrorKind::Connect, format!("resolve {origin}: {e}")))?;
+    let mut denied: Option<(SocketAddr, messages::policy::Denied)> = None;
+    let mut failed = None;
+    for addr in addrs {
+        if let Err(d) = opts.policy.check_addr(addr.ip(), opts.verdict) {
+            denied.get_or_insert((addr, d));
+            continue;
+        }
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => {
+                let alone = opts.policy.check_addr(addr.ip(), UrlVerdict::ByAddress);
+                return Ok((tcp, alone.is_ok()));
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    Err(match (failed, denied) {
+        (Some(e), _) => HttpError::new(ErrorKind::Connect, format!("connect to {origin}: {e}")),
+        (None, Some((addr, d))) => HttpError::new(
+            ErrorKind::Policy,
+            format!("connect to {origin}: address {}: {d}", addr.ip()),
+        ),
+        (None, None) => HttpError::new(
+            ErrorKind::Connect,
+            format!("resolve {origin}: no addresses"),
+        ),
+    })
 }
 
 pub async fn open(
@@ -115,18 +165,14 @@ pub async fn open(
     opts: &ConnectOptions<'_>,
 ) -> Result<(Conn, ConnectTimings), HttpError> {
     let t0 = Instant::now();
-    let tcp = tokio::time::timeout(
-        opts.timeout,
-        TcpStream::connect((origin.host.as_str(), origin.port)),
-    )
-    .await
-    .map_err(|_| {
-        HttpError::new(
-            ErrorKind::Timeout,
-            format!("connect to {origin} timed out after {:?}", opts.timeout),
-        )
-    })?
-    .map_err(|e| HttpError::new(ErrorKind::Connect, format!("connect to {origin}: {e}")))?;
+    let (tcp, unnamed_ok) = tokio::time::timeout(opts.timeout, dial(origin, opts))
+        .await
+        .map_err(|_| {
+            HttpError::new(
+                ErrorKind::Timeout,
+                format!("connect to {origin} timed out after {:?}", opts.timeout),
+            )
+        })??;
     // Small requests must not wait for Nagle.
     let _ = tcp.set_nodelay(true);
     let connect = t0.elapsed();
@@ -142,7 +188,11 @@ pub async fn open(
             h1(io).await?
         };
         return Ok((
-            Conn { sender, counters },
+            Conn {
+                sender,
+                counters,
+                unnamed_ok,
+            },
             ConnectTimings {
                 connect,
                 tls: Duration::ZERO,
@@ -182,7 +232,11 @@ pub async fn open(
         h1(tls).await?
     };
     Ok((
-        Conn { sender, counters },
+        Conn {
+            sender,
+            counters,
+            unnamed_ok,
+        },
         ConnectTimings {
             connect,
             tls: tls_time,

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, COOKIE, HOST, LOCATION, SET_COOKIE};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
+use messages::policy::{Denied, TargetPolicy, UrlVerdict};
 use messages::spec::HttpVersion;
 
 use conn::{Conn, ConnectOptions, Sender};
@@ -31,6 +32,8 @@ pub enum ErrorKind {
     Protocol,
     Redirect,
     InvalidRequest,
+    /// The target policy refused the URL or every address it resolved to: nothing was sent.
+    Policy,
 }
 
 impl ErrorKind {
@@ -43,6 +46,7 @@ impl ErrorKind {
             ErrorKind::Protocol => "protocol",
             ErrorKind::Redirect => "redirect",
             ErrorKind::InvalidRequest => "invalid-request",
+            ErrorKind::Policy => "policy",
         }
     }
 }
@@ -135,6 +139,9 @@ pub struct OutRequest {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The target policy's URL check of this request, made where the URL was built (once for
+    /// a pre-built request): a denied one fails with [`ErrorKind::Policy`] before connecting.
+    pub verdict: Result<UrlVerdict, Denied>,
     host: HeaderValue,
     target: Uri,
 }
@@ -165,9 +172,23 @@ impl OutRequest {
             path,
             headers,
             body,
+            verdict: Ok(UrlVerdict::ByAddress),
             host,
             target,
         })
+    }
+
+    /// This request with the policy's verdict on its URL.
+    pub fn checked(mut self, verdict: Result<UrlVerdict, Denied>) -> OutRequest {
+        self.verdict = verdict;
+        self
+    }
+
+    fn refused(&self, why: impl fmt::Display) -> HttpError {
+        HttpError::new(
+            ErrorKind::Policy,
+            format!("{} {}{}: {why}", self.method, self.origin, self.path),
+        )
     }
 }
 
@@ -202,6 +223,8 @@ pub struct HttpConfig {
     pub max_redirects: u32,
     pub cookies: bool,
     pub tls: Arc<rustls::ClientConfig>,
+    /// Checked on every redirect hop and every connected address.
+    pub policy: Arc<TargetPolicy>,
 }
 
 pub struct Client {
@@ -298,6 +321,10 @@ impl Client {
                     format!("bad Location {location:?}: {e}"),
                 )
             })?;
+            // Every hop is checked before it is followed: a target may redirect anywhere.
+            let verdict = self.cfg.policy.check_url(&next).map_err(|d| {
+                HttpError::new(ErrorKind::Policy, format!("redirect to {next}: {d}"))
+            })?;
             let path = match next.query() {
                 Some(q) => format!("{}?{q}", next.path()),
                 None => next.path().to_string(),
@@ -310,13 +337,10 @@ impl Client {
                 headers.remove(CONTENT_LENGTH);
                 headers.remove(http::header::CONTENT_TYPE);
             }
-            req = std::borrow::Cow::Owned(OutRequest::new(
-                method,
-                Origin::from_url(&next)?,
-                path,
-                headers,
-                body,
-            )?);
+            req = std::borrow::Cow::Owned(
+                OutRequest::new(method, Origin::from_url(&next)?, path, headers, body)?
+                    .checked(Ok(verdict)),
+            );
             redirects += 1;
         }
     }
@@ -326,22 +350,33 @@ impl Client {
         req: &OutRequest,
         keep_body: bool,
     ) -> Result<Response, HttpError> {
+        let verdict = match &req.verdict {
+            Ok(v) => *v,
+            Err(denied) => return Err(req.refused(denied)),
+        };
         let mut timings = Timings::default();
         let idx = match self.conns.iter().position(|(o, _)| *o == req.origin) {
             Some(i) => i,
             None => {
                 // Boxed: the TLS handshake's state is ~9 KB; inline it would be memcpy'd with
                 // every request's future although it runs once per connection.
-                let (c, t) = Box::pin(self.connect(&req.origin)).await?;
+                let (c, t) = Box::pin(self.connect(&req.origin, verdict)).await?;
                 timings.connect = t.connect;
                 timings.tls = t.tls;
                 self.conns.push((req.origin.clone(), c));
                 self.conns.len() - 1
             }
         };
+        // A connection opened for a URL an allow rule names carries an unnamed URL of the same
+        // origin only if its address is allowed on its own.
+        if verdict == UrlVerdict::ByAddress && !self.conns[idx].1.unnamed_ok {
+            return Err(req.refused(
+                "no allow rule names this URL and the address its origin connected to is not allowed on its own",
+            ));
+        }
         // A kept-alive connection the server closed shows up here: reconnect once.
         if !self.ready(idx).await {
-            let (c, t) = Box::pin(self.connect(&req.origin)).await?;
+            let (c, t) = Box::pin(self.connect(&req.origin, verdict)).await?;
             timings.connect = t.connect;
             timings.tls = t.tls;
             self.conns[idx].1 = c;
@@ -444,13 +479,19 @@ impl Client {
         }
     }
 
-    async fn connect(&self, origin: &Origin) -> Result<(Conn, ConnectTimings), HttpError> {
+    async fn connect(
+        &self,
+        origin: &Origin,
+        verdict: UrlVerdict,
+    ) -> Result<(Conn, ConnectTimings), HttpError> {
         conn::open(
             origin,
             &ConnectOptions {
                 version: self.cfg.version,
                 tls: &self.cfg.tls,
                 timeout: self.cfg.connect_timeout,
+                policy: &self.cfg.policy,
+                verdict,
             },
         )
         .await

@@ -10,6 +10,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use messages::policy::TargetPolicy;
+
 use super::{Command, Entry, Event, Launch, LineError, OutputReader, Runner, RunnerError};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,9 +181,11 @@ pub fn events(line: &str) -> Result<Vec<Event>, K6ParseError> {
             error_code,
             latency_us,
         }) => {
-            // k6 error codes: 1050 timeout, 13xx TLS, other 1xxx network.
+            // k6 error codes: 1050 timeout, 1110/1111 a blocked IP/host name (the target
+            // policy as `--blacklist-ip`/`--block-hostnames`), 13xx TLS, other 1xxx network.
             let error = (status == 0).then(|| match error_code.as_deref() {
                 Some("1050") => ErrorKind::Timeout,
+                Some("1110" | "1111") => ErrorKind::Policy,
                 Some(c) if c.starts_with("13") => ErrorKind::Tls,
                 Some(c) if c.starts_with("16") => ErrorKind::Protocol,
                 _ => ErrorKind::Connect,
@@ -349,6 +353,8 @@ impl Runner for K6 {
             "--env".into(),
             format!("HERD_RUN={}", l.run_id),
         ];
+        args.extend(policy_args(l.policy));
+        // The user's arguments come after: k6's list flags add to ours, they cannot clear them.
         args.extend(runner.map(|r| r.args.clone()).unwrap_or_default());
         args.push(wrapper_file.display().to_string());
         Ok(Some(Command {
@@ -367,6 +373,28 @@ impl Runner for K6 {
     fn reader(&self) -> Box<dyn OutputReader> {
         Box::new(Reader)
     }
+
+    /// k6 checks every connection (redirects included) against `--blacklist-ip` after DNS, and
+    /// every host name against `--block-hostnames`: deny lists only, so a default deny and
+    /// URL-prefix deny rules are out of its reach.
+    fn unconfined(&self, policy: &TargetPolicy) -> Vec<String> {
+        policy.blocklist().unenforced
+    }
+}
+
+/// The target policy as k6 flags (see [`TargetPolicy::blocklist`]).
+pub fn policy_args(policy: &TargetPolicy) -> Vec<String> {
+    let b = policy.blocklist();
+    let mut args = Vec::new();
+    for c in &b.cidrs {
+        args.push("--blacklist-ip".to_string());
+        args.push(c.to_string());
+    }
+    for h in &b.hosts {
+        args.push("--block-hostnames".to_string());
+        args.push(h.clone());
+    }
+    args
 }
 
 /// k6's output is one self-contained JSON object per line: nothing to remember between lines.
@@ -404,6 +432,39 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_target_policy_becomes_k6_block_lists() {
+        use messages::policy::{parse_rules, private_ranges, TargetPolicy};
+        let p = TargetPolicy {
+            allow: parse_rules(&["10.1.2.0/24"]).expect("rules"),
+            deny: parse_rules(&["*.corp.example", "203.0.113.7"]).expect("rules"),
+            reserved: private_ranges(),
+            ..TargetPolicy::default()
+        };
+        let args = policy_args(&p);
+        let values = |flag: &str| -> Vec<&str> {
+            args.chunks(2)
+                .filter(|c| c[0] == flag)
+                .map(|c| c[1].as_str())
+                .collect()
+        };
+        assert_eq!(values("--block-hostnames"), ["*.corp.example"]);
+        let ips = values("--blacklist-ip");
+        assert!(ips.contains(&"203.0.113.7/32") && ips.contains(&"169.254.0.0/16"));
+        assert!(ips.contains(&"10.1.3.0/24") && !ips.iter().any(|c| c.starts_with("10.0.0.0/8")));
+        assert!(K6.unconfined(&p).is_empty());
+        assert!(policy_args(&TargetPolicy::allow_all()).is_empty());
+        // k6's own codes for a blocked address or name are policy errors.
+        let p = r#"{"metric":"http_req_duration","type":"Point","data":{"time":"2026-11-25T22:02:02Z","value":0.1,"tags":{"name":"x","status":"0","error_code":"1110"}}}"#;
+        assert!(matches!(
+            events(p).expect("event")[..],
+            [Event::Request {
+                error: Some(crate::http::ErrorKind::Policy),
+                ..
+            }]
+        ));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use messages::metrics::MetricBatch;
+use messages::policy::TargetPolicy;
 use messages::spec::{Engine, Spec, SCRIPT_FILE};
 use messages::split::Share;
 use tokio::sync::{mpsc, watch};
@@ -198,12 +199,14 @@ pub struct Command {
 }
 
 /// Runs `share` of `spec` with the spec's tool. Returns when the tool ended and every sample
-/// it wrote was recorded.
+/// it wrote was recorded. The target `policy` goes to the tool as far as it takes one; what it
+/// cannot enforce is logged (the coordinator refuses such specs unless configured not to).
 pub async fn run_share(
     spec: &Spec,
     data: &BTreeMap<String, Vec<u8>>,
     share: &Share,
     run_id: &str,
+    policy: &TargetPolicy,
     mut stop: watch::Receiver<bool>,
     out: mpsc::UnboundedSender<MetricBatch>,
 ) -> Result<Report, RunnerError> {
@@ -239,6 +242,9 @@ pub async fn run_share(
         std::fs::write(&path, bytes)
             .map_err(|e| RunnerError::Setup(format!("writing {rel}: {e}")))?;
     }
+    for gap in r.unconfined(policy) {
+        tracing::warn!(tool = r.tool(), "not enforced on the script: {gap}");
+    }
     let cmd = r.command(&Launch {
         spec,
         share,
@@ -246,6 +252,7 @@ pub async fn run_share(
         program: &program,
         dir: dir.path(),
         script_file: &name,
+        policy,
     })?;
     let Some(cmd) = cmd else {
         // Nothing to do for this agent (e.g. 1 VU split across 2 agents).

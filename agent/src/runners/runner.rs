@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use messages::policy::TargetPolicy;
 use messages::spec::{Engine, Spec};
 use messages::split::Share;
 
@@ -35,6 +36,19 @@ pub trait Runner: Sync {
     /// A fresh reader per run, because some formats carry state from line to line (a JTL's
     /// columns come from its header).
     fn reader(&self) -> Box<dyn OutputReader>;
+    /// What of `policy` this tool cannot be made to enforce on the script it runs, one line
+    /// each; empty when the script is confined. By default a tool has no such means, so any
+    /// policy that denies something is out of its reach.
+    fn unconfined(&self, policy: &TargetPolicy) -> Vec<String> {
+        if policy.is_open() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "the whole target policy: {} has no option that limits where a script connects",
+                self.tool()
+            )]
+        }
+    }
 }
 
 /// The runner of `engine`: the one place an [`Engine`] turns into tool behaviour.
@@ -68,6 +82,8 @@ pub struct Launch<'a> {
     pub dir: &'a Path,
     /// The entry file, relative to `dir`.
     pub script_file: &'a str,
+    /// Passed to the tool as far as it has options for it ([`Runner::unconfined`]).
+    pub policy: &'a TargetPolicy,
 }
 
 /// Turns the lines of a tool's output file into events, one line at a time as the tool

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use http::Method;
+use messages::policy::{Denied, TargetPolicy, UrlVerdict};
 use messages::spec::{Body, Capture, CaptureFrom, Check, Spec, Think};
 use messages::template::{Part, Template};
 
@@ -120,6 +121,10 @@ pub struct Plan {
     pub base_origin: Origin,
     /// Path of the target URL, prepended to relative step URLs (no trailing slash).
     pub base_path: String,
+    /// The policy's check of the target URL: that of every relative URL, unless the policy
+    /// has URL-prefix rules (then each is checked whole).
+    pub base_verdict: Result<UrlVerdict, Denied>,
+    pub policy: Arc<TargetPolicy>,
     pub default_headers: HeaderMap,
     pub variables: Vec<String>,
     pub capture_slots: usize,
@@ -129,12 +134,14 @@ pub struct Plan {
 }
 
 /// Compiles `spec` for agent `agent` of `agents`. `data` holds the CSV bytes by source name.
+/// A URL `policy` denies is no compile error: its requests fail with `ErrorKind::Policy`, so
+/// they are counted like any other failed request.
 pub fn compile(
     spec: &Spec,
     data: &BTreeMap<String, Vec<u8>>,
     run_id: &str,
-    agent: u32,
-    agents: u32,
+    (agent, agents): (u32, u32),
+    policy: &Arc<TargetPolicy>,
 ) -> Result<Plan, CompileError> {
     let base = url::Url::parse(&spec.target.url).map_err(|e| CompileError::Target {
         url: spec.target.url.clone(),
@@ -145,6 +152,7 @@ pub fn compile(
         reason: e.message,
     })?;
     let base_path = base.path().trim_end_matches('/').to_string();
+    let base_verdict = policy.check_url(&base);
 
     let mut feeders = Vec::new();
     for (name, src) in &spec.data {
@@ -314,6 +322,8 @@ pub fn compile(
             let plan_view = PlanView {
                 base_origin: &base_origin,
                 base_path: &base_path,
+                base_verdict: &base_verdict,
+                policy,
                 default_headers: &default_headers,
             };
             let req = build_request(
@@ -331,6 +341,8 @@ pub fn compile(
         steps,
         base_origin,
         base_path,
+        base_verdict,
+        policy: policy.clone(),
         default_headers,
         variables,
         capture_slots: capture_names.len(),
@@ -416,10 +428,14 @@ impl Ctx<'_> {
 pub struct PlanView<'a> {
     pub base_origin: &'a Origin,
     pub base_path: &'a str,
+    pub base_verdict: &'a Result<UrlVerdict, Denied>,
+    pub policy: &'a TargetPolicy,
     pub default_headers: &'a HeaderMap,
 }
 
-/// Builds a step's request, rendering each template with `render`.
+/// Builds a step's request, rendering each template with `render`, and checks its URL against
+/// the policy: once for a pre-built request, at request time for a templated one (the URL as
+/// rendered). A relative URL costs no parsing unless the policy has URL-prefix rules.
 pub fn build_request(
     plan: &PlanView<'_>,
     step: &CStep,
@@ -428,7 +444,7 @@ pub fn build_request(
     use crate::http::ErrorKind::InvalidRequest;
     let mut url = String::new();
     render(&step.url, &mut url, false);
-    let (origin, mut path) = if url.starts_with("http://") || url.starts_with("https://") {
+    let (origin, mut path, verdict) = if url.starts_with("http://") || url.starts_with("https://") {
         let u = url::Url::parse(&url)
             .map_err(|e| HttpError::new(InvalidRequest, format!("URL {url:?}: {e}")))?;
         let origin = Origin::from_url(&u)?;
@@ -436,7 +452,7 @@ pub fn build_request(
             Some(q) => format!("{}?{q}", u.path()),
             None => u.path().to_string(),
         };
-        (origin, path)
+        (origin, path, Some(plan.policy.check_url(&u)))
     } else {
         let sep = if url.starts_with('/') || url.is_empty() {
             ""
@@ -447,7 +463,7 @@ pub fn build_request(
         if p.is_empty() {
             p.push('/');
         }
-        (plan.base_origin.clone(), p)
+        (plan.base_origin.clone(), p, None)
     };
     if !step.query.is_empty() {
         let mut ser = url::form_urlencoded::Serializer::new(String::new());
@@ -501,5 +517,14 @@ pub fn build_request(
             Bytes::from(ser.finish())
         }
     };
-    OutRequest::new(step.method.clone(), origin, path, headers, body)
+    let verdict = if plan.policy.has_prefix_rules() {
+        // The whole URL, query included, is what prefixes are matched against.
+        let whole = format!("{origin}{path}");
+        let u = url::Url::parse(&whole)
+            .map_err(|e| HttpError::new(InvalidRequest, format!("URL {whole:?}: {e}")))?;
+        plan.policy.check_url(&u)
+    } else {
+        verdict.unwrap_or_else(|| plan.base_verdict.clone())
+    };
+    Ok(OutRequest::new(step.method.clone(), origin, path, headers, body)?.checked(verdict))
 }

@@ -119,6 +119,8 @@ impl Vu {
                     let view = PlanView {
                         base_origin: &plan.base_origin,
                         base_path: &plan.base_path,
+                        base_verdict: &plan.base_verdict,
+                        policy: &plan.policy,
                         default_headers: &plan.default_headers,
                     };
                     rendered =

@@ -17,6 +17,7 @@ use crate::aws::bootstrap;
 use crate::bundle::{self, local::LocalSource, BundleError, Overrides};
 use crate::exit::Exit;
 use crate::signals::Interrupts;
+use messages::policy::TargetPolicy;
 
 /// What `herd agent` was asked to be.
 pub enum AgentMode {
@@ -24,6 +25,9 @@ pub enum AgentMode {
         spec: PathBuf,
         target_url: Option<String>,
         json: bool,
+        /// `--allow-target` / `--deny-target` (`TargetPolicy::from_flags`).
+        allow_targets: Vec<String>,
+        deny_targets: Vec<String>,
     },
     Coordinated {
         broker: String,
@@ -45,7 +49,18 @@ pub async fn run(mode: AgentMode, interrupts: Interrupts) -> anyhow::Result<Exit
             spec,
             target_url,
             json,
-        } => standalone(&spec, target_url, json, interrupts).await,
+            allow_targets,
+            deny_targets,
+        } => {
+            let policy = match TargetPolicy::from_flags(&allow_targets, &deny_targets) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("herd agent: {e}");
+                    return Ok(Exit::Invalid);
+                }
+            };
+            standalone(&spec, target_url, json, policy, interrupts).await
+        }
         AgentMode::Coordinated {
             broker,
             run,
@@ -64,6 +79,7 @@ async fn standalone(
     path: &Path,
     target_url: Option<String>,
     json: bool,
+    mut policy: TargetPolicy,
     mut interrupts: Interrupts,
 ) -> anyhow::Result<Exit> {
     let source = LocalSource::new(path);
@@ -90,14 +106,17 @@ async fn standalone(
         .context("starting the built-in target")?;
         spec.target.url = t.url();
         eprintln!("herd: built-in target on {}", spec.target.url);
+        crate::targets::allow_builtin(&mut policy, &spec.target.url);
         builtin = Some(t);
     }
+    crate::targets::warn_up_front(spec, &policy);
     let data = bundle.data.into_iter().map(|f| (f.name, f.bytes)).collect();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stdout = std::io::stdout();
     let mut cancelled = false;
     let outcome = {
-        let work = agent::standalone::run(&bundle.spec, &data, stop_rx, &mut stdout, json);
+        let net = agent::engine::NetConfig::with_policy(policy);
+        let work = agent::standalone::run(&bundle.spec, &data, &net, stop_rx, &mut stdout, json);
         tokio::pin!(work);
         loop {
             tokio::select! {

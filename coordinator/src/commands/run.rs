@@ -11,6 +11,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use anyhow::Context as _;
 use demo_target::{Target, TargetConfig, TargetStats};
+use messages::policy::TargetPolicy;
 use tokio::sync::oneshot;
 use transport::{BrokerUrl, TlsFiles};
 
@@ -38,6 +39,10 @@ pub struct RunOptions {
     pub late_window_s: u64,
     /// The broker address agents use, when it differs from the coordinator's (NAT, proxy).
     pub agent_broker: Option<String>,
+    /// `--allow-target` / `--deny-target`: the target policy (`TargetPolicy::from_flags`;
+    /// everything allowed without them).
+    pub allow_targets: Vec<String>,
+    pub deny_targets: Vec<String>,
     /// The `herd` binary agents run as.
     pub program: PathBuf,
 }
@@ -106,6 +111,13 @@ impl Builtin {
 /// Runs the spec; each item of `interrupts` is a Ctrl-C: the first cancels gracefully (partial
 /// results, exit 130 at the end), the second kills the agents and returns at once.
 pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result<Exit> {
+    let mut policy = match TargetPolicy::from_flags(&opts.allow_targets, &opts.deny_targets) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("herd run: {e}");
+            return Ok(Exit::Invalid);
+        }
+    };
     let source = LocalSource::new(&opts.spec);
     let mut bundle = match bundle::build(&source, &Overrides::default()).await {
         Ok(b) => b,
@@ -125,10 +137,12 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
         let b = start_builtin()?;
         bundle.spec.target.url = b.url.clone();
         eprintln!("herd: built-in target on {}", b.url);
+        crate::targets::allow_builtin(&mut policy, &b.url);
         Some(b)
     } else {
         None
     };
+    crate::targets::warn_up_front(&bundle.spec, &policy);
     let identity = Arc::new(Identity::new()?);
     // The embedded broker lets in only this coordinator and its agents.
     let embedded = opts.broker.is_none();
@@ -181,6 +195,7 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
         agent_tls: opts.tls.clone(),
         broker_login: embedded,
         timing: Timing::default(),
+        policy,
     };
     let program = opts.program.clone();
     let handle = start_run(plan, settings, &bus, move |sup| {

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use messages::policy::TargetPolicy;
 use messages::spec::Spec;
 use messages::split::{split, Share};
 use messages::wire::DataFile;
@@ -99,6 +100,8 @@ pub struct RunSettings {
     /// Whether agents log in to the broker (the embedded one wants it).
     pub broker_login: bool,
     pub timing: Timing,
+    /// Where the agents' load may go; sent in every Assign.
+    pub policy: TargetPolicy,
 }
 
 /// A launcher, seen from the supervisor.
@@ -198,7 +201,14 @@ pub async fn start_run(
         results,
     };
     let run_id = plan.run_id.clone();
-    sup_ctx.run(RunSupervisor::new(plan, machine, launch, deps, done_tx));
+    sup_ctx.run(RunSupervisor::new(
+        plan,
+        settings.policy,
+        machine,
+        launch,
+        deps,
+        done_tx,
+    ));
     sup.do_send(Begin);
     Ok(RunHandle {
         run_id,

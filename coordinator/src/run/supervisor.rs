@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use messages::policy::TargetPolicy;
 use messages::wire::{Assign, Body, Start, Stop};
 use tokio::sync::oneshot;
 
@@ -54,6 +55,8 @@ pub struct Deps {
 
 pub struct RunSupervisor {
     plan: Arc<RunPlan>,
+    /// Sent with every Assign.
+    policy: TargetPolicy,
     machine: RunMachine,
     launch: LaunchAgents,
     deps: Deps,
@@ -65,6 +68,7 @@ pub struct RunSupervisor {
 impl RunSupervisor {
     pub fn new(
         plan: Arc<RunPlan>,
+        policy: TargetPolicy,
         machine: RunMachine,
         launch: LaunchAgents,
         deps: Deps,
@@ -72,6 +76,7 @@ impl RunSupervisor {
     ) -> RunSupervisor {
         RunSupervisor {
             plan,
+            policy,
             machine,
             launch,
             deps,
@@ -131,6 +136,7 @@ impl RunSupervisor {
                     spec: self.plan.spec.clone(),
                     share,
                     data: self.plan.data.clone(),
+                    policy: self.policy.clone(),
                 });
                 self.control(body);
             }

@@ -1,7 +1,9 @@
 //! From a request to a runnable bundle: read the spec and its files from wherever the request
 //! points (confined to the spec's folder), then apply what a shared service decides beyond the
-//! spec — no built-in target, only configured regions, every agent in a region, a default
-//! agent count. Pure of actors: the registry calls it and acts on the answer.
+//! spec — no built-in target, targets the policy allows (`crate::targets`: the target URL or
+//! its override, absolute static step URLs, runners that can be confined), only configured
+//! regions, every agent in a region, a default agent count. Pure of actors: the registry
+//! calls it and acts on the answer.
 
 use messages::spec::{Agents, RegionAgents};
 
@@ -9,6 +11,7 @@ use super::profile::Env;
 use crate::aws::spec_source::S3Source;
 use crate::bundle::{self, local::LocalSource, BundleError, SpecBundle};
 use crate::request::{RunRequest, SpecSource};
+use crate::targets::{check_spec, TargetFrom};
 
 /// A request made runnable.
 pub struct Prepared {
@@ -79,6 +82,19 @@ pub async fn prepare(env: &Env, req: &RunRequest) -> Result<Prepared, PrepareErr
             "target: builtin runs only with `herd run` (point target.url at the system under test, or override target_url)".into(),
         ));
     }
+    let from = if req.overrides.target_url.is_some() {
+        TargetFrom::Override
+    } else {
+        TargetFrom::Spec
+    };
+    check_spec(&b.spec, from, &env.policy, env.unconfined_runners).map_err(|errors| {
+        PrepareError::Rejected(
+            errors
+                .into_iter()
+                .map(|e| format!("{}: {e}", req.origin))
+                .collect(),
+        )
+    })?;
     let agents = b.spec.agents.total().unwrap_or(env.default_agents).max(1);
     if let Some(aws) = &env.aws {
         match &b.spec.agents {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use anyhow::Context as _;
+use messages::policy::TargetPolicy;
 use transport::{BrokerUrl, TlsFiles};
 
 use super::notifier::{Notifier, Sink};
@@ -35,6 +36,10 @@ pub struct Env {
     pub program: PathBuf,
     pub aws: Option<AwsEnv>,
     pub notifier: Addr<Notifier>,
+    /// `[targets]`: checked on each spec up front and sent in every Assign.
+    pub policy: TargetPolicy,
+    /// Accept runner specs the policy cannot confine (`[targets] unconfined_runners`).
+    pub unconfined_runners: bool,
 }
 
 pub struct AwsEnv {
@@ -79,6 +84,8 @@ pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup>
         cert: cfg.broker.cert.clone(),
         key: cfg.broker.key.clone(),
     };
+    let policy = cfg.target_policy().context("[targets]")?;
+    tracing::info!(%policy, unconfined_runners = cfg.unconfined_runners(), "target policy");
     match cfg.profile {
         Profile::Local => {
             let broker = match &cfg.broker.url {
@@ -109,12 +116,14 @@ pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup>
                     program,
                     aws: None,
                     notifier,
+                    policy,
+                    unconfined_runners: cfg.unconfined_runners(),
                 },
                 sqs: None,
                 own_credential: None,
             })
         }
-        Profile::Aws => aws(cfg, tls, program, identity).await,
+        Profile::Aws => aws(cfg, tls, program, identity, policy).await,
     }
 }
 
@@ -123,6 +132,7 @@ async fn aws(
     mut tls: TlsFiles,
     program: PathBuf,
     identity: Arc<Identity>,
+    policy: TargetPolicy,
 ) -> anyhow::Result<Setup> {
     let aws = cfg.aws.clone().context("profile aws needs [aws]")?;
     let conf = crate::aws::sdk_config(&aws.region, aws.endpoint_url.as_deref()).await;
@@ -227,6 +237,8 @@ async fn aws(
                 agent_ca_pem: read(&cfg.broker.agent_ca, "[broker] agent_ca")?,
             }),
             notifier,
+            policy,
+            unconfined_runners: cfg.unconfined_runners(),
         },
         sqs: Some((sqs, aws)),
         own_credential,

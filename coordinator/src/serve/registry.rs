@@ -254,6 +254,7 @@ impl Runs {
             agent_tls: env.agent_tls.clone(),
             broker_login: env.broker_login,
             timing: Timing::default(),
+            policy: env.policy.clone(),
         };
         self.starting.insert(
             run_id.clone(),

@@ -63,6 +63,10 @@ async fn routes_behave() {
     assert_eq!(r.headers[header::LOCATION], "/redirect/1");
     let r = get(&mut c, "/redirect/0").await;
     assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"ok"[..]));
+    let r = get(&mut c, "/redirect-to?url=http://127.0.0.2:9/fast?a=1").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.headers[header::LOCATION], "http://127.0.0.2:9/fast?a=1");
+    assert_eq!(get(&mut c, "/redirect-to").await.status, 400);
 
     let r = get(&mut c, "/cookie/set?session=abc&theme=dark").await;
     assert_eq!(r.status, 200);
