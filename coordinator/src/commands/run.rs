@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use anyhow::Context as _;
 use demo_target::{Target, TargetConfig, TargetStats};
+use messages::spec::SpecLimits;
 use tokio::sync::oneshot;
 use transport::{BrokerUrl, TlsFiles};
 
@@ -105,7 +106,8 @@ impl Builtin {
 /// results, exit 130 at the end), the second kills the agents and returns at once.
 pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result<Exit> {
     let source = LocalSource::new(&opts.spec, PathPolicy::Trusted);
-    let mut bundle = match bundle::build(&source, &Overrides::default()).await {
+    let mut bundle = match bundle::build(&source, &Overrides::default(), &SpecLimits::DEFAULT).await
+    {
         Ok(b) => b,
         Err(e @ (BundleError::Invalid(_) | BundleError::File { .. })) => {
             eprintln!("{e}");
@@ -113,6 +115,12 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(n) = opts.agents {
+        if let Err(why) = SpecLimits::DEFAULT.check_agents(n.into()) {
+            eprintln!("herd: --agents: {why}");
+            return Ok(Exit::Invalid);
+        }
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let count = opts
         .agents

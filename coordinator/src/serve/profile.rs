@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use anyhow::Context as _;
+use messages::spec::SpecLimits;
 use transport::{BrokerUrl, TlsFiles};
 
 use super::notifier::{Notifier, Sink};
@@ -19,6 +20,8 @@ use crate::config::{AwsConfig, Profile, ServeConfig};
 pub struct Env {
     pub results_dir: PathBuf,
     pub default_agents: u32,
+    /// What one spec may ask for (`[limits]`).
+    pub limits: SpecLimits,
     pub late_window_s: u64,
     /// The coordinator's broker and credentials.
     pub broker: BrokerUrl,
@@ -90,6 +93,7 @@ pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup>
                 env: Env {
                     results_dir: cfg.results_dir.clone(),
                     default_agents: cfg.agents.unwrap_or(cores),
+                    limits: cfg.limits.spec_limits(),
                     late_window_s: cfg.late_window_s,
                     broker,
                     tls: tls.clone(),
@@ -193,6 +197,7 @@ async fn aws(cfg: &ServeConfig, mut tls: TlsFiles, program: PathBuf) -> anyhow::
         env: Env {
             results_dir: cfg.results_dir.clone(),
             default_agents: cfg.agents.unwrap_or(1),
+            limits: cfg.limits.spec_limits(),
             late_window_s: cfg.late_window_s,
             broker,
             tls,
