@@ -41,6 +41,58 @@ fn validate_reports_every_problem_with_file_line_and_column() {
 }
 
 #[test]
+fn validate_and_run_refuse_what_is_over_the_limits_with_a_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, text: &str, args: &[&str], want: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(herd()).args(args).arg(&path).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let want = want.replace("{p}", &path.display().to_string());
+        assert!(err.contains(&want), "missing {want:?} in {err}");
+    };
+    let mut laughs = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for (x, y) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+    {
+        laughs.push_str(&format!(
+            "{y}: &{y} [{}]\n",
+            vec![format!("*{x}"); 10].join(", ")
+        ));
+    }
+    check("laughs.yaml", &laughs, &["validate"], "{p}:5:");
+    check(
+        "laughs2.yaml",
+        &laughs,
+        &["validate"],
+        "more than 100000 YAML values",
+    );
+    let spec = "name: 'a#b'\ntarget: http://127.0.0.1:1\nscenario: [{request: GET /}]\nload: {executor: constant-vus, vus: 1000000000000, duration: 1s}\nagents: [{region: us-east-1, count: 4000000000}]\n";
+    for (args, file) in [
+        (&["validate"][..], "over.yaml"),
+        (&["run"][..], "over2.yaml"),
+    ] {
+        check(file, spec, args, "{p}:1:7: name: \"a#b\" contains '#'");
+        check(file, spec, args, "{p}:4:37: load.vus: 1000000000000 is more than the limit of 100000 VUs (raise [limits] vus in the serve config)");
+        check(
+            file,
+            spec,
+            args,
+            "{p}:5:37: agents[0].count: 4000000000 is more than the limit of 10000 agents",
+        );
+    }
+    let ok = "name: ok\ntarget: http://127.0.0.1:1\nscenario: [{request: GET /}]\nload: {executor: constant-vus, vus: 1, duration: 1s}\n";
+    check(
+        "ok.yaml",
+        ok,
+        &["run", "--agents", "4000000000"],
+        "herd: --agents: 4000000000 is more than the limit of 10000 agents",
+    );
+}
+
+#[test]
 fn validate_accepts_the_example_specs() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../loadtest-specs");
     let mut n = 0;

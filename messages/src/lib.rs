@@ -1,6 +1,7 @@
 //! The herd contract: everything two herd processes must agree on, and nothing that does I/O.
 //!
-//! - [`spec`]: the user's test spec (model, parsing from YAML/JSON with positioned errors, validation).
+//! - [`spec`]: the user's test spec (model, parsing from YAML/JSON with positioned errors,
+//!   validation, and the [`SpecLimits`] every count, rate and duration is capped by).
 //! - [`template`]: `{{var}}` templates used in URLs, headers and bodies, parsed once.
 //! - [`threshold`]: threshold expressions (`p95 < 500ms`) and their evaluation.
 //! - [`split`]: how one spec's load is divided exactly across N agents.
@@ -27,4 +28,4 @@ pub mod threshold;
 pub mod topics;
 pub mod wire;
 
-pub use spec::{parse_spec, Spec, SpecError, SpecIssue};
+pub use spec::{parse_spec, parse_spec_with, Spec, SpecError, SpecIssue, SpecLimits};

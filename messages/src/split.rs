@@ -65,7 +65,7 @@ pub fn split(e: &Executor, count: u32) -> Vec<Share> {
                 vu_offset: offset,
                 executor,
             };
-            offset += max_vus(&share.executor);
+            offset = offset.saturating_add(max_vus(&share.executor));
             share
         })
         .collect()

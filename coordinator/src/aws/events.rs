@@ -274,15 +274,18 @@ fn pipeline_run(v: &Value) -> Result<Intent, Poison> {
         for (k, val) in o {
             match k.as_str() {
                 "agents" => {
+                    // The serve config's [limits] agents is checked where the spec is
+                    // (bundle::build), so a run over it is rejected, not poison.
                     let n = val
                         .as_u64()
-                        .filter(|n| (1..=10_000).contains(n))
+                        .and_then(|n| u32::try_from(n).ok())
+                        .filter(|n| *n >= 1)
                         .ok_or_else(|| {
                             Poison(format!(
-                                "detail.overrides.agents: {val} is not a number from 1 to 10000"
+                                "detail.overrides.agents: {val} is not a number of agents (a whole number from 1)"
                             ))
                         })?;
-                    overrides.agents = Some(n as u32);
+                    overrides.agents = Some(n);
                 }
                 "target_url" => {
                     let u = val.as_str().ok_or_else(|| {

@@ -454,6 +454,9 @@ fn sign_with_ca(ca_pem: &str, ca_key: &str, cn: &str) -> Result<(String, String)
     let key = rcgen::KeyPair::generate().map_err(|x| e(format!("key: {x}")))?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
         .map_err(|x| e(format!("params: {x}")))?;
+    // X.509 caps a common name at 64 characters (RFC 5280 ub-common-name) and a thing name
+    // may be longer; the CN only labels the certificate (the policy checks the thing).
+    let cn: String = cn.chars().take(64).collect();
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, cn);
@@ -482,6 +485,25 @@ mod tests {
         ));
         assert!(text.contains("client/${iot:Connection.Thing.ThingName}"));
         assert!(!text.contains("${Run}") && !text.contains("${Region}"));
+    }
+
+    #[test]
+    fn the_longest_spec_name_still_makes_valid_thing_and_policy_names() {
+        let name = "n".repeat(messages::spec::MAX_NAME_LEN);
+        messages::spec::check_name(&name).expect("a valid spec name");
+        let run = crate::clock::run_id(&name, Some(u32::MAX));
+        // CreateThing: [a-zA-Z0-9:_-]+, at most 128; the MQTT client id is the same string.
+        let thing = agent_client_id(&run, u32::MAX);
+        assert!(thing.len() <= 128, "{} characters: {thing}", thing.len());
+        assert!(
+            thing
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-')),
+            "{thing}"
+        );
+        // CreatePolicy: [\w+=,.@-]+, at most 128.
+        let policy = format!("herd-{run}");
+        assert!(policy.len() <= 128, "{policy}");
     }
 
     #[test]

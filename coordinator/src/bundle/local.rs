@@ -171,6 +171,7 @@ impl Source for LocalSource {
 mod tests {
     use super::*;
     use crate::bundle::{build, BundleError, Overrides};
+    use messages::spec::SpecLimits;
 
     fn spec_with_data(dir: &Path, file: &str) -> PathBuf {
         let spec = dir.join("spec.yaml");
@@ -186,7 +187,13 @@ mod tests {
 
     async fn refusal(dir: &Path, file: &str) -> String {
         let spec = spec_with_data(dir, file);
-        match build(&LocalSource::new(&spec), &Overrides::default()).await {
+        match build(
+            &LocalSource::new(&spec),
+            &Overrides::default(),
+            &SpecLimits::DEFAULT,
+        )
+        .await
+        {
             Err(e @ BundleError::File { .. }) => e.to_string(),
             other => panic!("{file}: expected a refused file, got {other:?}"),
         }
@@ -207,6 +214,7 @@ mod tests {
         let ok = build(
             &LocalSource::new(&spec_with_data(&dir, "users.csv")),
             &Overrides::default(),
+            &SpecLimits::DEFAULT,
         )
         .await
         .expect("a file beside the spec");

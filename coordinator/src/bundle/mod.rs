@@ -7,12 +7,15 @@
 //! - [`MAX_SPEC_BYTES`]: the spec text.
 //! - [`MAX_BUNDLE_BYTES`]: all data and script files together, so that the Assign carrying
 //!   them fits the wire's [`messages::wire::MAX_MESSAGE_BYTES`].
-//! - [`MAX_FILES`]: files in a script folder or zip.
+//! - [`MAX_FILES`]: files in a script folder or zip; [`zip::MAX_RATIO`]: how far a zip entry,
+//!   or the whole archive, may unpack.
+//! - The spec itself is read within the [`SpecLimits`] `build` is given (the defaults for
+//!   `herd run`, `herd validate` and `herd agent --standalone`; `[limits]` for `herd serve`).
 
 pub mod local;
 pub mod zip;
 
-use messages::spec::{parse_spec, Spec, SCRIPT_FILE};
+use messages::spec::{parse_spec_with, Spec, SpecLimits, SCRIPT_FILE};
 use messages::wire::DataFile;
 
 /// Largest spec text read.
@@ -157,9 +160,13 @@ pub fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads the spec and every file it names from `source`, applies `overrides`, and checks
-/// paths and sizes.
-pub async fn build(source: &impl Source, overrides: &Overrides) -> Result<SpecBundle, BundleError> {
+/// Reads the spec and every file it names from `source` within `limits`, applies `overrides`
+/// (checked against the same limits), and checks paths and sizes.
+pub async fn build(
+    source: &impl Source,
+    overrides: &Overrides,
+    limits: &SpecLimits,
+) -> Result<SpecBundle, BundleError> {
     let origin = source.origin().to_string();
     let unusable = |what: &str, e: SourceError| match e {
         SourceError::Transient(reason) => BundleError::Transient {
@@ -181,10 +188,13 @@ pub async fn build(source: &impl Source, overrides: &Overrides) -> Result<SpecBu
             }
             transient => unusable("spec", transient),
         })?;
-    let mut spec = parse_spec(&text).map_err(|e| {
+    let mut spec = parse_spec_with(&text, limits).map_err(|e| {
         BundleError::Invalid(e.issues().iter().map(|i| format!("{origin}:{i}")).collect())
     })?;
     if let Some(n) = overrides.agents {
+        limits.check_agents(n.into()).map_err(|why| {
+            BundleError::Invalid(vec![format!("{origin}: overrides.agents: {why}")])
+        })?;
         spec.agents = messages::spec::Agents::Count(n);
     }
     if let Some(u) = &overrides.target_url {
@@ -263,6 +273,55 @@ pub async fn build(source: &impl Source, overrides: &Overrides) -> Result<SpecBu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn inline(text: &str) -> InlineSource {
+        InlineSource {
+            text: text.to_string(),
+            origin: "event".into(),
+        }
+    }
+
+    const SPEC: &str = "name: t\ntarget: http://x\nscenario: [{request: GET /}]\nload: {executor: constant-vus, vus: 200000, duration: 1s}\n";
+
+    #[tokio::test]
+    async fn specs_are_read_within_the_limits_build_is_given() {
+        let none = Overrides::default();
+        let e = build(&inline(SPEC), &none, &SpecLimits::DEFAULT)
+            .await
+            .expect_err("over the default");
+        assert_eq!(
+            e.lines(),
+            vec!["event:4:37: load.vus: 200000 is more than the limit of 100000 VUs (raise [limits] vus in the serve config)"]
+        );
+        let raised = SpecLimits {
+            vus: 200_000,
+            ..SpecLimits::DEFAULT
+        };
+        let b = build(&inline(SPEC), &none, &raised).await.expect("raised");
+        assert_eq!(messages::split::max_vus(&b.spec.load.executor), 200_000);
+    }
+
+    #[tokio::test]
+    async fn an_agents_override_is_checked_against_the_same_limit() {
+        let ok = SPEC.replace("200000", "1");
+        let over = Overrides {
+            agents: Some(20_000),
+            ..Overrides::default()
+        };
+        let e = build(&inline(&ok), &over, &SpecLimits::DEFAULT)
+            .await
+            .expect_err("over");
+        assert_eq!(
+            e.lines(),
+            vec!["event: overrides.agents: 20000 is more than the limit of 10000 agents (raise [limits] agents in the serve config)"]
+        );
+        let raised = SpecLimits {
+            agents: 20_000,
+            ..SpecLimits::DEFAULT
+        };
+        let b = build(&inline(&ok), &over, &raised).await.expect("raised");
+        assert_eq!(b.spec.agents.total(), Some(20_000));
+    }
 
     #[test]
     fn paths_stay_below_the_spec() {

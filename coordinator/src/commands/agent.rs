@@ -9,6 +9,7 @@ use std::time::Duration;
 use agent::link::Credentials;
 use anyhow::Context as _;
 use demo_target::{Target, TargetConfig};
+use messages::spec::SpecLimits;
 use tokio::sync::watch;
 use transport::keys::{AgentKeys, PublicKey, Secret};
 use transport::{BrokerUrl, TlsFiles};
@@ -83,7 +84,8 @@ async fn standalone(
     mut interrupts: Interrupts,
 ) -> anyhow::Result<Exit> {
     let source = LocalSource::new(path);
-    let mut bundle = match bundle::build(&source, &Overrides::default()).await {
+    let mut bundle = match bundle::build(&source, &Overrides::default(), &SpecLimits::DEFAULT).await
+    {
         Ok(b) => b,
         Err(e @ (BundleError::Invalid(_) | BundleError::File { .. })) => {
             eprintln!("{e}");

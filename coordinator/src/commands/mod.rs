@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use demo_target::TargetConfig;
+use messages::spec::SpecLimits;
 
 use crate::bundle::{self, local::LocalSource, BundleError, Overrides};
 use crate::exit::Exit;
@@ -21,7 +22,7 @@ use crate::signals::Interrupts;
 /// names are read and checked too.
 pub async fn validate(path: &Path) -> anyhow::Result<Exit> {
     let source = LocalSource::new(path);
-    match bundle::build(&source, &Overrides::default()).await {
+    match bundle::build(&source, &Overrides::default(), &SpecLimits::DEFAULT).await {
         Ok(b) => {
             let spec = &b.spec;
             let what = match &spec.runner {

@@ -12,6 +12,7 @@ use actix::prelude::*;
 use anyhow::Context as _;
 use demo_target::{Target, TargetConfig, TargetStats};
 use messages::policy::TargetPolicy;
+use messages::spec::SpecLimits;
 use tokio::sync::oneshot;
 use transport::{BrokerUrl, TlsFiles};
 
@@ -119,7 +120,8 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
         }
     };
     let source = LocalSource::new(&opts.spec);
-    let mut bundle = match bundle::build(&source, &Overrides::default()).await {
+    let mut bundle = match bundle::build(&source, &Overrides::default(), &SpecLimits::DEFAULT).await
+    {
         Ok(b) => b,
         Err(e @ (BundleError::Invalid(_) | BundleError::File { .. })) => {
             eprintln!("{e}");
@@ -127,6 +129,12 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(n) = opts.agents {
+        if let Err(why) = SpecLimits::DEFAULT.check_agents(n.into()) {
+            eprintln!("herd: --agents: {why}");
+            return Ok(Exit::Invalid);
+        }
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let count = opts
         .agents

@@ -436,8 +436,10 @@ impl RunMachine {
                 self.cancel_reason = Some(reason.clone());
                 self.effects.push(Effect::Stop { reason });
                 self.state = RunState::Draining;
-                let wait = self.cfg.graceful_stop_ms + self.cfg.timing.stop_extra_ms;
-                self.arm(Timer::Stop, now + wait);
+                // Spec values are within their limits; saturate all the same, never wrap.
+                let wait =
+                    (self.cfg.graceful_stop_ms).saturating_add(self.cfg.timing.stop_extra_ms);
+                self.arm(Timer::Stop, now.saturating_add(wait));
             }
             RunState::Accepted | RunState::Launching | RunState::WaitingForAgents => {
                 self.effects.push(Effect::Stop {
@@ -533,7 +535,14 @@ impl RunMachine {
         }
         self.state = RunState::Running;
         let t = &self.cfg.timing;
-        let end = at_ms + self.cfg.planned_ms + self.cfg.graceful_stop_ms + t.overrun_grace_ms;
+        // Spec values are within their limits; saturate all the same, never wrap.
+        let end = [
+            self.cfg.planned_ms,
+            self.cfg.graceful_stop_ms,
+            t.overrun_grace_ms,
+        ]
+        .into_iter()
+        .fold(at_ms, u64::saturating_add);
         self.arm(Timer::Run, end);
     }
 

@@ -45,14 +45,14 @@ pub async fn prepare(env: &Env, req: &RunRequest) -> Result<Prepared, PrepareErr
     let mut b = match &req.spec {
         SpecSource::File { path, data_dir } => {
             let src = LocalSource::with_dir(path, data_dir.clone()).origin_as(req.origin.clone());
-            bundle::build(&src, &req.overrides).await?
+            bundle::build(&src, &req.overrides, &env.limits).await?
         }
         SpecSource::Inline(text) => {
             let src = bundle::InlineSource {
                 text: text.clone(),
                 origin: req.origin.clone(),
             };
-            bundle::build(&src, &req.overrides).await?
+            bundle::build(&src, &req.overrides, &env.limits).await?
         }
         SpecSource::S3 {
             bucket,
@@ -74,7 +74,7 @@ pub async fn prepare(env: &Env, req: &RunRequest) -> Result<Prepared, PrepareErr
                 version: version.clone(),
                 origin: req.origin.clone(),
             };
-            bundle::build(&src, &req.overrides).await?
+            bundle::build(&src, &req.overrides, &env.limits).await?
         }
     };
     if b.spec.target.builtin {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use anyhow::Context as _;
 use messages::policy::TargetPolicy;
+use messages::spec::SpecLimits;
 use transport::{BrokerUrl, TlsFiles};
 
 use super::notifier::{Notifier, Sink};
@@ -25,6 +26,8 @@ pub struct Env {
     pub broker_login: bool,
     pub results_dir: PathBuf,
     pub default_agents: u32,
+    /// What one spec may ask for (`[limits]`).
+    pub limits: SpecLimits,
     pub late_window_s: u64,
     /// The coordinator's broker and credentials.
     pub broker: BrokerUrl,
@@ -108,6 +111,7 @@ pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup>
                     broker_login: cfg.broker.url.is_none(),
                     results_dir: cfg.results_dir.clone(),
                     default_agents: cfg.agents.unwrap_or(cores),
+                    limits: cfg.limits.spec_limits(),
                     late_window_s: cfg.late_window_s,
                     broker,
                     tls: tls.clone(),
@@ -221,6 +225,7 @@ async fn aws(
             broker_login: false,
             results_dir: cfg.results_dir.clone(),
             default_agents: cfg.agents.unwrap_or(1),
+            limits: cfg.limits.spec_limits(),
             late_window_s: cfg.late_window_s,
             broker,
             tls,

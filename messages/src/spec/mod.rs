@@ -2,11 +2,13 @@
 //! that turns one into the other while collecting every problem ([`decode`]).
 
 mod decode;
+pub mod limits;
 pub mod model;
 pub mod node;
 
 use std::fmt;
 
+pub use limits::{check_name, SpecLimits, MAX_NAME_LEN};
 pub use model::*;
 
 /// One problem in a spec, with where it is.
@@ -62,23 +64,45 @@ impl SpecError {
 }
 
 /// Parses and validates a spec written in YAML or JSON (JSON is read as YAML 1.2 so positions
-/// are kept; JSON that YAML cannot read falls back to a JSON parser).
+/// are kept; JSON that YAML cannot read falls back to a JSON parser), within the default
+/// [`SpecLimits`].
 pub fn parse_spec(src: &str) -> Result<Spec, SpecError> {
-    let root = match node::parse_yaml(src) {
-        Ok(n) => n,
-        Err(yaml_err) => match serde_json::from_str::<serde_json::Value>(src) {
-            Ok(v) => node::from_json(&v),
-            Err(_) => {
-                return Err(SpecError::Syntax {
-                    line: yaml_err.pos.line,
-                    col: yaml_err.pos.col,
-                    message: yaml_err.message,
-                })
-            }
-        },
-    };
-    decode::spec(&root)
+    parse_spec_with(src, &SpecLimits::DEFAULT)
 }
 
+/// [`parse_spec`] within `limits` (`herd serve`'s `[limits]`).
+pub fn parse_spec_with(src: &str, limits: &SpecLimits) -> Result<Spec, SpecError> {
+    let root = match node::parse_yaml(src, limits) {
+        Ok(n) => n,
+        Err(e @ node::ReadError::Limit { .. }) => return Err(e.into()),
+        Err(yaml_err) => match serde_json::from_str::<serde_json::Value>(src) {
+            Ok(v) => node::from_json(&v, limits)?,
+            Err(_) => return Err(yaml_err.into()),
+        },
+    };
+    decode::spec(&root, limits)
+}
+
+impl From<node::ReadError> for SpecError {
+    fn from(e: node::ReadError) -> SpecError {
+        match e {
+            node::ReadError::Syntax { pos, message } => SpecError::Syntax {
+                line: pos.line,
+                col: pos.col,
+                message,
+            },
+            // Over a limit is not a syntax error: an issue like the decoder's.
+            node::ReadError::Limit { pos, message } => SpecError::Invalid(vec![SpecIssue {
+                path: String::new(),
+                line: pos.map(|p| p.line),
+                col: pos.map(|p| p.col),
+                message,
+            }]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod limits_tests;
 #[cfg(test)]
 mod tests;

@@ -278,13 +278,16 @@ impl Executor {
     }
 
     /// The planned length of the load phase (without graceful stop); for iteration-based
-    /// executors, their `max_duration`.
+    /// executors, their `max_duration`. A parsed spec's is within its limits; one built
+    /// otherwise saturates rather than wraps.
     pub fn planned_ms(&self) -> u64 {
         match self {
             Executor::ConstantVus { duration_ms, .. }
             | Executor::ConstantArrivalRate { duration_ms, .. } => *duration_ms,
             Executor::RampingVus { stages, .. } | Executor::RampingArrivalRate { stages, .. } => {
-                stages.iter().map(|s| s.duration_ms).sum()
+                stages
+                    .iter()
+                    .fold(0, |sum, s| sum.saturating_add(s.duration_ms))
             }
             Executor::PerVuIterations {
                 max_duration_ms, ..
@@ -319,12 +322,13 @@ pub struct RegionAgents {
 }
 
 impl Agents {
-    /// Total agents, or `None` when the runner decides.
+    /// Total agents, or `None` when the runner decides. A parsed spec's is within its limits;
+    /// one built otherwise saturates rather than wraps.
     pub fn total(&self) -> Option<u32> {
         match self {
             Agents::Default => None,
             Agents::Count(n) => Some(*n),
-            Agents::Regions(r) => Some(r.iter().map(|r| r.count).sum()),
+            Agents::Regions(r) => Some(r.iter().fold(0, |sum, r| sum.saturating_add(r.count))),
         }
     }
 

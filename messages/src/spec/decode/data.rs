@@ -2,14 +2,22 @@
 
 use std::collections::BTreeMap;
 
-use super::fields::{child, nonempty_string, one_of, Errs, Map};
+use super::fields::{child, nonempty_string, not_too_many, one_of, Errs, Map};
+use crate::spec::limits::SpecLimits;
 use crate::spec::model::{DataMode, DataSource, OnEnd};
 use crate::spec::node::Node;
 
-pub(super) fn data(n: &Node, path: &str, errs: &mut Errs) -> BTreeMap<String, DataSource> {
+pub(super) fn data(
+    n: &Node,
+    path: &str,
+    lim: &SpecLimits,
+    errs: &mut Errs,
+) -> BTreeMap<String, DataSource> {
     let Some(map) = Map::new(n, path, errs) else {
         return BTreeMap::new();
     };
+    let (len, max) = (map.entries.len(), lim.data_sources);
+    not_too_many(len, max, "data sources", "data_sources", n, path, errs);
     let mut out = BTreeMap::new();
     for (name, _, v) in map.entries {
         let p = child(path, name);

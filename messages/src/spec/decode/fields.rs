@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::spec::limits::{over, show_ms, SpecLimits};
 use crate::spec::node::{Kind, Node, Pos};
 use crate::spec::SpecIssue;
 
@@ -160,6 +161,15 @@ pub(super) fn nonempty_string(n: &Node, path: &str, errs: &mut Errs) -> Option<S
 pub(super) fn uint(n: &Node, path: &str, errs: &mut Errs) -> Option<u64> {
     match &n.kind {
         Kind::Int(i) if *i >= 0 => Some(*i as u64),
+        // YAML reads whole numbers past i64 as floats.
+        Kind::Float(f) if *f >= 9_223_372_036_854_775_808.0 && f.fract() == 0.0 => {
+            errs.at(
+                path,
+                n.pos,
+                format!("{} is far too large a number here", n.show()),
+            );
+            None
+        }
         Kind::Int(i) => {
             errs.at(
                 path,
@@ -221,7 +231,8 @@ pub(super) fn boolean(n: &Node, path: &str, errs: &mut Errs) -> Option<bool> {
     }
 }
 
-pub(super) fn duration(n: &Node, path: &str, errs: &mut Errs) -> Option<u64> {
+/// A duration of at most `lim.duration_ms`, in milliseconds.
+pub(super) fn duration(n: &Node, path: &str, lim: &SpecLimits, errs: &mut Errs) -> Option<u64> {
     let bad = |errs: &mut Errs| {
         errs.at(
             path,
@@ -232,29 +243,91 @@ pub(super) fn duration(n: &Node, path: &str, errs: &mut Errs) -> Option<u64> {
             ),
         )
     };
-    match &n.kind {
-        Kind::Int(0) => Some(0),
+    let ms = match &n.kind {
+        Kind::Int(0) => 0,
         Kind::Str(s) => match humantime::parse_duration(s.trim()) {
-            Ok(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            Ok(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
             Err(_) => {
                 bad(errs);
-                None
+                return None;
             }
         },
         _ => {
             bad(errs);
-            None
+            return None;
         }
-    }
+    };
+    duration_within(ms, lim, n, path, errs)
 }
 
-pub(super) fn positive_duration(n: &Node, path: &str, errs: &mut Errs) -> Option<u64> {
-    let d = duration(n, path, errs)?;
+/// `ms` when it is at most `lim.duration_ms`.
+fn duration_within(
+    ms: u64,
+    lim: &SpecLimits,
+    n: &Node,
+    path: &str,
+    errs: &mut Errs,
+) -> Option<u64> {
+    if ms > lim.duration_ms {
+        errs.at(
+            path,
+            n.pos,
+            over(show_ms(ms), &show_ms(lim.duration_ms), "duration_s"),
+        );
+        return None;
+    }
+    Some(ms)
+}
+
+pub(super) fn positive_duration(
+    n: &Node,
+    path: &str,
+    lim: &SpecLimits,
+    errs: &mut Errs,
+) -> Option<u64> {
+    let d = duration(n, path, lim, errs)?;
     if d == 0 {
         errs.at(path, n.pos, "must be longer than 0s");
         return None;
     }
     Some(d)
+}
+
+/// `v` when it is at most `max` `unit`s; otherwise an issue naming the limit and the `[limits]`
+/// `key` that raises it.
+pub(super) fn within(
+    v: u64,
+    max: u64,
+    unit: &str,
+    key: &str,
+    n: &Node,
+    path: &str,
+    errs: &mut Errs,
+) -> Option<u64> {
+    if v > max {
+        errs.at(path, n.pos, over(v, &format!("{max} {unit}"), key));
+        return None;
+    }
+    Some(v)
+}
+
+/// Reports a list longer than `max` (its items are still read, so every problem shows).
+pub(super) fn not_too_many(
+    len: usize,
+    max: usize,
+    unit: &str,
+    key: &str,
+    n: &Node,
+    path: &str,
+    errs: &mut Errs,
+) {
+    if len > max {
+        errs.at(
+            path,
+            n.pos,
+            over(format!("{len} {unit}"), &max.to_string(), key),
+        );
+    }
 }
 
 pub(super) fn string_pairs(n: &Node, path: &str, errs: &mut Errs) -> Vec<(String, String)> {

@@ -15,20 +15,21 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use self::agents::agents;
 use self::data::data;
-use self::fields::{list, nonempty_string, percent, string_pairs, uint, Errs, Map};
+use self::fields::{list, nonempty_string, not_too_many, percent, string_pairs, uint, Errs, Map};
 use self::load::load;
 use self::runner::runner;
 use self::scenario::step;
 use self::target::target;
 use self::thresholds::threshold;
+use super::limits::{check_name, SpecLimits};
 use super::model::{Agents, Body, Spec};
 use super::node::{Kind, Node, Pos};
 use super::SpecError;
 use crate::template::{Template, BUILTINS};
 
-pub(super) fn spec(root: &Node) -> Result<Spec, SpecError> {
+pub(super) fn spec(root: &Node, lim: &SpecLimits) -> Result<Spec, SpecError> {
     let mut errs = Errs(Vec::new());
-    let spec = spec_inner(root, &mut errs);
+    let spec = spec_inner(root, lim, &mut errs);
     match spec {
         Some(s) if errs.0.is_empty() => Ok(s),
         _ => {
@@ -40,7 +41,7 @@ pub(super) fn spec(root: &Node) -> Result<Spec, SpecError> {
     }
 }
 
-fn spec_inner(root: &Node, errs: &mut Errs) -> Option<Spec> {
+fn spec_inner(root: &Node, lim: &SpecLimits, errs: &mut Errs) -> Option<Spec> {
     let mut m = Map::new(root, "", errs)?;
     if let Some((n, p)) = m.get("version") {
         if let Some(v) = uint(n, &p, errs) {
@@ -53,22 +54,17 @@ fn spec_inner(root: &Node, errs: &mut Errs) -> Option<Spec> {
             }
         }
     }
-    let name = m
-        .required("name", errs)
-        .and_then(|(n, p)| nonempty_string(n, &p, errs));
-    if let Some(name) = &name {
-        if name.contains('/') || name.chars().any(char::is_control) {
-            let (n, p) = m.get("name")?;
-            errs.at(
-                &p,
-                n.pos,
-                "must not contain `/` or control characters (it names result folders)",
-            );
+    let name = m.required("name", errs).and_then(|(n, p)| {
+        let name = nonempty_string(n, &p, errs)?;
+        if let Err(why) = check_name(&name) {
+            errs.at(&p, n.pos, why);
+            return None;
         }
-    }
+        Some(name)
+    });
     let target = m
         .required("target", errs)
-        .and_then(|(n, p)| target(n, &p, errs));
+        .and_then(|(n, p)| target(n, &p, lim, errs));
     let variables = m
         .get("variables")
         .map(|(n, p)| {
@@ -79,7 +75,7 @@ fn spec_inner(root: &Node, errs: &mut Errs) -> Option<Spec> {
         .unwrap_or_default();
     let data = m
         .get("data")
-        .map(|(n, p)| data(n, &p, errs))
+        .map(|(n, p)| data(n, &p, lim, errs))
         .unwrap_or_default();
     let runner = runner(&mut m, errs);
     let scenario_node = match (&runner, m.get("scenario")) {
@@ -103,10 +99,11 @@ fn spec_inner(root: &Node, errs: &mut Errs) -> Option<Spec> {
         if items.is_empty() && matches!(n.kind, Kind::Seq(_)) {
             errs.at(&p, n.pos, "needs at least one step");
         }
+        not_too_many(items.len(), lim.steps, "steps", "steps", n, &p, errs);
         items
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| step(s, &format!("{p}[{i}]"), errs))
+            .filter_map(|(i, s)| step(s, &format!("{p}[{i}]"), lim, errs))
             .collect::<Vec<_>>()
     });
     // A runner's scenario is its script.
@@ -116,16 +113,19 @@ fn spec_inner(root: &Node, errs: &mut Errs) -> Option<Spec> {
     };
     let load = m
         .required("load", errs)
-        .and_then(|(n, p)| load(n, &p, errs));
+        .and_then(|(n, p)| load(n, &p, lim, errs));
     let agents = match m.get("agents") {
         None => Some(Agents::Default),
-        Some((n, p)) => agents(n, &p, errs),
+        Some((n, p)) => agents(n, &p, lim, errs),
     };
     let step_names: BTreeSet<String> = scenario.iter().flatten().map(|s| s.name.clone()).collect();
     let thresholds = m
         .get("thresholds")
         .map(|(n, p)| {
-            list(n, &p, errs)
+            let items = list(n, &p, errs);
+            let max = lim.thresholds;
+            not_too_many(items.len(), max, "thresholds", "thresholds", n, &p, errs);
+            items
                 .iter()
                 .enumerate()
                 .filter_map(|(i, t)| threshold(t, &format!("{p}[{i}]"), &step_names, errs))

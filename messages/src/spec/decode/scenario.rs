@@ -1,13 +1,14 @@
 //! `scenario`: each step's request, checks, captures and think time.
 
 use super::fields::{duration, list, nonempty_string, string, string_pairs, uint, Errs, Map};
+use crate::spec::limits::SpecLimits;
 use crate::spec::model::{Body, Capture, CaptureFrom, Check, Request, Step, Think};
 use crate::spec::node::{to_json, Kind, Node, Pos};
 use crate::template::Template;
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
-pub(super) fn step(n: &Node, path: &str, errs: &mut Errs) -> Option<Step> {
+pub(super) fn step(n: &Node, path: &str, lim: &SpecLimits, errs: &mut Errs) -> Option<Step> {
     let mut m = Map::new(n, path, errs)?;
     let name = m
         .get("name")
@@ -35,7 +36,7 @@ pub(super) fn step(n: &Node, path: &str, errs: &mut Errs) -> Option<Step> {
                 .collect()
         })
         .unwrap_or_default();
-    let think = m.get("think").and_then(|(n, p)| think(n, &p, errs));
+    let think = m.get("think").and_then(|(n, p)| think(n, &p, lim, errs));
     m.finish(errs, " in a step");
     let request = request?;
     let name = name.unwrap_or_else(|| default_label(&request));
@@ -318,15 +319,15 @@ fn capture(n: &Node, path: &str, errs: &mut Errs) -> Option<Capture> {
     })
 }
 
-fn think(n: &Node, path: &str, errs: &mut Errs) -> Option<Think> {
+fn think(n: &Node, path: &str, lim: &SpecLimits, errs: &mut Errs) -> Option<Think> {
     if let Kind::Map(_) = n.kind {
         let mut m = Map::new(n, path, errs)?;
         let min = m
             .required("min", errs)
-            .and_then(|(n, p)| duration(n, &p, errs));
+            .and_then(|(n, p)| duration(n, &p, lim, errs));
         let max = m
             .required("max", errs)
-            .and_then(|(n, p)| duration(n, &p, errs));
+            .and_then(|(n, p)| duration(n, &p, lim, errs));
         m.finish(errs, " in think");
         let (min_ms, max_ms) = (min?, max?);
         if min_ms > max_ms {
@@ -335,5 +336,5 @@ fn think(n: &Node, path: &str, errs: &mut Errs) -> Option<Think> {
         }
         return Some(Think::Range { min_ms, max_ms });
     }
-    duration(n, path, errs).map(|ms| Think::Fixed { ms })
+    duration(n, path, lim, errs).map(|ms| Think::Fixed { ms })
 }

@@ -1,12 +1,14 @@
 //! `target`: the base URL, default headers and HTTP client options.
 
 use super::fields::{
-    boolean, child, nonempty_string, one_of, positive_duration, string_pairs, uint, Errs, Map,
+    boolean, child, nonempty_string, one_of, positive_duration, string_pairs, uint, within, Errs,
+    Map,
 };
+use crate::spec::limits::SpecLimits;
 use crate::spec::model::{HttpOptions, HttpVersion, Target};
 use crate::spec::node::{Kind, Node};
 
-pub(super) fn target(n: &Node, path: &str, errs: &mut Errs) -> Option<Target> {
+pub(super) fn target(n: &Node, path: &str, lim: &SpecLimits, errs: &mut Errs) -> Option<Target> {
     if let Kind::Str(_) = n.kind {
         let url = base_url(n, path, errs)?;
         return Some(Target {
@@ -46,7 +48,7 @@ pub(super) fn target(n: &Node, path: &str, errs: &mut Errs) -> Option<Target> {
         .unwrap_or_default();
     let http = m
         .get("http")
-        .map(|(n, p)| http_options(n, &p, errs))
+        .map(|(n, p)| http_options(n, &p, lim, errs))
         .unwrap_or_default();
     m.finish(errs, " in target");
     Some(Target {
@@ -81,7 +83,7 @@ fn base_url(n: &Node, path: &str, errs: &mut Errs) -> Option<String> {
     }
 }
 
-fn http_options(n: &Node, path: &str, errs: &mut Errs) -> HttpOptions {
+fn http_options(n: &Node, path: &str, lim: &SpecLimits, errs: &mut Errs) -> HttpOptions {
     let mut o = HttpOptions::default();
     let Some(mut m) = Map::new(n, path, errs) else {
         return o;
@@ -102,18 +104,23 @@ fn http_options(n: &Node, path: &str, errs: &mut Errs) -> HttpOptions {
     }
     if let Some(v) = m
         .get("timeout")
-        .and_then(|(n, p)| positive_duration(n, &p, errs))
+        .and_then(|(n, p)| positive_duration(n, &p, lim, errs))
     {
         o.timeout_ms = v;
     }
     if let Some(v) = m
         .get("connect_timeout")
-        .and_then(|(n, p)| positive_duration(n, &p, errs))
+        .and_then(|(n, p)| positive_duration(n, &p, lim, errs))
     {
         o.connect_timeout_ms = v;
     }
-    if let Some(v) = m.get("redirects").and_then(|(n, p)| uint(n, &p, errs)) {
-        o.max_redirects = u32::try_from(v).unwrap_or(u32::MAX);
+    if let Some(v) = m.get("redirects").and_then(|(n, p)| {
+        let v = uint(n, &p, errs)?;
+        let max = u64::from(lim.redirects);
+        within(v, max, "redirects", "redirects", n, &p, errs)
+    }) {
+        // Within `lim.redirects`, a u32.
+        o.max_redirects = u32::try_from(v).unwrap_or(lim.redirects);
     }
     if let Some(v) = m.get("insecure").and_then(|(n, p)| boolean(n, &p, errs)) {
         o.insecure = v;
