@@ -272,3 +272,32 @@ fn references_resolve_grouped_super_and_inline_paths() {
     assert!(refs.contains(&vec!["run".to_string(), "x".to_string()]));
     assert!(refs.contains(&vec!["aws".to_string(), "err_text".to_string()]));
 }
+
+/// Every test SECURITY.md names as the proof of a defence exists: the threat model cannot point
+/// at a test that was renamed or deleted.
+#[test]
+fn every_test_the_threat_model_names_exists() {
+    let model = std::fs::read_to_string(root().join("SECURITY.md")).expect("SECURITY.md");
+    let mut code = String::new();
+    for dir in ["messages", "transport", "agent", "coordinator", "demo-target", "tests"] {
+        let mut files = Vec::new();
+        rust_files(&root().join(dir), &mut files);
+        for f in files {
+            code.push_str(&std::fs::read_to_string(&f).unwrap_or_default());
+        }
+    }
+    let mut missing = Vec::new();
+    for row in model.lines().filter(|l| l.starts_with("| ")) {
+        let Some(last) = row.trim_end_matches('|').rsplit('|').next() else {
+            continue;
+        };
+        for name in last.split('`').skip(1).step_by(2) {
+            let is_test_name = name.matches('_').count() >= 3
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if is_test_name && !code.contains(&format!("fn {name}(")) {
+                missing.push(name.to_string());
+            }
+        }
+    }
+    assert!(missing.is_empty(), "SECURITY.md names tests that do not exist: {missing:?}");
+}
