@@ -141,13 +141,13 @@ impl Fold {
                 .unwrap_or_else(|| "local".into());
             let r = self.by_region.entry(region).or_default();
             for l in &labels {
-                l.merge_into(r)?;
+                l.merge_into(r);
             }
         }
         if self.finalized_upto.is_some_and(|f| b.second <= f) {
             // Its second is final: count it in the totals only.
             for l in &labels {
-                l.merge_into(self.totals.entry(l.label.clone()).or_default())?;
+                l.merge_into(self.totals.entry(l.label.clone()).or_default());
             }
             self.late_batches += 1;
             return Ok(Added::Late);
@@ -177,7 +177,7 @@ impl Fold {
         let labels = o
             .labels
             .iter()
-            .filter_map(|(k, d)| Some((k.clone(), d.to_stats().ok()?)))
+            .map(|(k, d)| (k.clone(), d.to_stats()))
             .collect();
         Some(row(s, o, &labels))
     }
@@ -230,7 +230,7 @@ impl Fold {
             if let Some(o) = self.open.remove(&s) {
                 let mut labels = BTreeMap::new();
                 for (label, d) in &o.labels {
-                    let st = d.to_stats()?;
+                    let st = d.to_stats();
                     merge_into(&mut self.totals, label, &st)?;
                     labels.insert(label.clone(), st);
                 }
