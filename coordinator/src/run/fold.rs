@@ -479,3 +479,7 @@ mod tests {
 #[cfg(test)]
 #[path = "fold_bounds_tests.rs"]
 mod bounds_tests;
+
+#[cfg(test)]
+#[path = "fold_fuzz_tests.rs"]
+mod fuzz_tests;
