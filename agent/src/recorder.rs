@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use messages::bounds::{clip_label, MAX_VUS};
+use messages::hist::clamp_latency;
 use messages::metrics::{LabelStats, MetricBatch};
 use tokio::sync::mpsc;
 
@@ -274,11 +276,11 @@ impl Recorder {
                     .filter_map(|(i, l)| {
                         Some(
                             l.as_ref()?
-                                .to_wire(labels.get(i).map_or("?", String::as_str)),
+                                .to_wire(clip_label(labels.get(i).map_or("?", String::as_str))),
                         )
                     })
                     .collect(),
-                vus: active.load(Ordering::Relaxed),
+                vus: active.load(Ordering::Relaxed).min(MAX_VUS),
                 iterations: s.iterations,
                 dropped_iterations: s.dropped,
             };
@@ -359,9 +361,11 @@ fn fold(sec: &mut Second, c: Chunk) {
 }
 
 /// Records into an auto-resizing histogram; `saturating_record` would clamp to the current
-/// range instead of growing it.
+/// range instead of growing it. Latencies are clamped to what the coordinator accepts
+/// (`messages::hist::MAX_LATENCY_US`, ~19 h), as label names are clipped when a batch is made
+/// (`messages::bounds`): a batch this recorder makes always passes `MetricBatch::check`.
 fn record_latency(h: &mut hdrhistogram::Histogram<u64>, us: u64) {
-    let v = us.max(1);
+    let v = clamp_latency(us);
     if h.record(v).is_err() {
         h.saturating_record(v);
     }

@@ -5,7 +5,9 @@
 //! - [`template`]: `{{var}}` templates used in URLs, headers and bodies, parsed once.
 //! - [`threshold`]: threshold expressions (`p95 < 500ms`) and their evaluation.
 //! - [`split`]: how one spec's load is divided exactly across N agents.
-//! - [`metrics`]: per-second metric batches and the exact, associative merge of their stats.
+//! - [`metrics`]: per-second metric batches and the exact, associative merge of their stats;
+//!   [`hist`]: herd's latency histogram layout and a strict reader of its V2 bytes;
+//!   [`bounds`]: what a batch may hold, checked before it is used (`MetricBatch::check`).
 //! - [`wire`]: the versioned bincode envelope and every agent ↔ coordinator message body.
 //! - [`topics`]: MQTT topic names.
 //! - [`policy`]: the target policy: where load may go, checked on URLs and connected addresses.
@@ -16,6 +18,8 @@
 //! Keeping this crate free of tokio and sockets is what lets the agent, the coordinator and the
 //! tests share one definition of the truth and test it without a runtime.
 
+pub mod bounds;
+pub mod hist;
 pub mod metrics;
 pub mod outcome;
 pub mod policy;

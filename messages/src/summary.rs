@@ -92,6 +92,9 @@ pub struct AgentSummary {
     /// When its load started, by its own clock (unix ms).
     pub started_at_ms: Option<u64>,
     pub batches_received: u64,
+    /// Its batches the coordinator rejected whole (out of bounds, inconsistent, or for a second
+    /// outside the run's window): left out of every number. An agent with any is not drained.
+    pub rejected_batches: u64,
     /// Batches it could not queue while its broker was away (reported in its `Finished`).
     pub batches_dropped_by_agent: u64,
 }

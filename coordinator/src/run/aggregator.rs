@@ -1,6 +1,7 @@
 //! `Aggregator`: one per run, the only writer of its results. Folds batches exactly
 //! ([`super::fold`]), feeds the live view every second, and tells the supervisor when an agent's
-//! batches are all in.
+//! batches are all in, or that one of them was rejected (logged and reported once per agent;
+//! the rest are counted in `Folded::rejected`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use actix::prelude::*;
 use messages::metrics::LabelStats;
 
 use super::fold::{Fold, Row};
-use super::protocol::{Drained, ExpectBatches, LiveRow};
+use super::protocol::{BatchesRejected, Drained, ExpectBatches, LiveRow, Started};
 use crate::bus::BatchIn;
 use crate::clock::unix_ms;
 
@@ -23,6 +24,8 @@ pub struct Folded {
     pub dropped: u64,
     pub late_batches: u64,
     pub batches: HashMap<u32, u64>,
+    /// Rejected batches by agent (only agents with any).
+    pub rejected: HashMap<u32, u64>,
 }
 
 /// End of run: finalize every second and hand over the results.
@@ -36,6 +39,7 @@ pub struct Aggregator {
     drained: HashSet<u32>,
     agents: u32,
     supervisor: Recipient<Drained>,
+    rejected: Recipient<BatchesRejected>,
     live: Recipient<LiveRow>,
 }
 
@@ -45,21 +49,31 @@ pub const LATE_WINDOW_S: u64 = 10;
 /// The live feed shows the second that ended this long ago (agents emit 250 ms after a second).
 const LIVE_LAG_S: u64 = 2;
 
+/// Where the aggregator reports to.
+pub struct AggregatorLinks {
+    pub drained: Recipient<Drained>,
+    pub rejected: Recipient<BatchesRejected>,
+    pub live: Recipient<LiveRow>,
+}
+
 impl Aggregator {
+    /// `accepted_at_ms`: when the run was accepted, the earliest second a batch may carry
+    /// (minus the late window) until `Started` gives the start.
     pub fn new(
         late_window_s: u64,
         agents: u32,
         regions: Vec<String>,
-        supervisor: Recipient<Drained>,
-        live: Recipient<LiveRow>,
+        accepted_at_ms: u64,
+        links: AggregatorLinks,
     ) -> Aggregator {
         Aggregator {
-            fold: Fold::new(late_window_s, regions),
+            fold: Fold::new(late_window_s, regions, accepted_at_ms / 1000),
             expected: HashMap::new(),
             drained: HashSet::new(),
             agents,
-            supervisor,
-            live,
+            supervisor: links.drained,
+            rejected: links.rejected,
+            live: links.live,
         }
     }
 
@@ -81,9 +95,7 @@ impl Actor for Aggregator {
             if let Some(row) = a.fold.peek(now_s.saturating_sub(LIVE_LAG_S)) {
                 a.live.do_send(LiveRow { row });
             }
-            if let Err(e) = a.fold.tick(now_s) {
-                tracing::error!(error = %e, "finalizing a second failed");
-            }
+            a.fold.tick(now_s);
         });
     }
 }
@@ -99,10 +111,35 @@ impl Handler<BatchIn> for Aggregator {
             );
             return;
         }
-        if let Err(e) = self.fold.add(msg.agent, msg.seq, &msg.batch) {
-            tracing::error!(agent = msg.agent, seq = msg.seq, error = %e, "corrupt metric batch ignored");
+        match self
+            .fold
+            .add(msg.agent, msg.seq, &msg.batch, unix_ms() / 1000)
+        {
+            Ok(_) => self.check_drained(msg.agent),
+            Err(e) if e.first => {
+                tracing::warn!(
+                    agent = e.agent,
+                    seq = e.seq,
+                    reason = %e.reason,
+                    "metric batch rejected whole: this agent's results are not exact and it will \
+                     not be drained; its further rejected batches are only counted \
+                     (rejected_batches in summary.json)"
+                );
+                self.rejected.do_send(BatchesRejected {
+                    agent: e.agent,
+                    reason: format!("batch {}: {}", e.seq, e.reason),
+                });
+            }
+            Err(_) => {}
         }
-        self.check_drained(msg.agent);
+    }
+}
+
+impl Handler<Started> for Aggregator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Started, _ctx: &mut Context<Self>) {
+        self.fold.started(msg.at_ms);
     }
 }
 
@@ -121,9 +158,7 @@ impl Handler<Finish> for Aggregator {
     fn handle(&mut self, _msg: Finish, ctx: &mut Context<Self>) -> Self::Result {
         // The run is over after this: stop ticking once the reply is out.
         ctx.stop();
-        if let Err(e) = self.fold.finish() {
-            tracing::error!(error = %e, "finalizing the series failed");
-        }
+        self.fold.finish();
         let batches = (0..self.agents)
             .map(|a| (a, self.fold.batches_from(a)))
             .collect();
@@ -135,6 +170,7 @@ impl Handler<Finish> for Aggregator {
             dropped: self.fold.dropped,
             late_batches: self.fold.late_batches,
             batches,
+            rejected: self.fold.rejected().clone(),
         })
     }
 }

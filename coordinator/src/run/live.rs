@@ -8,15 +8,8 @@ use serde_json::json;
 use transport::QoS;
 
 use super::fold::{Row, RowStats};
-use super::protocol::LiveRow;
+use super::protocol::{LiveRow, Started};
 use crate::bus::RunBus;
-
-/// The load started at this instant (unix ms); elapsed times count from it.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Started {
-    pub at_ms: u64,
-}
 
 pub struct LivePublisher {
     bus: RunBus,

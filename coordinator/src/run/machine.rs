@@ -149,6 +149,8 @@ pub struct Slot {
     pub finished_at_ms: Option<u64>,
     /// Batches it could not queue (from its Finished).
     pub dropped: u64,
+    /// Why the aggregator rejected the first of its batches that it rejected, if any.
+    pub rejected: Option<String>,
 }
 
 /// Deadlines the machine arms ([`Effect::Arm`]); each is checked again when it fires, so a
@@ -196,6 +198,12 @@ pub enum Event {
     /// The aggregator holds every batch the agent said it sent.
     Drained {
         agent: u32,
+    },
+    /// The aggregator rejected a batch of the agent (the first one: `reason`). Its data is not
+    /// exact, so it will not be drained; the drain deadline says why.
+    BatchesRejected {
+        agent: u32,
+        reason: String,
     },
     Cancel {
         reason: String,
@@ -248,6 +256,7 @@ impl RunMachine {
                 started_at_ms: None,
                 finished_at_ms: None,
                 dropped: 0,
+                rejected: None,
             })
             .collect();
         RunMachine {
@@ -346,6 +355,11 @@ impl RunMachine {
                     }
                 }
                 self.check_done();
+            }
+            Event::BatchesRejected { agent, reason } => {
+                if let Some(slot) = self.slots.get_mut(agent as usize) {
+                    slot.rejected.get_or_insert(reason);
+                }
             }
             Event::Cancel { reason } => self.cancel(reason, now),
             Event::Timer(t) => self.timer(t, now),
@@ -488,12 +502,15 @@ impl RunMachine {
                 }
             }
             Timer::Drain { agent } => {
-                if self
-                    .slots
-                    .get(agent as usize)
-                    .is_some_and(|s| s.state == SlotState::Finished)
-                {
-                    self.lose(agent, AgentLoss::BatchesMissing);
+                let Some(slot) = self.slots.get(agent as usize) else {
+                    return;
+                };
+                if slot.state == SlotState::Finished {
+                    let why = match &slot.rejected {
+                        Some(r) => AgentLoss::BatchesRejected(r.clone()),
+                        None => AgentLoss::BatchesMissing,
+                    };
+                    self.lose(agent, why);
                     self.check_done();
                 }
             }

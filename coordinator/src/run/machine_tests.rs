@@ -449,6 +449,19 @@ fn the_drain_deadline_loses_an_agent_whose_batches_never_came() {
 }
 
 #[test]
+fn the_drain_deadline_says_when_an_agents_batches_were_rejected() {
+    let mut r = Run::running(2, None);
+    let why = |n: u32| format!("batch {n}: second 0 is outside the run's window");
+    for (ms, reason) in [(5_000, why(3)), (6_000, why(4))] {
+        r.at(ms, Event::BatchesRejected { agent: 0, reason });
+    }
+    r.finished(12_000, 0, 11);
+    r.at(22_000, Event::Timer(Timer::Drain { agent: 0 }));
+    let lost = SlotState::Lost(AgentLoss::BatchesRejected(why(3)));
+    assert_eq!(r.slot(0), &lost, "the first reason");
+}
+
+#[test]
 fn the_drain_deadline_of_a_drained_agent_does_nothing() {
     let mut r = Run::running(2, None);
     r.finished(12_000, 0, 11);

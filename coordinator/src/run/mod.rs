@@ -37,7 +37,7 @@ use transport::TlsFiles;
 use crate::bundle::SpecBundle;
 use crate::bus::{Bus, BusError, Route, RunBus};
 use crate::clock::unix_ms;
-use aggregator::Aggregator;
+use aggregator::{Aggregator, AggregatorLinks};
 use live::LivePublisher;
 use machine::{MachineConfig, RunMachine, Timing};
 use protocol::{AgentCredentials, AgentExited, LaunchAgents, StopAgents};
@@ -155,12 +155,17 @@ pub async fn start_run(
         settings.quiet,
     )
     .start();
+    let accepted_at_ms = unix_ms();
     let agg = agg_ctx.run(Aggregator::new(
         settings.late_window_s,
         count,
         plan.regions.clone(),
-        sup.clone().recipient(),
-        live.clone().recipient(),
+        accepted_at_ms,
+        AggregatorLinks {
+            drained: sup.clone().recipient(),
+            rejected: sup.clone().recipient(),
+            live: live.clone().recipient(),
+        },
     ));
     let results = ResultsWriter::new(
         run_bus.clone(),
@@ -190,7 +195,7 @@ pub async fn start_run(
             min_healthy_pct: plan.spec.min_healthy_agents,
             timing: settings.timing,
         },
-        unix_ms(),
+        accepted_at_ms,
     );
     let deps = Deps {
         bus: run_bus.clone(),

@@ -96,6 +96,7 @@ pub fn build(facts: RunFacts<'_>, folded: Folded) -> FinalResult {
                 reason: why,
                 started_at_ms: s.started_at_ms,
                 batches_received: folded.batches.get(&index).copied().unwrap_or(0),
+                rejected_batches: folded.rejected.get(&index).copied().unwrap_or(0),
                 batches_dropped_by_agent: s.dropped,
             }
         })
@@ -258,10 +259,15 @@ mod tests {
             started_at_ms: Some(1_000),
             finished_at_ms: Some(2_000),
             dropped: 0,
+            rejected: None,
         }
     }
 
     fn result(state: RunState, spec: &Spec, slots: &[Slot]) -> FinalResult {
+        result_with(state, spec, slots, Folded::default())
+    }
+
+    fn result_with(state: RunState, spec: &Spec, slots: &[Slot], folded: Folded) -> FinalResult {
         build(
             RunFacts {
                 run_id: "t-1",
@@ -272,7 +278,7 @@ mod tests {
                 start_at_ms: Some(1_000),
                 ended_at_ms: 3_000,
             },
-            Folded::default(),
+            folded,
         )
     }
 
@@ -313,5 +319,24 @@ mod tests {
         );
         assert_eq!(sum.duration_s, 1.0);
         assert_eq!(sum.start_skew_ms, Some(0));
+    }
+
+    #[test]
+    fn rejected_batches_are_reported_per_agent_with_the_loss_they_caused() {
+        let s = spec("");
+        let why = AgentLoss::BatchesRejected("batch 2: 70000 labels, more than 65536".into());
+        let slots = [slot(SlotState::Drained), slot(SlotState::Lost(why))];
+        let folded = Folded {
+            rejected: std::collections::HashMap::from([(1, 3)]),
+            ..Folded::default()
+        };
+        let sum = result_with(RunState::Completed, &s, &slots, folded).summary();
+        assert_eq!(sum.agents[0].rejected_batches, 0);
+        assert_eq!(sum.agents[1].rejected_batches, 3);
+        assert_eq!(
+            sum.agents[1].reason.as_deref(),
+            Some("finished, but some of its batches were rejected (batch 2: 70000 labels, more than 65536)")
+        );
+        assert_eq!(sum.agents_lost, 1);
     }
 }

@@ -67,6 +67,23 @@ pub struct ExpectBatches {
     pub batches: u64,
 }
 
+/// The load starts at this instant (unix ms): the LivePublisher counts elapsed time from it,
+/// the Aggregator refuses batches for seconds before it (minus the late window).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Started {
+    pub at_ms: u64,
+}
+
+/// The aggregator tells the supervisor that a batch of an agent was rejected (sent once per
+/// agent, with the first reason): that agent's data is not exact, so it cannot be drained.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct BatchesRejected {
+    pub agent: u32,
+    pub reason: String,
+}
+
 /// The aggregator tells the supervisor it has every batch an agent said it sent.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

@@ -75,6 +75,8 @@ pub enum AgentLoss {
     },
     Overran,
     BatchesMissing,
+    /// Its batches did not all arrive because the aggregator rejected some (the first reason).
+    BatchesRejected(String),
     StopTimeout,
     /// Its process or task ended (the launcher's words).
     Exited(String),
@@ -93,6 +95,9 @@ impl std::fmt::Display for AgentLoss {
             AgentLoss::Overran => f.write_str("overran the planned duration"),
             AgentLoss::BatchesMissing => {
                 f.write_str("finished, but some of its batches never arrived")
+            }
+            AgentLoss::BatchesRejected(r) => {
+                write!(f, "finished, but some of its batches were rejected ({r})")
             }
             AgentLoss::StopTimeout => f.write_str("did not stop within the graceful stop"),
             AgentLoss::Exited(r) | AgentLoss::Failed(r) => f.write_str(r),
@@ -132,6 +137,10 @@ mod tests {
             }
             .to_string(),
             "agent 1 failed before the start: k6 not found"
+        );
+        assert_eq!(
+            AgentLoss::BatchesRejected("batch 3: 2 labels, more than 1".into()).to_string(),
+            "finished, but some of its batches were rejected (batch 3: 2 labels, more than 1)"
         );
         assert_eq!(
             Reason::BelowMinHealthy {

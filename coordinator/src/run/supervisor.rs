@@ -1,7 +1,8 @@
 //! `RunSupervisor`: one per run, the actor around [`RunMachine`]. It turns messages (agent
-//! status, launcher replies, the aggregator's `Drained`, cancels, timers) into machine events
-//! and the machine's effects into messages (control to agents, deadlines, the end). It decides
-//! nothing itself: what a run does is in `machine.rs`, tested without a runtime.
+//! status, launcher replies, the aggregator's `Drained` and `BatchesRejected`, cancels,
+//! timers) into machine events and the machine's effects into messages (control to agents,
+//! deadlines, the end). It decides nothing itself: what a run does is in `machine.rs`, tested
+//! without a runtime.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +13,12 @@ use messages::wire::{Assign, Body, Start, Stop};
 use tokio::sync::oneshot;
 
 use super::aggregator::{Aggregator, Finish};
-use super::live::{LivePublisher, Started};
+use super::live::LivePublisher;
 use super::machine::{Effect, Event, RunMachine, RunState};
 use super::outcome::{build, FinalResult, RunFacts};
-use super::protocol::{AgentExited, Drained, ExpectBatches, LaunchAgents, StopAgents};
+use super::protocol::{
+    AgentExited, BatchesRejected, Drained, ExpectBatches, LaunchAgents, Started, StopAgents,
+};
 use super::results::{ResultsError, ResultsWriter, WriteResults};
 use super::RunPlan;
 use crate::bus::{FromAgent, RunBus};
@@ -143,6 +146,7 @@ impl RunSupervisor {
             Effect::Start { at_ms } => {
                 self.control(Body::Start(Start { at_ms }));
                 self.deps.live.do_send(Started { at_ms });
+                self.deps.aggregator.do_send(Started { at_ms });
             }
             Effect::Stop { reason } => self.control(Body::Stop(Stop { reason })),
             Effect::ExpectBatches { agent, batches } => {
@@ -267,6 +271,19 @@ impl Handler<Drained> for RunSupervisor {
     type Result = ();
     fn handle(&mut self, msg: Drained, ctx: &mut Context<Self>) {
         self.apply(Event::Drained { agent: msg.agent }, ctx);
+    }
+}
+
+impl Handler<BatchesRejected> for RunSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: BatchesRejected, ctx: &mut Context<Self>) {
+        self.apply(
+            Event::BatchesRejected {
+                agent: msg.agent,
+                reason: msg.reason,
+            },
+            ctx,
+        );
     }
 }
 
