@@ -570,6 +570,9 @@ async fn forged_agent_and_coordinator_messages_are_refused() {
         s["duration_s"].as_f64().unwrap_or(0.0) >= 3.5,
         "the forged Stop did not stop the run: {s}"
     );
+    // The five forgeries on agent 1's topics are counted against it; agent 0 had none.
+    assert_eq!(s["agents"][1]["refused_messages"], 5, "{s}");
+    assert_eq!(s["agents"][0]["refused_messages"], 0, "{s}");
 }
 
 /// `{{secret.NAME}}` is read by each agent from its environment: the request carries it, and

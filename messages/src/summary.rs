@@ -95,6 +95,9 @@ pub struct AgentSummary {
     /// Its batches the coordinator rejected whole (out of bounds, inconsistent, or for a second
     /// outside the run's window): left out of every number. An agent with any is not drained.
     pub rejected_batches: u64,
+    /// Messages on its topics that it did not make (not authenticated by its key, or speaking
+    /// for another agent): refused, left out of every number. Nonzero means someone tried.
+    pub refused_messages: u64,
     /// Batches it could not queue while its broker was away (reported in its `Finished`).
     pub batches_dropped_by_agent: u64,
 }

@@ -279,7 +279,14 @@ fn references_resolve_grouped_super_and_inline_paths() {
 fn every_test_the_threat_model_names_exists() {
     let model = std::fs::read_to_string(root().join("SECURITY.md")).expect("SECURITY.md");
     let mut code = String::new();
-    for dir in ["messages", "transport", "agent", "coordinator", "demo-target", "tests"] {
+    for dir in [
+        "messages",
+        "transport",
+        "agent",
+        "coordinator",
+        "demo-target",
+        "tests",
+    ] {
         let mut files = Vec::new();
         rust_files(&root().join(dir), &mut files);
         for f in files {
@@ -293,11 +300,16 @@ fn every_test_the_threat_model_names_exists() {
         };
         for name in last.split('`').skip(1).step_by(2) {
             let is_test_name = name.matches('_').count() >= 3
-                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             if is_test_name && !code.contains(&format!("fn {name}(")) {
                 missing.push(name.to_string());
             }
         }
     }
-    assert!(missing.is_empty(), "SECURITY.md names tests that do not exist: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "SECURITY.md names tests that do not exist: {missing:?}"
+    );
 }

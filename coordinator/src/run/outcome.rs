@@ -47,6 +47,8 @@ pub struct RunFacts<'a> {
     pub slots: &'a [Slot],
     pub start_at_ms: Option<u64>,
     pub ended_at_ms: u64,
+    /// Messages the bus refused on each agent's topics, by index.
+    pub refused: &'a [u64],
 }
 
 /// The one place a run's result is made.
@@ -97,6 +99,7 @@ pub fn build(facts: RunFacts<'_>, folded: Folded) -> FinalResult {
                 started_at_ms: s.started_at_ms,
                 batches_received: folded.batches.get(&index).copied().unwrap_or(0),
                 rejected_batches: folded.rejected.get(&index).copied().unwrap_or(0),
+                refused_messages: facts.refused.get(i).copied().unwrap_or(0),
                 batches_dropped_by_agent: s.dropped,
             }
         })
@@ -134,6 +137,7 @@ pub fn not_started(run_id: &str, spec: &Spec, reason: String) -> FinalResult {
             slots: &[],
             start_at_ms: None,
             ended_at_ms: crate::clock::unix_ms(),
+            refused: &[],
         },
         Folded::default(),
     )
@@ -277,6 +281,7 @@ mod tests {
                 slots,
                 start_at_ms: Some(1_000),
                 ended_at_ms: 3_000,
+                refused: &[],
             },
             folded,
         )

@@ -170,6 +170,7 @@ impl RunSupervisor {
         let plan = self.plan.clone();
         let state = self.machine.state().clone();
         let slots = self.machine.slots().to_vec();
+        let refused = self.deps.bus.refused();
         let start_at_ms = self.machine.start_at_ms();
         let aggregator = self.deps.aggregator.clone();
         let results = self.deps.results.clone();
@@ -193,6 +194,7 @@ impl RunSupervisor {
                         slots: &slots,
                         start_at_ms,
                         ended_at_ms,
+                        refused: &refused,
                     },
                     folded,
                 );
