@@ -109,9 +109,19 @@ struct Rejections {
     per_agent: HashMap<u32, u64>,
 }
 
+/// Distinct labels one run keeps apart. Each holds a histogram for the whole run (~16 KiB), and
+/// their names come from the agents (a k6 script naming requests by URL makes a new one per
+/// URL): past this, new names are counted together under [`OTHER_LABELS`], so the counts stay
+/// exact and a run's memory stays bounded.
+pub const MAX_LABELS_PER_RUN: usize = 1_000;
+/// Where labels past [`MAX_LABELS_PER_RUN`] are counted.
+pub const OTHER_LABELS: &str = "(other labels)";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fold {
     late_window: u64,
+    /// Label names accepted so far, at most [`MAX_LABELS_PER_RUN`].
+    labels: HashSet<String>,
     /// The earliest second a batch may carry: the run's start (before it is known, the time
     /// the run was accepted) minus the late window.
     first_second: u64,
@@ -141,6 +151,7 @@ impl Fold {
     pub fn new(late_window_s: u64, regions: Vec<String>, accepted_at_s: u64) -> Fold {
         Fold {
             late_window: late_window_s,
+            labels: HashSet::new(),
             first_second: accepted_at_s.saturating_sub(late_window_s),
             seen: HashSet::new(),
             batches: HashMap::new(),
@@ -195,10 +206,19 @@ impl Fold {
                 .map_err(|counter| BatchError::RunTotalOverflow { counter })?;
             Ok((c, sums))
         });
-        let (c, sums) = match checked {
+        let (mut c, sums) = match checked {
             Ok(ok) => ok,
             Err(reason) => return Err(self.reject(agent, seq, reason)),
         };
+        for l in &mut c.labels {
+            if !self.labels.contains(&l.label) {
+                if self.labels.len() < MAX_LABELS_PER_RUN {
+                    self.labels.insert(l.label.clone());
+                } else {
+                    l.label = OTHER_LABELS.to_string();
+                }
+            }
+        }
         // From here on nothing can fail: the batch is applied whole. No `+=` below can
         // overflow: each adds a part of what `sums` just took in.
         self.seen.insert((agent, seq));

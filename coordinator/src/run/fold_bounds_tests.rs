@@ -172,3 +172,35 @@ fn only_an_agents_first_rejection_is_reported_and_a_redelivery_counts_once() {
     assert_eq!(f.batches_from(0), 0, "a rejected batch is not received");
     assert_eq!(f.rejected(), &HashMap::from([(0, 2), (1, 1)]));
 }
+
+#[test]
+fn labels_past_the_per_run_cap_are_counted_together_and_exactly() {
+    let mut f = Fold::new(2, vec!["local".into()], T);
+    let named = |name: String| {
+        let mut b = batch(0, T, &[1000]);
+        for l in &mut b.labels {
+            l.label = name.clone();
+        }
+        b
+    };
+    for i in 0..MAX_LABELS_PER_RUN + 5 {
+        f.add(0, i as u64 + 1, &named(format!("GET /item/{i}")), T + 1)
+            .expect("a real batch");
+    }
+    f.finish();
+    assert_eq!(
+        f.totals.len(),
+        MAX_LABELS_PER_RUN + 1,
+        "the cap plus the catch-all"
+    );
+    assert_eq!(f.totals[OTHER_LABELS].requests, 5);
+    assert_eq!(
+        f.total().expect("total").requests,
+        (MAX_LABELS_PER_RUN + 5) as u64,
+        "every request counted"
+    );
+    assert!(f.totals.contains_key("GET /item/0"));
+    assert!(!f
+        .totals
+        .contains_key(&format!("GET /item/{}", MAX_LABELS_PER_RUN)));
+}
