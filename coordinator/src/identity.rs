@@ -10,12 +10,59 @@ pub struct Identity {
     signing: SigningKey,
 }
 
+/// Why an identity could not be kept or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    secret: String,
+    signing_pkcs8: String,
+}
+
 impl Identity {
     pub fn new() -> Result<Identity, KeyError> {
         Ok(Identity {
             secret: Secret::random()?,
             signing: SigningKey::generate()?,
         })
+    }
+
+    /// The identity kept at `path` (owner-only), made and kept there the first time: a
+    /// restarted coordinator must derive the same agent keys and sign with the same key, or
+    /// the agents of the runs it resumes would refuse it.
+    pub fn load_or_create(path: &std::path::Path) -> Result<Identity, IdentityError> {
+        let file = |reason: String| IdentityError::File {
+            path: path.display().to_string(),
+            reason,
+        };
+        if path.exists() {
+            let text = std::fs::read_to_string(path).map_err(|e| file(e.to_string()))?;
+            let s: Stored = serde_json::from_str(&text).map_err(|e| file(e.to_string()))?;
+            let pkcs8 = hex_bytes(&s.signing_pkcs8).ok_or_else(|| file("not hex".into()))?;
+            return Ok(Identity {
+                secret: Secret::from_hex("secret", &s.secret)?,
+                signing: SigningKey::from_pkcs8(&pkcs8)?,
+            });
+        }
+        let id = Identity::new()?;
+        let stored = Stored {
+            secret: id.secret.to_hex(),
+            signing_pkcs8: id
+                .signing
+                .pkcs8()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        };
+        let text = serde_json::to_vec(&stored).map_err(|e| file(e.to_string()))?;
+        write_private(path, &text).map_err(|e| file(e.to_string()))?;
+        Ok(id)
     }
 
     pub fn secret(&self) -> &Secret {
@@ -58,5 +105,63 @@ impl Identity {
     pub fn agent_keys(&self, run: &str, agents: u32) -> Vec<AgentKeys> {
         let run = run_secret(&self.secret, run);
         (0..agents).map(|i| AgentKeys::of(&run, i)).collect()
+    }
+}
+
+fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if s.len() % 2 != 0 || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// Writes `bytes` to a new owner-only file (0600), atomically.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_identity_comes_back_the_same() {
+        let dir = tempfile::tempdir().expect("dir");
+        let p = dir.path().join("identity.json");
+        let a = Identity::load_or_create(&p).expect("made");
+        let b = Identity::load_or_create(&p).expect("read back");
+        assert_eq!(a.secret(), b.secret());
+        assert_eq!(a.public(), b.public());
+        assert_eq!(
+            a.agent_keys("r", 1)[0].mqtt_password(),
+            b.agent_keys("r", 1)[0].mqtt_password()
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "owner-only");
+        std::fs::write(&p, "{}").expect("damage");
+        assert!(
+            Identity::load_or_create(&p).is_err(),
+            "a damaged file is an error, not a new key"
+        );
     }
 }

@@ -29,6 +29,7 @@ pub mod commands;
 pub mod config;
 pub mod exit;
 pub mod identity;
+pub mod journal;
 pub mod request;
 pub mod run;
 pub mod serve;

@@ -221,7 +221,11 @@ pub fn login_ok(coordinator: &Secret, client_id: &str, user: &str, password: &st
 }
 
 /// The coordinator's signing key for broadcasts.
-pub struct SigningKey(Ed25519KeyPair);
+pub struct SigningKey {
+    pair: Ed25519KeyPair,
+    /// Its PKCS#8 form, to keep across a restart (agents of a resumed run check the same key).
+    pkcs8: Redacted<Vec<u8>>,
+}
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -234,14 +238,25 @@ impl SigningKey {
         let rng = SystemRandom::new();
         let pkcs8 =
             Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| KeyError::Signing(e.to_string()))?;
-        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
-            .map(SigningKey)
-            .map_err(|e| KeyError::Signing(e.to_string()))
+        SigningKey::from_pkcs8(pkcs8.as_ref())
+    }
+
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<SigningKey, KeyError> {
+        let pair =
+            Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|e| KeyError::Signing(e.to_string()))?;
+        Ok(SigningKey {
+            pair,
+            pkcs8: Redacted(pkcs8.to_vec()),
+        })
+    }
+
+    pub fn pkcs8(&self) -> &[u8] {
+        &self.pkcs8.0
     }
 
     pub fn public(&self) -> PublicKey {
         let mut b = [0u8; 32];
-        b.copy_from_slice(self.0.public_key().as_ref());
+        b.copy_from_slice(self.pair.public_key().as_ref());
         PublicKey(b)
     }
 }
@@ -288,7 +303,7 @@ pub fn sign_broadcast(key: &SigningKey, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + payload.len() + SIG_LEN);
     out.push(BROADCAST);
     out.extend_from_slice(payload);
-    out.extend_from_slice(key.0.sign(payload).as_ref());
+    out.extend_from_slice(key.pair.sign(payload).as_ref());
     out
 }
 

@@ -13,6 +13,7 @@
 //! [`start_run`] wires them for one run on a shared [`Bus`].
 
 pub mod aggregator;
+pub mod durable;
 pub mod fold;
 pub mod launcher;
 pub mod live;

@@ -14,6 +14,7 @@ pub mod prepare;
 pub mod profile;
 pub mod registry;
 pub mod sqs_intake;
+pub mod state;
 
 use std::future::Future;
 use std::path::PathBuf;
