@@ -122,10 +122,7 @@ impl Log {
 fn parse(all: &[u8]) -> (Vec<Vec<u8>>, usize) {
     let mut out = Vec::new();
     let mut at = 0usize;
-    loop {
-        let Some(head) = all.get(at..at + 4) else {
-            break;
-        };
+    while let Some(head) = all.get(at..at + 4) {
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         if len > MAX_RECORD_BYTES {
             break;

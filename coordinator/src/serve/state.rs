@@ -67,6 +67,9 @@ pub struct RunRecord {
     pub policy: TargetPolicy,
 }
 
+/// A request already made into a run: (idempotency key, run id).
+pub type KnownRequest = (String, String);
+
 /// What a restart finds of an unfinished run.
 pub struct Unfinished {
     pub record: RunRecord,
@@ -172,7 +175,7 @@ impl StateDir {
     pub fn scan(
         &self,
         now_ms: u64,
-    ) -> Result<(Vec<Unfinished>, Vec<(String, String)>), StateError> {
+    ) -> Result<(Vec<Unfinished>, Vec<KnownRequest>), StateError> {
         let runs = self.root.join("runs");
         let mut unfinished = Vec::new();
         let mut keys = Vec::new();
