@@ -27,6 +27,9 @@ pub struct ServeConfig {
     /// Where run folders are written (the final location locally, a staging area on AWS).
     #[serde(default = "default_results_dir")]
     pub results_dir: PathBuf,
+    /// What a restart must find again: the coordinator's keys, the broker's port, every
+    /// unfinished run's journal. Default: `<results_dir>/.state`. On AWS, a durable volume (EFS).
+    pub state_dir: Option<PathBuf>,
     /// A spec file written here starts a run (local twin of the spec bucket). Optional on AWS.
     pub inbox: Option<PathBuf>,
     /// Agents per run when the spec does not say (local profile).
@@ -299,6 +302,13 @@ pub enum ConfigError {
 }
 
 impl ServeConfig {
+    /// The state folder: `state_dir`, else `<results_dir>/.state`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| self.results_dir.join(".state"))
+    }
+
     /// Reads the file if given, else `HERD_CONFIG_TOML`, else the defaults (local profile),
     /// then applies single-field environment overrides and checks the whole.
     pub fn load(path: Option<&Path>) -> Result<ServeConfig, ConfigError> {
@@ -349,6 +359,9 @@ impl ServeConfig {
         }
         if let Some(d) = get("HERD_RESULTS_DIR") {
             self.results_dir = d.into();
+        }
+        if let Some(d) = get("HERD_STATE_DIR") {
+            self.state_dir = Some(d.into());
         }
         if let Some(d) = get("HERD_INBOX") {
             self.inbox = Some(d.into());

@@ -1,7 +1,10 @@
 //! `Inbox`: the local twin of the spec bucket. A spec file (`.yaml`, `.yml`, `.json`) written
 //! into the folder starts a run the same way an S3 object does. A file is taken once its size
-//! has stopped changing (so a half-written file is not read), moved to `.accepted/` or — with
-//! its errors next to it — to `.rejected/`.
+//! has stopped changing (so a half-written file is not read). It stays where it is until the
+//! registry has made it a run and kept that run durably; only then is it moved to `.accepted/`
+//! (or — with its errors next to it — to `.rejected/`). A crash in between leaves the file in
+//! the inbox, and its idempotency key (name, size, mtime, inode) makes the second look at it the
+//! same run, not a new one: intake is at least once, the effect exactly once.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +21,14 @@ pub struct Inbox {
     runs: Addr<Runs>,
     /// Size seen at the previous scan, per file.
     sizes: HashMap<PathBuf, u64>,
+    /// Files being handed to the registry right now.
+    taking: std::collections::HashSet<PathBuf>,
+    /// Files whose hand-over failed for a reason that may pass, and when to try again.
+    retry_at: HashMap<PathBuf, std::time::Instant>,
 }
+
+/// How long a file whose hand-over failed waits before the next try.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 impl Inbox {
     pub fn new(dir: PathBuf, runs: Addr<Runs>) -> Inbox {
@@ -26,6 +36,8 @@ impl Inbox {
             dir,
             runs,
             sizes: HashMap::new(),
+            taking: Default::default(),
+            retry_at: HashMap::new(),
         }
     }
 
@@ -45,7 +57,14 @@ impl Inbox {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .is_none_or(|n| n.starts_with('.'));
-            if !is_spec || hidden || !p.is_file() {
+            if !is_spec || hidden || !p.is_file() || self.taking.contains(&p) {
+                continue;
+            }
+            if self
+                .retry_at
+                .get(&p)
+                .is_some_and(|t| std::time::Instant::now() < *t)
+            {
                 continue;
             }
             let size = e.metadata().map(|m| m.len()).unwrap_or(0);
@@ -73,7 +92,17 @@ impl Actor for Inbox {
         ctx.run_interval(Duration::from_millis(300), |me, ctx| {
             for path in me.scan() {
                 let runs = me.runs.clone();
-                ctx.spawn(take(path, runs).into_actor(me));
+                me.taking.insert(path.clone());
+                let p = path.clone();
+                ctx.spawn(take(path, runs).into_actor(me).map(move |done, me, _| {
+                    me.taking.remove(&p);
+                    if done {
+                        me.retry_at.remove(&p);
+                    } else {
+                        me.retry_at
+                            .insert(p, std::time::Instant::now() + RETRY_AFTER);
+                    }
+                }));
             }
         });
     }
@@ -90,37 +119,69 @@ fn moved(path: &Path, sub: &str) -> PathBuf {
         .join(format!("{}-{name}", crate::clock::stamp()))
 }
 
-async fn take(path: PathBuf, runs: Addr<Runs>) {
+/// The same file, as long as nobody rewrote it: the key survives a restart of `herd serve`.
+fn identity_of(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(format!(
+        "inbox/{}/{}-{}.{}-{}",
+        path.file_name()?.to_string_lossy(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ino()
+    ))
+}
+
+/// Hands `path` to the registry; moves it once the registry answered for good. False when it
+/// should be tried again later.
+async fn take(path: PathBuf, runs: Addr<Runs>) -> bool {
     let origin = path.display().to_string();
-    // Move first: the file is ours, and a second scan cannot take it again.
-    let taken = moved(&path, ".accepted");
-    if let Err(e) = std::fs::rename(&path, &taken) {
-        tracing::warn!(file = %origin, error = %e, "cannot take the inbox file");
-        return;
-    }
+    let Some(key) = identity_of(&path) else {
+        return false;
+    };
     let req = RunRequest {
-        idempotency_key: format!("inbox/{}", taken.display()),
+        idempotency_key: key,
         spec: SpecSource::File {
-            path: taken.clone(),
+            path: path.clone(),
             data_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
         },
         overrides: Overrides::default(),
         correlation_id: None,
         origin: origin.clone(),
     };
+    let move_to = |sub: &str| {
+        let to = moved(&path, sub);
+        if let Err(e) = std::fs::rename(&path, &to) {
+            tracing::warn!(file = %origin, error = %e, "cannot move the inbox file");
+        }
+        to
+    };
     match runs.send(Submit(req)).await {
         Ok(Ok(Submitted::Started(run))) => {
-            tracing::info!(file = %origin, %run, "run started from the inbox")
+            move_to(".accepted");
+            tracing::info!(file = %origin, %run, "run started from the inbox");
+            true
+        }
+        Ok(Ok(Submitted::Duplicate(run))) => {
+            move_to(".accepted");
+            tracing::info!(file = %origin, ?run, "already a run (a restart found it again)");
+            true
         }
         Ok(Ok(Submitted::Rejected(errors))) => {
-            let rejected = moved(&path, ".rejected");
-            let _ = std::fs::rename(&taken, &rejected);
-            let mut errs = rejected.clone().into_os_string();
+            let rejected = move_to(".rejected");
+            let mut errs = rejected.into_os_string();
             errs.push(".errors.txt");
             let _ = std::fs::write(PathBuf::from(errs), errors.join("\n") + "\n");
+            true
         }
-        Ok(Ok(Submitted::Duplicate(_))) => {}
-        Ok(Err(e)) => tracing::error!(file = %origin, error = %e, "the run could not start"),
-        Err(e) => tracing::error!(error = %e, "run registry unreachable"),
+        Ok(Err(e)) => {
+            tracing::error!(file = %origin, error = %e, "the run could not start; trying again later");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "run registry unreachable");
+            false
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod notifier;
 pub mod prepare;
 pub mod profile;
 pub mod registry;
+pub mod seen;
 pub mod sqs_intake;
 pub mod state;
 

@@ -12,6 +12,7 @@ use messages::spec::SpecLimits;
 use transport::{BrokerUrl, TlsFiles};
 
 use super::notifier::{Notifier, Sink};
+use super::state::StateDir;
 use crate::aws::ecs_launcher::Region;
 use crate::aws::iot::{Credential, Iot};
 use crate::aws::store::S3Store;
@@ -20,8 +21,11 @@ use crate::identity::Identity;
 
 /// What differs between the local and the AWS profile, fixed at start.
 pub struct Env {
-    /// This coordinator's keys: embedded-broker logins, every run's agent keys.
+    /// This coordinator's keys: embedded-broker logins, every run's agent keys. Kept in the
+    /// state folder, so a restart derives the same ones.
     pub identity: Arc<Identity>,
+    /// What a restart must find again (`serve::state`).
+    pub state: Arc<StateDir>,
     /// Whether this coordinator and its agents log in to the broker (the embedded one).
     pub broker_login: bool,
     pub results_dir: PathBuf,
@@ -80,7 +84,8 @@ fn read(path: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<String>> {
 }
 
 pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup> {
-    let identity = Arc::new(Identity::new()?);
+    let state = Arc::new(StateDir::open(&cfg.state_dir())?);
+    let identity = Arc::new(state.identity()?);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let tls = TlsFiles {
         ca: cfg.broker.ca.clone(),
@@ -93,10 +98,17 @@ pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup>
         Profile::Local => {
             let broker = match &cfg.broker.url {
                 Some(u) => BrokerUrl::parse(u)?,
-                None => BrokerUrl::local(crate::broker::start(
-                    0,
-                    Some(Arc::new(identity.secret().clone())),
-                )?),
+                None => {
+                    // The port it had before, if free: the agents of resumed runs reconnect there.
+                    let port = state
+                        .broker_port()
+                        .filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+                        .unwrap_or(0);
+                    let addr =
+                        crate::broker::start(port, Some(Arc::new(identity.secret().clone())))?;
+                    state.keep_broker_port(addr.port())?;
+                    BrokerUrl::local(addr)
+                }
             };
             let agent_broker = cfg
                 .broker
@@ -108,6 +120,7 @@ pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup>
             Ok(Setup {
                 env: Env {
                     identity,
+                    state,
                     broker_login: cfg.broker.url.is_none(),
                     results_dir: cfg.results_dir.clone(),
                     default_agents: cfg.agents.unwrap_or(cores),
@@ -127,7 +140,7 @@ pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup>
                 own_credential: None,
             })
         }
-        Profile::Aws => aws(cfg, tls, program, identity, policy).await,
+        Profile::Aws => aws(cfg, tls, program, identity, state, policy).await,
     }
 }
 
@@ -136,6 +149,7 @@ async fn aws(
     mut tls: TlsFiles,
     program: PathBuf,
     identity: Arc<Identity>,
+    state: Arc<StateDir>,
     policy: TargetPolicy,
 ) -> anyhow::Result<Setup> {
     let aws = cfg.aws.clone().context("profile aws needs [aws]")?;
@@ -222,6 +236,7 @@ async fn aws(
     Ok(Setup {
         env: Env {
             identity,
+            state,
             broker_login: false,
             results_dir: cfg.results_dir.clone(),
             default_agents: cfg.agents.unwrap_or(1),

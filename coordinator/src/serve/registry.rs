@@ -15,6 +15,8 @@ use super::completion::{complete, Ended, Origin, PlanInfo};
 use super::notifier::Notify;
 use super::prepare::{prepare, PrepareError, Prepared};
 use super::profile::Env;
+use super::seen::{Seen, SeenKeys};
+use super::state::RunRecord;
 use crate::aws::ecs_launcher::{EcsLauncher, TaskStopped};
 use crate::aws::store::Marker;
 use crate::bus::{Bus, RunBus};
@@ -72,15 +74,6 @@ struct RunEnded {
     outcome: Option<Outcome>,
 }
 
-/// What an idempotency key led to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seen {
-    /// Being prepared right now.
-    Pending,
-    Run(String),
-    Rejected,
-}
-
 /// A run between its acceptance and its actors' start.
 struct Starting {
     origin: Origin,
@@ -103,7 +96,7 @@ pub struct Runs {
     starting: HashMap<String, Starting>,
     /// Runs whose result is being stored and announced.
     completing: std::collections::HashSet<String>,
-    seen: HashMap<String, Seen>,
+    seen: SeenKeys,
     counter: u32,
 }
 
@@ -115,7 +108,7 @@ impl Runs {
             active: HashMap::new(),
             starting: HashMap::new(),
             completing: Default::default(),
-            seen: HashMap::new(),
+            seen: SeenKeys::default(),
             counter: 0,
         }
     }
@@ -168,7 +161,7 @@ impl Handler<Submit> for Runs {
             };
             Ok((req, decided))
         };
-        Box::pin(work.into_actor(self).then(move |res, act, ctx| {
+        Box::pin(work.into_actor(self).then(move |res, act, _ctx| {
             let out = match res {
                 Err(e) => {
                     act.seen.remove(&key);
@@ -194,48 +187,117 @@ impl Handler<Submit> for Runs {
                         })));
                     Ok(Submitted::Rejected(errors))
                 }
-                Ok((req, Decided::Prepared(p))) => act.launch(&req, *p, ctx).map_err(Transient),
+                Ok((req, Decided::Prepared(p))) => {
+                    return act.accept_and_launch(key, &req, *p);
+                }
             };
             if out.is_err() {
                 // Nothing started: the request must be able to come again.
                 act.seen.remove(&key);
             }
-            let marker = match &out {
-                Ok(Submitted::Started(run)) => {
-                    act.seen.insert(key.clone(), Seen::Run(run.clone()));
-                    Some(Marker::Run(run.clone()))
-                }
-                Ok(Submitted::Rejected(_)) => Some(Marker::Rejected),
-                _ => None,
-            };
+            let rejected = matches!(out, Ok(Submitted::Rejected(_)));
             let env = act.env.clone();
-            async move {
-                // The effect is durable before the message may be deleted.
-                if let (Some(aws), Some(v)) = (&env.aws, marker) {
-                    if let Err(e) = aws.store.mark(&key, &v).await {
-                        tracing::warn!(error = %e, "could not persist the idempotency marker");
+            Box::pin(
+                async move {
+                    if let (Some(aws), true) = (&env.aws, rejected) {
+                        if let Err(e) = aws.store.mark(&key, &Marker::Rejected).await {
+                            tracing::warn!(error = %e, "could not persist the idempotency marker");
+                        }
                     }
+                    out
                 }
-                out
-            }
-            .into_actor(act)
+                .into_actor(act),
+            ) as ResponseActFuture<Self, Result<Submitted, Transient>>
         }))
     }
 }
 
 impl Runs {
-    fn launch(
+    /// Makes the prepared request a run: kept durably in the state folder, then (AWS) marked
+    /// under its idempotency key, and only then launched and acknowledged — so a crash at any
+    /// step either leaves nothing (the request comes again) or a run a restart resumes.
+    fn accept_and_launch(
         &mut self,
+        key: String,
         req: &RunRequest,
         p: Prepared,
-        ctx: &mut Context<Self>,
-    ) -> Result<Submitted, String> {
+    ) -> ResponseActFuture<Self, Result<Submitted, Transient>> {
         self.counter = self.counter.wrapping_add(1);
         let run_id = crate::clock::run_id(&p.bundle.spec.name, Some(self.counter));
         let dir = self.env.results_dir.join(&run_id);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        tracing::info!(run = %run_id, origin = %req.origin, agents = p.agents, "starting a run");
-        let plan = RunPlan::new(run_id.clone(), p.bundle, p.agents, dir);
+        let record = RunRecord {
+            run_id: run_id.clone(),
+            idempotency_key: key.clone(),
+            source: req.origin.clone(),
+            correlation_id: req.correlation_id.clone(),
+            spec: p.bundle.spec,
+            spec_text: p.bundle.text,
+            data: p.bundle.data,
+            agents: p.agents,
+            dir: dir.clone(),
+            accepted_at_ms: crate::clock::unix_ms(),
+            late_window_s: self.env.late_window_s,
+            policy: self.env.policy.clone(),
+        };
+        let accepted = std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("creating {}: {e}", dir.display()))
+            .and_then(|()| {
+                self.env
+                    .state
+                    .accept(&record)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = accepted {
+            self.seen.remove(&key);
+            return Box::pin(fut::ready(Err(Transient(e))));
+        }
+        let env = self.env.clone();
+        let k = key.clone();
+        let rid = run_id.clone();
+        Box::pin(
+            async move {
+                if let Some(aws) = &env.aws {
+                    aws.store
+                        .mark(&k, &Marker::Run(rid))
+                        .await
+                        .map_err(|e| Transient(format!("the idempotency marker: {e}")))?;
+                }
+                Ok(())
+            }
+            .into_actor(self)
+            .map(move |marked, act, ctx| match marked {
+                Ok(()) => {
+                    act.seen.insert(key, Seen::Run(run_id.clone()));
+                    act.launch(record, ctx);
+                    Ok(Submitted::Started(run_id))
+                }
+                Err(e) => {
+                    act.env.state.forget(&run_id);
+                    act.seen.remove(&key);
+                    Err(e)
+                }
+            }),
+        )
+    }
+
+    /// Starts the actors of an accepted run.
+    fn launch(&mut self, record: RunRecord, ctx: &mut Context<Self>) {
+        let run_id = record.run_id.clone();
+        tracing::info!(run = %run_id, origin = %record.source, agents = record.agents, "starting a run");
+        let req = RunRequest {
+            idempotency_key: record.idempotency_key.clone(),
+            spec: crate::request::SpecSource::Inline(String::new()),
+            overrides: Default::default(),
+            correlation_id: record.correlation_id.clone(),
+            origin: record.source.clone(),
+        };
+        let bundle = crate::bundle::SpecBundle {
+            spec: record.spec,
+            text: record.spec_text,
+            data: record.data,
+        };
+        let plan = RunPlan::new(run_id.clone(), bundle, record.agents, record.dir);
         let info = Arc::new(PlanInfo {
             run_id: run_id.clone(),
             spec: plan.spec.clone(),
@@ -349,7 +411,6 @@ impl Runs {
                 }
             }),
         );
-        Ok(Submitted::Started(run_id))
     }
 }
 

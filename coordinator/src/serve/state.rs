@@ -172,10 +172,7 @@ impl StateDir {
 
     /// Every run folder: (idempotency key, run id, finished?). Finished runs older than
     /// [`KEEP_FINISHED_S`] are removed on the way.
-    pub fn scan(
-        &self,
-        now_ms: u64,
-    ) -> Result<(Vec<Unfinished>, Vec<KnownRequest>), StateError> {
+    pub fn scan(&self, now_ms: u64) -> Result<(Vec<Unfinished>, Vec<KnownRequest>), StateError> {
         let runs = self.root.join("runs");
         let mut unfinished = Vec::new();
         let mut keys = Vec::new();
