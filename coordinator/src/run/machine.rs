@@ -211,6 +211,8 @@ pub enum Event {
     Timer(Timer),
     /// Once a second while the load runs: the liveness check.
     Tick,
+    /// A restarted coordinator took the run back from its journal.
+    Resumed,
 }
 
 /// What the supervisor must do.
@@ -362,6 +364,7 @@ impl RunMachine {
                 }
             }
             Event::Cancel { reason } => self.cancel(reason, now),
+            Event::Resumed => self.resumed(now),
             Event::Timer(t) => self.timer(t, now),
             Event::Tick => {
                 if self.state.loading() {
@@ -665,6 +668,10 @@ impl RunMachine {
         self.effects.push(Effect::End);
     }
 }
+
+#[path = "machine_resume.rs"]
+mod resume;
+pub use resume::{replay, Replayed};
 
 #[cfg(test)]
 #[path = "machine_tests.rs"]

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 /// Why a run failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reason {
+    /// A restarted coordinator found the run still launching: what was launched is unknown.
+    RestartedWhileLaunching,
     /// The run could not be set up at all (its broker refused it…): the words say why.
     Setup(String),
     LaunchFailed(String),
@@ -32,6 +34,9 @@ impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reason::Setup(e) => f.write_str(e),
+            Reason::RestartedWhileLaunching => {
+                f.write_str("the coordinator restarted while the run's agents were being launched")
+            }
             Reason::LaunchFailed(e) => write!(f, "launching agents failed: {e}"),
             Reason::AgentBeforeStart { agent, why } => write!(f, "agent {agent} {why}"),
             Reason::NotReady { agents, ms } => {
@@ -67,6 +72,8 @@ impl std::fmt::Display for Reason {
 /// Why one agent is out of the run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AgentLoss {
+    /// The coordinator was away past the run's end: what arrived before counts.
+    CoordinatorRestarted,
     NoHeartbeat {
         ms: u64,
     },
@@ -93,6 +100,9 @@ impl std::fmt::Display for AgentLoss {
             AgentLoss::NoHeartbeat { ms } => write!(f, "no heartbeat for {}", secs(*ms)),
             AgentLoss::NotReady { ms } => write!(f, "not Ready within {}", secs(*ms)),
             AgentLoss::Overran => f.write_str("overran the planned duration"),
+            AgentLoss::CoordinatorRestarted => f.write_str(
+                "the coordinator restarted after the run's end: what arrived before counts",
+            ),
             AgentLoss::BatchesMissing => {
                 f.write_str("finished, but some of its batches never arrived")
             }

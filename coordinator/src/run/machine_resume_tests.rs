@@ -1,0 +1,110 @@
+//! Replaying a journal and resuming: the run a restarted coordinator takes back.
+
+use super::*;
+
+const T0: u64 = 1_000_000;
+
+fn cfg(agents: u32) -> MachineConfig {
+    MachineConfig {
+        agents,
+        planned_ms: 10_000,
+        graceful_stop_ms: 2_000,
+        min_healthy_pct: None,
+        timing: Timing::default(),
+    }
+}
+
+/// Two agents, started at T0 + 1_100 (Ready at T0 + 100).
+fn running_journal() -> Vec<(u64, Event)> {
+    vec![
+        (T0, Event::Begin),
+        (T0 + 10, Event::Launched),
+        (T0 + 50, Event::Heartbeat { agent: 0 }),
+        (T0 + 50, Event::Heartbeat { agent: 1 }),
+        (T0 + 100, Event::Ready { agent: 0 }),
+        (T0 + 100, Event::Ready { agent: 1 }),
+    ]
+}
+
+#[test]
+fn replay_rebuilds_the_state_and_keeps_only_unfired_deadlines() {
+    let r = replay(cfg(2), T0, running_journal());
+    assert_eq!(r.machine.state(), &RunState::Running);
+    assert_eq!(r.machine.start_at_ms(), Some(T0 + 1_100));
+    // The Ready deadline was armed, but the run started: what matters is the Run deadline.
+    let run_deadline = T0 + 1_100 + 10_000 + 2_000 + 30_000;
+    assert!(
+        r.timers.contains(&(Timer::Run, run_deadline)),
+        "{:?}",
+        r.timers
+    );
+    let mut j = running_journal();
+    j.push((run_deadline, Event::Timer(Timer::Run)));
+    let r = replay(cfg(2), T0, j);
+    assert!(
+        !r.timers.iter().any(|(t, _)| *t == Timer::Run),
+        "fired: gone"
+    );
+    assert!(r.machine.state().is_terminal());
+    assert!(r.timers.is_empty(), "an ended run arms nothing");
+}
+
+#[test]
+fn a_run_resumed_in_time_goes_on_and_tells_its_agents_the_start_again() {
+    let mut r = replay(cfg(2), T0, running_journal()).machine;
+    // Back 30 s after the last heartbeat: without the reset both agents would be lost at once.
+    let now = T0 + 30_000;
+    let fx = r.on(Event::Resumed, now);
+    assert_eq!(fx, vec![Effect::Start { at_ms: T0 + 1_100 }]);
+    assert_eq!(r.on(Event::Tick, now + 1_000), vec![]);
+    assert_eq!(r.losses(), 0);
+    assert_eq!(r.state(), &RunState::Running);
+}
+
+#[test]
+fn a_cancel_the_agents_may_have_missed_is_sent_again() {
+    let mut j = running_journal();
+    j.push((T0 + 5_000, Event::Cancel { reason: "c".into() }));
+    let mut r = replay(cfg(2), T0, j).machine;
+    let fx = r.on(Event::Resumed, T0 + 6_000);
+    assert!(fx.contains(&Effect::Stop { reason: "c".into() }), "{fx:?}");
+}
+
+#[test]
+fn a_run_whose_time_is_over_ends_from_what_arrived() {
+    let mut j = running_journal();
+    j.push((
+        T0 + 12_000,
+        Event::Finished {
+            agent: 0,
+            started_at_ms: T0 + 1_100,
+            sent_at_ms: T0 + 12_000,
+            batches_sent: 11,
+            batches_dropped: 0,
+        },
+    ));
+    j.push((T0 + 12_100, Event::Drained { agent: 0 }));
+    let mut r = replay(cfg(2), T0, j).machine;
+    let fx = r.on(Event::Resumed, T0 + 3_600_000);
+    assert!(fx.contains(&Effect::End), "{fx:?}");
+    assert_eq!(
+        r.state(),
+        &RunState::Completed,
+        "agent 0's batches all arrived"
+    );
+    assert_eq!(
+        r.slots()[1].state,
+        SlotState::Lost(AgentLoss::CoordinatorRestarted)
+    );
+}
+
+#[test]
+fn a_run_found_launching_fails_rather_than_launching_twice() {
+    let mut r = replay(cfg(2), T0, vec![(T0, Event::Begin)]).machine;
+    let fx = r.on(Event::Resumed, T0 + 5_000);
+    assert!(fx.contains(&Effect::End), "{fx:?}");
+    assert_eq!(
+        r.state(),
+        &RunState::Failed(Reason::RestartedWhileLaunching)
+    );
+}
