@@ -7,7 +7,7 @@
 //! [`Clock`] is a snapshot of it for the hot path: monotonic instants to unix ms without a
 //! syscall per sample.
 //!
-//! For tests only, `HERD_TEST_CLOCK_SKEW_MS` (every coordinated agent started with it) or
+//! For tests only, `HERD_TEST_CLOCK_SKEW_MS` (every agent joining a run started with it) or
 //! `HERD_TEST_CLOCK_SKEW_MS_AGENT_<i>` (agent `i` alone, and first) adds signed milliseconds
 //! to this machine's clock, as if it were set wrong ([`test_skew_ms`]; logged at warn).
 
