@@ -12,6 +12,7 @@ use messages::split::Share;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{mpsc, watch};
 
+use crate::clock::WallClock;
 use crate::executor::{self, Env, Report};
 use crate::http::{tls, HttpConfig};
 use crate::recorder::Recorder;
@@ -27,8 +28,9 @@ pub enum EngineError {
     Limit(#[from] crate::limits::LimitError),
 }
 
-/// Where an agent's load may go and whom it trusts, beyond the spec: the same for every share
-/// it runs. `Default` allows every target and trusts the public web roots.
+/// Where an agent's load may go, whom it trusts and which clock it stamps with, beyond the
+/// spec: the same for every share it runs. `Default` allows every target, trusts the public
+/// web roots and reads this machine's clock as it is.
 #[derive(Debug, Clone, Default)]
 pub struct NetConfig {
     /// Checked on every URL (static at compile, templated when rendered, every redirect hop)
@@ -36,6 +38,8 @@ pub struct NetConfig {
     pub policy: Arc<TargetPolicy>,
     /// CAs trusted besides the public web roots.
     pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Batch seconds are read from it: a coordinated agent's is on the coordinator's clock.
+    pub clock: WallClock,
 }
 
 impl NetConfig {
@@ -72,9 +76,17 @@ pub async fn run_share(
     out: mpsc::UnboundedSender<MetricBatch>,
 ) -> Result<Report, EngineError> {
     if spec.runner.is_some() {
-        return Ok(
-            crate::runners::run_share(spec, data, share, run_id, &net.policy, stop, out).await?,
-        );
+        let recorder = Recorder::new(share.index, Vec::new(), &net.clock, out);
+        return Ok(crate::runners::run_share(
+            spec,
+            data,
+            share,
+            run_id,
+            &net.policy,
+            stop,
+            recorder,
+        )
+        .await?);
     }
     crate::limits::check_descriptors(crate::limits::peak_vus(&share.executor))?;
     let plan = Arc::new(compile(
@@ -84,7 +96,7 @@ pub async fn run_share(
         (share.index, share.count),
         &net.policy,
     )?);
-    let recorder = Recorder::new(share.index, plan.labels.clone(), out);
+    let recorder = Recorder::new(share.index, plan.labels.clone(), &net.clock, out);
     let env = Env {
         plan,
         http: http_config(spec, net),

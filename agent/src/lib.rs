@@ -5,6 +5,8 @@
 //! - [`engine`]: one agent's share of a run end to end (compile, recorder, executor).
 //! - [`executor`]: when iterations run (closed and open models).
 //! - [`recorder`]: lock-free per-VU sample buffers folded into per-second metric batches.
+//! - [`clock`]: the agent's one clock: this machine's, corrected by the offset to the
+//!   coordinator's measured at the handshake (and a test-only skew).
 //! - [`runners`]: k6, Locust and JMeter run on the user's script with this agent's share; their
 //!   output read while they run into the same recorder.
 //! - [`limits`]: the open-file limit raised, and a share that cannot fit refused.
@@ -14,6 +16,7 @@
 //!
 //! Data flows one way: spec → plan → VUs → samples → recorder → batches → whoever listens.
 
+pub mod clock;
 pub mod engine;
 pub mod executor;
 pub mod http;

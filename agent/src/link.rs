@@ -1,9 +1,11 @@
 //! The coordinated agent: its MQTT link to the coordinator and its side of a run.
 //!
 //! Connect → subscribe to the run's control topic → heartbeat (the first one says "here") →
-//! receive `Assign` → compile → `Ready` → wait for `Start{at}` → run the share at `at` by this
-//! machine's clock, publishing every per-second batch (QoS 1, one sequence number per message)
-//! → `Finished`. A `Stop` ends the load gracefully at any point.
+//! receive `Assign` → measure this clock's offset to the coordinator's from it → compile →
+//! `Ready` (with the offset) → wait for `Start{at}` → run the share at `at` by the corrected
+//! clock, publishing every per-second batch (QoS 1, one sequence number per message) →
+//! `Finished`. A `Stop` ends the load gracefully at any point. From the Assign on, every time
+//! this agent sends is on the coordinator's clock ([`crate::clock`]).
 //!
 //! If the broker goes away the load goes on: rumqttc keeps unacknowledged publishes and
 //! resends them after reconnecting, and its bounded request queue holds what is produced
@@ -14,14 +16,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use messages::clock::{ClockProbe, ClockSync};
 use messages::topics;
 use messages::wire::{self, Body, Envelope, Failed, Finished, Heartbeat, Ready, WIRE_VERSION};
 use tokio::sync::{mpsc, watch};
 use transport::keys::{self, AgentKeys, Control, PublicKey};
 use transport::{BrokerUrl, QoS, Session, SessionConfig, SessionError, TlsFiles};
 
+use crate::clock::{Clock, WallClock};
 use crate::engine::{run_share, NetConfig};
-use crate::recorder::{unix_ms, Clock};
 
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
@@ -35,6 +38,8 @@ pub struct LinkConfig {
     pub wait: Duration,
     /// What the coordinator's launcher handed this agent alone.
     pub credentials: Credentials,
+    /// This machine's clock (with the test-only skew, if any); corrected at the Assign.
+    pub clock: WallClock,
 }
 
 /// An agent's keys: its own (to authenticate what it sends and read its Assign), the
@@ -72,6 +77,8 @@ struct Out {
     sender: String,
     agent: u32,
     seq: u64,
+    /// Shared with the link: corrected once the offset is measured.
+    clock: WallClock,
 }
 
 impl Out {
@@ -83,7 +90,7 @@ impl Out {
             run_id: self.run.clone(),
             sender: self.sender.clone(),
             seq: self.seq,
-            sent_at_ms: unix_ms(),
+            sent_at_ms: self.clock.now_ms(),
             body,
         };
         let bytes = match wire::encode(&env) {
@@ -154,6 +161,7 @@ pub async fn run(cfg: LinkConfig) -> Result<LinkOutcome, LinkError> {
                 sender: format!("agent-{}", cfg.agent),
                 agent: cfg.agent,
                 seq: u64::MAX / 2,
+                clock: cfg.clock.clone(),
             };
             let (vus, last_batch) = (vus.clone(), last_batch.clone());
             tokio::spawn(async move {
@@ -177,6 +185,7 @@ pub async fn run(cfg: LinkConfig) -> Result<LinkOutcome, LinkError> {
             sender: format!("agent-{}", cfg.agent),
             agent: cfg.agent,
             seq: 0,
+            clock: cfg.clock.clone(),
         };
         let outcome = drive(&cfg, &mut out, &mut ctl_rx, vus, last_batch).await;
         hb.abort();
@@ -199,9 +208,9 @@ async fn drive(
     last_batch: Arc<AtomicU64>,
 ) -> Result<LinkOutcome, LinkError> {
     let me = cfg.agent;
-    // 1. The assignment.
-    let assign = match await_control(ctl, cfg.wait, "assignment", |b| match b {
-        Body::Assign(a) if a.agent == me => Some(a),
+    // 1. The assignment, and when it arrived by this agent's own clock (A2).
+    let (assign, received_ms) = match await_control(ctl, cfg.wait, "assignment", |b| match b {
+        Body::Assign(a) if a.agent == me => Some((a, cfg.clock.local_ms())),
         _ => None,
     })
     .await?
@@ -209,10 +218,14 @@ async fn drive(
         Some(a) => a,
         None => return Ok(LinkOutcome::Stopped),
     };
+    let clock_sync = sync_clock(&cfg.clock, assign.clock.as_ref(), received_ms);
     let data: BTreeMap<String, Vec<u8>> =
         assign.data.into_iter().map(|f| (f.name, f.bytes)).collect();
     tracing::info!(policy = %assign.policy, "target policy");
-    let net = NetConfig::with_policy(assign.policy);
+    let net = NetConfig {
+        clock: cfg.clock.clone(),
+        ..NetConfig::with_policy(assign.policy)
+    };
     let checked = if assign.spec.runner.is_some() {
         crate::runners::check(&assign.spec, &data).map_err(|e| e.to_string())
     } else {
@@ -242,6 +255,7 @@ async fn drive(
         agent: me,
         host: hostname(),
         herd_version: env!("CARGO_PKG_VERSION").to_string(),
+        clock: clock_sync,
     }));
     // 2. The start instant.
     let at_ms = match await_control(ctl, cfg.wait, "Start", |b| match b {
@@ -253,9 +267,9 @@ async fn drive(
         Some(at) => at,
         None => return Ok(LinkOutcome::Stopped),
     };
-    let clock = Clock::new();
+    let clock = Clock::new(&cfg.clock);
     tokio::time::sleep_until(tokio::time::Instant::from_std(clock.instant_of(at_ms))).await;
-    let started_at_ms = unix_ms();
+    let started_at_ms = cfg.clock.now_ms();
     // 3. The load, with batches going out as they come.
     let (stop_tx, stop_rx) = watch::channel(false);
     let (batch_tx, mut batch_rx) = mpsc::unbounded_channel();
@@ -334,6 +348,33 @@ async fn drive(
     } else {
         LinkOutcome::Finished
     })
+}
+
+/// Measures this agent's clock offset from the Assign's probe (`received_ms`: A2, by the same
+/// uncorrected clock that stamped the heartbeat it answers — no offset is set before the one
+/// Assign an agent acts on) and corrects `clock` from now on. The coordinator fills every
+/// Assign, re-sent ones too, from the latest heartbeat it has; one that arrives after the
+/// first is ignored, as before.
+fn sync_clock(
+    clock: &WallClock,
+    probe: Option<&ClockProbe>,
+    received_ms: u64,
+) -> Option<ClockSync> {
+    let Some(sync) = probe.and_then(|p| p.measure(received_ms)) else {
+        tracing::warn!(
+            ?probe,
+            received_ms,
+            "no clock measurement from the Assign: this agent's times stay on its own clock"
+        );
+        return None;
+    };
+    clock.set_offset_ms(sync.offset_ms);
+    tracing::info!(
+        offset_ms = sync.offset_ms,
+        round_trip_ms = sync.round_trip_ms,
+        "clock offset to the coordinator measured: every time sent from now on is corrected"
+    );
+    Some(sync)
 }
 
 /// Waits for the control message `pick` accepts, ignoring others. `Ok(None)`: a Stop came first.

@@ -11,13 +11,14 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use messages::bounds::{clip_label, MAX_VUS};
 use messages::hist::clamp_latency;
 use messages::metrics::{LabelStats, MetricBatch};
 use tokio::sync::mpsc;
 
+use crate::clock::{Clock, WallClock};
 use crate::http::ErrorKind;
 
 /// One request's outcome.
@@ -32,49 +33,6 @@ pub struct Sample {
     pub latency_us: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
-}
-
-/// Wall-clock now in unix milliseconds (0 if the clock is before 1970).
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Maps monotonic instants to wall-clock seconds without a syscall per sample.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    base: Instant,
-    base_unix_ms: u64,
-}
-
-impl Clock {
-    pub fn new() -> Clock {
-        let base_unix_ms = unix_ms();
-        Clock {
-            base: Instant::now(),
-            base_unix_ms,
-        }
-    }
-    pub fn unix_ms(&self, at: Instant) -> u64 {
-        self.base_unix_ms + at.saturating_duration_since(self.base).as_millis() as u64
-    }
-    pub fn second(&self, at: Instant) -> u64 {
-        self.unix_ms(at) / 1000
-    }
-    /// The instant at which unix time reaches `unix_ms` (or now, if that is past).
-    pub fn instant_of(&self, unix_ms: u64) -> Instant {
-        let now = Instant::now();
-        let now_ms = self.unix_ms(now);
-        now + Duration::from_millis(unix_ms.saturating_sub(now_ms))
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::new()
-    }
 }
 
 struct Chunk {
@@ -214,10 +172,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder for `labels` (index = label id) that sends finished seconds to `out`.
+    /// A recorder for `labels` (index = label id) that sends finished seconds to `out`, its
+    /// seconds read from `clock` (as it is now: corrected, in a coordinated agent).
     pub fn new(
         agent: u32,
         labels: Vec<String>,
+        clock: &WallClock,
         out: mpsc::UnboundedSender<MetricBatch>,
     ) -> Recorder {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -225,7 +185,7 @@ impl Recorder {
             rx,
             handle: RecorderHandle {
                 tx,
-                clock: Clock::new(),
+                clock: Clock::new(clock),
                 active_vus: Arc::new(AtomicU64::new(0)),
             },
             labels: Arc::new(std::sync::RwLock::new(labels)),

@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-pub use agent::recorder::unix_ms;
+pub use agent::clock::unix_ms;
 
 /// `20261125T213000Z`: sortable, safe in paths and topics.
 pub fn stamp() -> String {

@@ -8,7 +8,8 @@
 //! - [`metrics`]: per-second metric batches and the exact, associative merge of their stats;
 //!   [`hist`]: herd's latency histogram layout and a strict reader of its V2 bytes;
 //!   [`bounds`]: what a batch may hold, checked before it is used (`MetricBatch::check`).
-//! - [`wire`]: the versioned bincode envelope and every agent ↔ coordinator message body.
+//! - [`wire`]: the versioned bincode envelope and every agent ↔ coordinator message body;
+//!   [`clock`]: the handshake's clock probe and the offset arithmetic (one clock per run).
 //! - [`topics`]: MQTT topic names.
 //! - [`policy`]: the target policy: where load may go, checked on URLs and connected addresses.
 //! - [`outcome`]: end states, the one `verdict()`, and the `RunCompleted`/`RunRejected`
@@ -19,6 +20,7 @@
 //! tests share one definition of the truth and test it without a runtime.
 
 pub mod bounds;
+pub mod clock;
 pub mod hist;
 pub mod metrics;
 pub mod outcome;

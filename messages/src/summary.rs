@@ -89,8 +89,14 @@ pub struct AgentSummary {
     pub state: AgentState,
     /// Why it was lost or failed.
     pub reason: Option<String>,
-    /// When its load started, by its own clock (unix ms).
+    /// When its load started (unix ms, the coordinator's clock: corrected by its offset).
     pub started_at_ms: Option<u64>,
+    /// Its clock's offset, measured at the handshake: coordinator time − agent time, in ms.
+    /// Everything the agent stamps (batch seconds, start, finish) is corrected by it. Absent
+    /// when it never reported Ready with a measurement.
+    pub clock_offset_ms: Option<i64>,
+    /// The round trip of that measurement: the offset is within half of it.
+    pub clock_round_trip_ms: Option<u64>,
     pub batches_received: u64,
     /// Its batches the coordinator rejected whole (out of bounds, inconsistent, or for a second
     /// outside the run's window): left out of every number. An agent with any is not drained.
@@ -124,6 +130,9 @@ pub struct Summary {
     pub agents: Vec<AgentSummary>,
     /// Largest difference between the agents' actual start instants.
     pub start_skew_ms: Option<u64>,
+    /// The largest clock offset among the agents, in absolute ms (each agent's, signed, is its
+    /// `clock_offset_ms`); absent when none was measured.
+    pub max_clock_offset_ms: Option<u64>,
     pub agents_lost: u32,
     /// Batches that arrived after their second was final: in the totals, in no series row.
     pub late_batches: u64,

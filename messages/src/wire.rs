@@ -6,13 +6,16 @@
 use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{ClockProbe, ClockSync};
 use crate::metrics::MetricBatch;
 use crate::policy::TargetPolicy;
 use crate::spec::Spec;
 use crate::split::Share;
 
 /// 2: every payload travels in an authenticated frame (`transport::keys`) and `Assign`
-/// carries the target policy.
+/// carries the target policy. Still 2 with `Assign.clock` and `Ready.clock`: the coordinator
+/// and its agents ship together (one `herd` binary, one image), so no side ever speaks to a
+/// peer built without them.
 pub const WIRE_VERSION: u16 = 2;
 /// Largest accepted message. A batch is ~1 KiB per label; an Assign carries the spec and its data files.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
@@ -45,7 +48,9 @@ pub struct Envelope {
     pub sender: String,
     /// Per sender, increasing by one per message; (sender, seq) identifies a message.
     pub seq: u64,
-    /// Unix milliseconds by the sender's clock.
+    /// Unix milliseconds by the coordinator's clock: the coordinator's own, an agent's once
+    /// corrected by its measured offset. An agent's heartbeats before its Assign carry its own
+    /// clock's reading — the A1 the offset is measured from (`crate::clock`).
     pub sent_at_ms: u64,
     pub body: Body,
 }
@@ -89,6 +94,9 @@ pub struct Assign {
     pub data: Vec<DataFile>,
     /// Where this agent's load may go: checked on every URL and every connected address.
     pub policy: TargetPolicy,
+    /// The times of the heartbeat this Assign answers and of the Assign itself, for the
+    /// agent to measure its clock's offset (`None`: no heartbeat seen, nothing to measure).
+    pub clock: Option<ClockProbe>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +106,8 @@ pub struct DataFile {
     pub bytes: Vec<u8>,
 }
 
-/// Coordinator → agents: begin the load at this instant (unix ms) by the agent's clock.
+/// Coordinator → agents: begin the load at this instant (unix ms, coordinator clock; each agent
+/// waits for it on its clock corrected by its measured offset).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Start {
     pub at_ms: u64,
@@ -114,6 +123,8 @@ pub struct Ready {
     pub agent: u32,
     pub host: String,
     pub herd_version: String,
+    /// The offset and round trip it measured from its Assign (`None`: it could not).
+    pub clock: Option<ClockSync>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +138,7 @@ pub struct Heartbeat {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finished {
     pub agent: u32,
-    /// When the load actually started by this agent's clock (unix ms), for start skew.
+    /// When the load actually started (unix ms, coordinator clock), for start skew.
     pub started_at_ms: u64,
     /// Seq of the last metric batch (for logs; the coordinator counts `batches_sent`).
     pub last_batch_seq: u64,
@@ -205,6 +216,20 @@ mod tests {
             dropped_iterations: 0,
         };
         let e = env(Body::Metrics(batch));
+        assert_eq!(decode(&encode(&e).unwrap()).unwrap(), e);
+    }
+
+    #[test]
+    fn ready_carries_a_negative_clock_offset() {
+        let e = env(Body::Ready(Ready {
+            agent: 1,
+            host: "h".into(),
+            herd_version: "0".into(),
+            clock: Some(ClockSync {
+                offset_ms: -5_000,
+                round_trip_ms: 3,
+            }),
+        }));
         assert_eq!(decode(&encode(&e).unwrap()).unwrap(), e);
     }
 

@@ -82,6 +82,12 @@ impl Feed {
         }
     }
 
+    /// The second of a tool's timestamp: the tool reads this machine's clock, so it is
+    /// corrected like the agent's own ([`crate::clock`]).
+    fn second_of(&self, at_ms: u64) -> u64 {
+        self.handle.clock.of_system_ms(at_ms) / 1000
+    }
+
     pub(super) fn push(&mut self, e: Event) {
         match e {
             Event::Request {
@@ -106,12 +112,15 @@ impl Feed {
                     bytes_in: bytes_in + std::mem::take(&mut self.bytes_in),
                     bytes_out: bytes_out + std::mem::take(&mut self.bytes_out),
                 };
-                self.buf.record_in(at_ms / 1000, s);
+                self.buf.record_in(self.second_of(at_ms), s);
             }
             Event::BytesIn(b) => self.bytes_in += b,
             Event::BytesOut(b) => self.bytes_out += b,
             Event::Vus(v) => self.handle.active_vus.store(v, Ordering::Relaxed),
-            Event::Iteration { at_ms } => self.buf.iteration_in(at_ms / 1000),
+            Event::Iteration { at_ms } => {
+                let second = self.second_of(at_ms);
+                self.buf.iteration_in(second);
+            }
             Event::Check { passed } => {
                 if passed {
                     self.checks_passed = self.checks_passed.saturating_add(1);

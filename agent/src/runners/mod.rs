@@ -23,11 +23,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use messages::metrics::MetricBatch;
 use messages::policy::TargetPolicy;
 use messages::spec::{Engine, Spec, SCRIPT_FILE};
 use messages::split::Share;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::executor::Report;
 use crate::recorder::Recorder;
@@ -198,9 +197,10 @@ pub struct Command {
     pub cwd: PathBuf,
 }
 
-/// Runs `share` of `spec` with the spec's tool. Returns when the tool ended and every sample
-/// it wrote was recorded. The target `policy` goes to the tool as far as it takes one; what it
-/// cannot enforce is logged (the coordinator refuses such specs unless configured not to).
+/// Runs `share` of `spec` with the spec's tool, its samples into `recorder` (whose clock also
+/// corrects the tool's own timestamps). Returns when the tool ended and every sample it wrote
+/// was recorded. The target `policy` goes to the tool as far as it takes one; what it cannot
+/// enforce is logged (the coordinator refuses such specs unless configured not to).
 pub async fn run_share(
     spec: &Spec,
     data: &BTreeMap<String, Vec<u8>>,
@@ -208,7 +208,7 @@ pub async fn run_share(
     run_id: &str,
     policy: &TargetPolicy,
     mut stop: watch::Receiver<bool>,
-    out: mpsc::UnboundedSender<MetricBatch>,
+    recorder: Recorder,
 ) -> Result<Report, RunnerError> {
     let started = Instant::now();
     let Some(spec_runner) = &spec.runner else {
@@ -264,7 +264,6 @@ pub async fn run_share(
             stopped_early: false,
         });
     };
-    let recorder = Recorder::new(share.index, Vec::new(), out);
     let mut feed = feed::Feed::new(&recorder);
     let rec = tokio::spawn(recorder.run());
     let result = process::drive(r, cmd, spec.load.graceful_stop_ms, &mut stop, &mut feed).await;

@@ -268,6 +268,9 @@ async fn link(
     index: u32,
     credentials: Credentials,
 ) -> anyhow::Result<Exit> {
+    // Tests only: an agent whose clock is set wrong (logged at warn when set).
+    let skew =
+        agent::clock::test_skew_ms(index, |n| std::env::var(n).ok()).map_err(anyhow::Error::msg)?;
     let cfg = agent::link::LinkConfig {
         broker: BrokerUrl::parse(broker)?,
         tls,
@@ -276,6 +279,7 @@ async fn link(
         buffer: 1024,
         wait: Duration::from_secs(60),
         credentials,
+        clock: agent::clock::WallClock::with_test_skew(skew),
     };
     match agent::link::run(cfg).await? {
         agent::link::LinkOutcome::Finished | agent::link::LinkOutcome::Stopped => Ok(Exit::Ok),

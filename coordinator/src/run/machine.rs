@@ -143,9 +143,9 @@ impl SlotState {
 pub struct Slot {
     pub state: SlotState,
     pub last_seen_ms: u64,
-    /// When its load started, by its own clock (from its Finished).
+    /// When its load started (from its Finished; coordinator clock, as the agent corrects it).
     pub started_at_ms: Option<u64>,
-    /// When it sent its Finished, by its own clock.
+    /// When it sent its Finished (coordinator clock, as the agent corrects it).
     pub finished_at_ms: Option<u64>,
     /// Batches it could not queue (from its Finished).
     pub dropped: u64,

@@ -3,7 +3,7 @@
 //!
 //! - [`RunPlan`]: what a run is made of, fixed before it starts (spec, files, shares, regions).
 //! - [`machine`]: the run's lifecycle as a pure state machine; [`reasons`]: why runs fail and
-//!   agents drop out.
+//!   agents drop out; [`clocks`]: the agents' clock probes and measured offsets, kept beside it.
 //! - Actors, one a file: [`supervisor`] (wraps the machine), [`launcher`] (agents as child
 //!   processes), [`aggregator`] (exact fold of batches; its state in [`fold`], pure), [`live`]
 //!   (per-second snapshot), [`results`] (files and the retained result). [`protocol`] holds
@@ -13,6 +13,7 @@
 //! [`start_run`] wires them for one run on a shared [`Bus`].
 
 pub mod aggregator;
+pub mod clocks;
 pub mod durable;
 pub mod fold;
 pub mod launcher;

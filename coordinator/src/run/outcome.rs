@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use messages::clock::ClockSync;
 use messages::metrics::{total_of, LabelStats};
 use messages::outcome::{verdict, AgentState, EndState, RunCompleted, Verdict};
 use messages::spec::Spec;
@@ -49,6 +50,8 @@ pub struct RunFacts<'a> {
     pub ended_at_ms: u64,
     /// Messages the bus refused on each agent's topics, by index.
     pub refused: &'a [u64],
+    /// The clock offset each agent measured at the handshake, by index.
+    pub clocks: &'a [Option<ClockSync>],
 }
 
 /// The one place a run's result is made.
@@ -91,12 +94,15 @@ pub fn build(facts: RunFacts<'_>, folded: Folded) -> FinalResult {
                 ),
             };
             let index = i as u32;
+            let clock = facts.clocks.get(i).copied().flatten();
             AgentSummary {
                 index,
                 region: facts.regions.get(i).cloned().unwrap_or_default(),
                 state: st,
                 reason: why,
                 started_at_ms: s.started_at_ms,
+                clock_offset_ms: clock.map(|c| c.offset_ms),
+                clock_round_trip_ms: clock.map(|c| c.round_trip_ms),
                 batches_received: folded.batches.get(&index).copied().unwrap_or(0),
                 rejected_batches: folded.rejected.get(&index).copied().unwrap_or(0),
                 refused_messages: facts.refused.get(i).copied().unwrap_or(0),
@@ -138,6 +144,7 @@ pub fn not_started(run_id: &str, spec: &Spec, reason: String) -> FinalResult {
             start_at_ms: None,
             ended_at_ms: crate::clock::unix_ms(),
             refused: &[],
+            clocks: &[],
         },
         Folded::default(),
     )
@@ -177,6 +184,15 @@ impl FinalResult {
         Some(max? - min?)
     }
 
+    /// The largest clock offset among the agents (absolute ms), if any was measured.
+    pub fn max_clock_offset_ms(&self) -> Option<u64> {
+        self.agents
+            .iter()
+            .filter_map(|a| a.clock_offset_ms)
+            .map(i64::unsigned_abs)
+            .max()
+    }
+
     pub fn agents_lost(&self) -> u32 {
         self.agents
             .iter()
@@ -211,6 +227,7 @@ impl FinalResult {
             thresholds: self.thresholds.clone(),
             agents: self.agents.clone(),
             start_skew_ms: self.start_skew_ms(),
+            max_clock_offset_ms: self.max_clock_offset_ms(),
             agents_lost: self.agents_lost(),
             late_batches: self.late_batches,
         }
@@ -282,6 +299,7 @@ mod tests {
                 start_at_ms: Some(1_000),
                 ended_at_ms: 3_000,
                 refused: &[],
+                clocks: &[],
             },
             folded,
         )
@@ -343,5 +361,47 @@ mod tests {
             Some("finished, but some of its batches were rejected (batch 2: 70000 labels, more than 65536)")
         );
         assert_eq!(sum.agents_lost, 1);
+    }
+
+    #[test]
+    fn each_agents_clock_offset_is_reported_and_the_largest_one_on_top() {
+        let s = spec("");
+        let slots = [
+            slot(SlotState::Drained),
+            slot(SlotState::Drained),
+            slot(SlotState::Drained),
+        ];
+        let sync = |offset_ms, round_trip_ms| {
+            Some(ClockSync {
+                offset_ms,
+                round_trip_ms,
+            })
+        };
+        let summary = |clocks: &[Option<ClockSync>]| {
+            build(
+                RunFacts {
+                    run_id: "t-1",
+                    spec: &s,
+                    regions: &[],
+                    state: &RunState::Completed,
+                    slots: &slots,
+                    start_at_ms: Some(1_000),
+                    ended_at_ms: 3_000,
+                    refused: &[],
+                    clocks,
+                },
+                Folded::default(),
+            )
+            .summary()
+        };
+        let sum = summary(&[sync(120, 2), sync(-5_000, 4), None]);
+        assert_eq!(sum.agents[0].clock_offset_ms, Some(120));
+        assert_eq!(sum.agents[1].clock_offset_ms, Some(-5_000));
+        assert_eq!(sum.agents[1].clock_round_trip_ms, Some(4));
+        assert_eq!(sum.agents[2].clock_offset_ms, None);
+        assert_eq!(sum.max_clock_offset_ms, Some(5_000));
+        assert_eq!(summary(&[]).max_clock_offset_ms, None);
+        let extreme = summary(&[sync(i64::MIN, 0)]);
+        assert_eq!(extreme.max_clock_offset_ms, Some(1 << 63));
     }
 }

@@ -13,6 +13,7 @@ use messages::wire::{Assign, Body, Start, Stop};
 use tokio::sync::oneshot;
 
 use super::aggregator::{Aggregator, Finish};
+use super::clocks::Clocks;
 use super::live::LivePublisher;
 use super::machine::{Effect, Event, RunMachine, RunState};
 use super::outcome::{build, FinalResult, RunFacts};
@@ -61,6 +62,8 @@ pub struct RunSupervisor {
     /// Sent with every Assign.
     policy: TargetPolicy,
     machine: RunMachine,
+    /// The agents' clock probes and measured offsets.
+    clocks: Clocks,
     launch: LaunchAgents,
     deps: Deps,
     /// Sequence numbers of this coordinator's control messages.
@@ -78,6 +81,7 @@ impl RunSupervisor {
         done: oneshot::Sender<Outcome>,
     ) -> RunSupervisor {
         RunSupervisor {
+            clocks: Clocks::new(plan.agents()),
             plan,
             policy,
             machine,
@@ -133,15 +137,18 @@ impl RunSupervisor {
                 let Some(share) = self.plan.shares.get(agent as usize).cloned() else {
                     return;
                 };
-                let body = Body::Assign(Assign {
+                let mut assign = Assign {
                     agent,
                     region: self.plan.region_of(agent).to_string(),
                     spec: self.plan.spec.clone(),
                     share,
                     data: self.plan.data.clone(),
                     policy: self.policy.clone(),
-                });
-                self.control(body);
+                    clock: None,
+                };
+                // C2 as late as it can be: after the copies, just before it goes out.
+                assign.clock = self.clocks.probe(agent, unix_ms());
+                self.control(Body::Assign(assign));
             }
             Effect::Start { at_ms } => {
                 self.control(Body::Start(Start { at_ms }));
@@ -170,6 +177,7 @@ impl RunSupervisor {
         let plan = self.plan.clone();
         let state = self.machine.state().clone();
         let slots = self.machine.slots().to_vec();
+        let clocks = self.clocks.synced().to_vec();
         let refused = self.deps.bus.refused();
         let start_at_ms = self.machine.start_at_ms();
         let aggregator = self.deps.aggregator.clone();
@@ -195,6 +203,7 @@ impl RunSupervisor {
                         start_at_ms,
                         ended_at_ms,
                         refused: &refused,
+                        clocks: &clocks,
                     },
                     folded,
                 );
@@ -244,9 +253,14 @@ impl Handler<FromAgent> for RunSupervisor {
         }
         let agent = msg.agent;
         let event = match msg.env.body {
-            Body::Heartbeat(_) => Event::Heartbeat { agent },
+            Body::Heartbeat(_) => {
+                // C1 for the probe of the Assign this heartbeat may bring (A1: its sent_at_ms).
+                self.clocks.heartbeat(agent, msg.env.sent_at_ms, unix_ms());
+                Event::Heartbeat { agent }
+            }
             Body::Ready(r) => {
                 tracing::info!(agent = r.agent, host = %r.host, "agent ready");
+                self.clocks.ready(agent, r.clock);
                 Event::Ready { agent }
             }
             Body::Finished(f) => Event::Finished {
