@@ -204,6 +204,7 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
         broker_login: embedded,
         timing: Timing::default(),
         policy,
+        journal: None,
     };
     let program = opts.program.clone();
     let handle = start_run(plan, settings, &bus, move |sup| {

@@ -2,6 +2,13 @@
 //! ([`super::fold`]), feeds the live view every second, and tells the supervisor when an agent's
 //! batches are all in, or that one of them was rejected (logged and reported once per agent;
 //! the rest are counted in `Folded::rejected`).
+//!
+//! Each batch it takes is journaled ([`BatchJournal`]); once a second the journal is synced and
+//! what is now durable is confirmed to the supervisor, which tells the agents (`Alive`): an
+//! agent keeps every batch until it is confirmed, and sends the unconfirmed ones again to a
+//! coordinator that restarted. A restarted coordinator's aggregator starts from the journal
+//! ([`Aggregator::replay`]), so a batch is counted once whether it arrives before the crash,
+//! after it, or both.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -9,8 +16,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use messages::metrics::LabelStats;
 
-use super::fold::{Fold, Row};
-use super::protocol::{BatchesRejected, Drained, ExpectBatches, LiveRow, Started};
+use super::durable::{BatchJournal, StoredBatch};
+use super::fold::{Added, Fold, Row};
+use super::protocol::{BatchesRejected, Confirmed, Drained, ExpectBatches, LiveRow, Started};
 use crate::bus::BatchIn;
 use crate::clock::unix_ms;
 
@@ -26,6 +34,8 @@ pub struct Folded {
     pub batches: HashMap<u32, u64>,
     /// Rejected batches by agent (only agents with any).
     pub rejected: HashMap<u32, u64>,
+    /// Per agent, the batches it may forget (the last `Alive` says so).
+    pub confirmed: Vec<u64>,
 }
 
 /// End of run: finalize every second and hand over the results.
@@ -40,7 +50,12 @@ pub struct Aggregator {
     agents: u32,
     supervisor: Recipient<Drained>,
     rejected: Recipient<BatchesRejected>,
+    confirmed: Recipient<Confirmed>,
     live: Recipient<LiveRow>,
+    journal: BatchJournal,
+    /// A journal write failed: logged once; those batches stay unconfirmed.
+    journal_failed: bool,
+    last_confirmed: Option<Vec<u64>>,
 }
 
 /// Default for how long a second waits for stragglers before its percentiles are final
@@ -53,6 +68,7 @@ const LIVE_LAG_S: u64 = 2;
 pub struct AggregatorLinks {
     pub drained: Recipient<Drained>,
     pub rejected: Recipient<BatchesRejected>,
+    pub confirmed: Recipient<Confirmed>,
     pub live: Recipient<LiveRow>,
 }
 
@@ -65,6 +81,7 @@ impl Aggregator {
         regions: Vec<String>,
         accepted_at_ms: u64,
         links: AggregatorLinks,
+        journal: BatchJournal,
     ) -> Aggregator {
         Aggregator {
             fold: Fold::new(late_window_s, regions, accepted_at_ms / 1000),
@@ -73,7 +90,47 @@ impl Aggregator {
             agents,
             supervisor: links.drained,
             rejected: links.rejected,
+            confirmed: links.confirmed,
             live: links.live,
+            journal,
+            journal_failed: false,
+            last_confirmed: None,
+        }
+    }
+
+    /// Folds what the journal kept, as it was folded before the restart: the load's start
+    /// first, then each batch at the second it arrived (the fold's clock stepped to it, so a
+    /// batch late then is late now). Rejections count again; none is reported again.
+    pub fn replay(&mut self, start_at_ms: Option<u64>, batches: Vec<StoredBatch>) {
+        if let Some(at) = start_at_ms {
+            self.fold.started(at);
+        }
+        for b in batches {
+            self.fold.tick(b.now_s);
+            let _ = self.fold.add(b.agent, b.seq, &b.batch, b.now_s);
+        }
+    }
+
+    fn journal(&mut self, stored: StoredBatch) {
+        if let Err(e) = self.journal.record(&stored) {
+            if !std::mem::replace(&mut self.journal_failed, true) {
+                tracing::error!(error = %e, "a batch could not be journaled: it stays unconfirmed, its agent keeps it");
+            }
+        }
+    }
+
+    /// Makes the journal durable and tells the supervisor what that confirms, when it changed.
+    fn confirm(&mut self) {
+        if let Err(e) = self.journal.sync() {
+            if !std::mem::replace(&mut self.journal_failed, true) {
+                tracing::error!(error = %e, "the batch journal could not be synced: nothing new is confirmed");
+            }
+            return;
+        }
+        let through = self.journal.confirmed(self.agents);
+        if self.last_confirmed.as_ref() != Some(&through) {
+            self.last_confirmed = Some(through.clone());
+            self.confirmed.do_send(Confirmed { through });
         }
     }
 
@@ -96,6 +153,7 @@ impl Actor for Aggregator {
                 a.live.do_send(LiveRow { row });
             }
             a.fold.tick(now_s);
+            a.confirm();
         });
     }
 }
@@ -111,10 +169,17 @@ impl Handler<BatchIn> for Aggregator {
             );
             return;
         }
-        match self
-            .fold
-            .add(msg.agent, msg.seq, &msg.batch, unix_ms() / 1000)
-        {
+        let now_s = unix_ms() / 1000;
+        let added = self.fold.add(msg.agent, msg.seq, &msg.batch, now_s);
+        if !matches!(added, Ok(Added::Duplicate)) {
+            self.journal(StoredBatch {
+                now_s,
+                agent: msg.agent,
+                seq: msg.seq,
+                batch: msg.batch,
+            });
+        }
+        match added {
             Ok(_) => self.check_drained(msg.agent),
             Err(e) if e.first => {
                 tracing::warn!(
@@ -158,6 +223,7 @@ impl Handler<Finish> for Aggregator {
     fn handle(&mut self, _msg: Finish, ctx: &mut Context<Self>) -> Self::Result {
         // The run is over after this: stop ticking once the reply is out.
         ctx.stop();
+        self.confirm();
         self.fold.finish();
         let batches = (0..self.agents)
             .map(|a| (a, self.fold.batches_from(a)))
@@ -171,6 +237,7 @@ impl Handler<Finish> for Aggregator {
             late_batches: self.fold.late_batches,
             batches,
             rejected: self.fold.rejected().clone(),
+            confirmed: self.journal.confirmed(self.agents),
         })
     }
 }

@@ -88,9 +88,11 @@ impl EventJournal {
     }
 }
 
-/// `batches.log`, and what of it each agent may be told is safe.
+/// `batches.log`, and what of it each agent may be told is safe. Without a log (`herd run`:
+/// nothing outlives the process, so nothing is gained by a disk) a batch is confirmed as soon
+/// as the fold took it.
 pub struct BatchJournal {
-    log: Log,
+    log: Option<Log>,
     /// Appended since the last sync, by agent.
     pending: BTreeMap<u32, Vec<u64>>,
     confirmed: Confirmations,
@@ -117,7 +119,7 @@ impl BatchJournal {
         }
         Ok((
             BatchJournal {
-                log,
+                log: Some(log),
                 pending: BTreeMap::new(),
                 confirmed,
             },
@@ -125,22 +127,38 @@ impl BatchJournal {
         ))
     }
 
-    /// Appends an accepted batch (durable at the next [`BatchJournal::sync`]).
+    /// A journal that keeps nothing: every batch is confirmed once recorded.
+    pub fn memory() -> BatchJournal {
+        BatchJournal {
+            log: None,
+            pending: BTreeMap::new(),
+            confirmed: Confirmations::default(),
+        }
+    }
+
+    /// Appends a batch the fold took (folded or rejected: either way it must not be sent
+    /// again), durable at the next [`BatchJournal::sync`].
     pub fn record(&mut self, b: &StoredBatch) -> Result<(), DurableError> {
+        let Some(log) = self.log.as_mut() else {
+            self.confirmed.add(b.agent, b.seq);
+            return Ok(());
+        };
         let bytes =
             bincode::serde::encode_to_vec(b, config()).map_err(|e| DurableError::Decode {
                 what: "a batch",
                 log: "batches.log".into(),
                 reason: e.to_string(),
             })?;
-        self.log.append(&bytes)?;
+        log.append(&bytes)?;
         self.pending.entry(b.agent).or_default().push(b.seq);
         Ok(())
     }
 
     /// Makes every recorded batch durable; only then are they confirmed.
     pub fn sync(&mut self) -> Result<(), DurableError> {
-        self.log.sync()?;
+        if let Some(log) = self.log.as_mut() {
+            log.sync()?;
+        }
         for (agent, seqs) in std::mem::take(&mut self.pending) {
             for s in seqs {
                 self.confirmed.add(agent, s);

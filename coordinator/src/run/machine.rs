@@ -213,6 +213,13 @@ pub enum Event {
     Tick,
     /// A restarted coordinator took the run back from its journal.
     Resumed,
+    /// What a [`Event::Tick`] found, as the journal keeps it: these agents were not heard from
+    /// for `ms`. A Tick itself is not journaled — replayed without the heartbeats it was
+    /// judged against (not journaled either), it would find more agents silent than it did.
+    Silent {
+        agents: Vec<u32>,
+        ms: u64,
+    },
 }
 
 /// What the supervisor must do.
@@ -365,6 +372,12 @@ impl RunMachine {
             }
             Event::Cancel { reason } => self.cancel(reason, now),
             Event::Resumed => self.resumed(now),
+            Event::Silent { agents, ms } => {
+                for agent in agents {
+                    self.lose(agent, AgentLoss::NoHeartbeat { ms });
+                }
+                self.check_done();
+            }
             Event::Timer(t) => self.timer(t, now),
             Event::Tick => {
                 if self.state.loading() {

@@ -10,6 +10,9 @@ pub struct Replayed {
     pub machine: RunMachine,
     /// (timer, when it fires), unfired.
     pub timers: Vec<(Timer, u64)>,
+    /// What the aggregator was told of each finished agent (`Effect::ExpectBatches`): a
+    /// restarted aggregator must be told again.
+    pub expected: Vec<(u32, u64)>,
 }
 
 /// Rebuilds the machine `cfg` made at `created_at_ms` by feeding it `events` (each with the
@@ -21,21 +24,33 @@ pub fn replay(
 ) -> Replayed {
     let mut machine = RunMachine::new(cfg, created_at_ms);
     let mut timers: Vec<(Timer, u64)> = Vec::new();
+    let mut expected: Vec<(u32, u64)> = Vec::new();
     for (at_ms, event) in events {
         if let Event::Timer(t) = &event {
             timers.retain(|(armed, _)| armed != t);
         }
         for effect in machine.on(event, at_ms) {
-            if let Effect::Arm { timer, at_ms } = effect {
-                timers.retain(|(armed, _)| *armed != timer);
-                timers.push((timer, at_ms));
+            match effect {
+                Effect::Arm { timer, at_ms } => {
+                    timers.retain(|(armed, _)| *armed != timer);
+                    timers.push((timer, at_ms));
+                }
+                Effect::ExpectBatches { agent, batches } => {
+                    expected.retain(|(a, _)| *a != agent);
+                    expected.push((agent, batches));
+                }
+                _ => {}
             }
         }
     }
     if machine.state().is_terminal() {
         timers.clear();
     }
-    Replayed { machine, timers }
+    Replayed {
+        machine,
+        timers,
+        expected,
+    }
 }
 
 impl RunMachine {
@@ -83,12 +98,16 @@ impl RunMachine {
         }
     }
 
-    /// Slots lost so far: a liveness check that changed none changed nothing worth keeping.
-    pub fn losses(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| matches!(s.state, SlotState::Lost(_)))
-            .count()
+    /// How long an agent may be silent before a Tick finds it lost.
+    pub fn heartbeat_timeout_ms(&self) -> u64 {
+        self.cfg.timing.heartbeat_timeout_ms
+    }
+
+    /// The agents lost so far, by index: what a liveness check changed is the difference.
+    pub fn lost(&self) -> Vec<u32> {
+        (0..self.slots.len() as u32)
+            .filter(|&i| matches!(self.slots[i as usize].state, SlotState::Lost(_)))
+            .collect()
     }
 }
 

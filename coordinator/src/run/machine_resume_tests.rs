@@ -57,7 +57,7 @@ fn a_run_resumed_in_time_goes_on_and_tells_its_agents_the_start_again() {
     let fx = r.on(Event::Resumed, now);
     assert_eq!(fx, vec![Effect::Start { at_ms: T0 + 1_100 }]);
     assert_eq!(r.on(Event::Tick, now + 1_000), vec![]);
-    assert_eq!(r.losses(), 0);
+    assert!(r.lost().is_empty());
     assert_eq!(r.state(), &RunState::Running);
 }
 
@@ -106,5 +106,46 @@ fn a_run_found_launching_fails_rather_than_launching_twice() {
     assert_eq!(
         r.state(),
         &RunState::Failed(Reason::RestartedWhileLaunching)
+    );
+}
+
+#[test]
+fn a_liveness_loss_replays_as_the_agents_it_found_silent_and_no_more() {
+    // Agent 1 went silent; agent 0's heartbeats kept it alive, but heartbeats are not
+    // journaled: the loss is kept as `Silent`, so replay loses agent 1 only.
+    let mut j = running_journal();
+    j.push((
+        T0 + 20_000,
+        Event::Silent {
+            agents: vec![1],
+            ms: 10_000,
+        },
+    ));
+    let r = replay(cfg(2), T0, j).machine;
+    assert_eq!(r.lost(), vec![1]);
+    assert_eq!(r.slots()[0].state, SlotState::Running);
+}
+
+#[test]
+fn what_the_aggregator_was_told_of_finished_agents_is_told_again() {
+    let mut j = running_journal();
+    j.push((
+        T0 + 12_000,
+        Event::Finished {
+            agent: 1,
+            started_at_ms: T0 + 1_100,
+            sent_at_ms: T0 + 12_000,
+            batches_sent: 11,
+            batches_dropped: 0,
+        },
+    ));
+    let r = replay(cfg(2), T0, j);
+    assert_eq!(r.expected, vec![(1, 11)]);
+    assert!(
+        r.timers
+            .iter()
+            .any(|(t, _)| *t == Timer::Drain { agent: 1 }),
+        "its drain deadline is still pending: {:?}",
+        r.timers
     );
 }

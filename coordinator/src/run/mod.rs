@@ -40,11 +40,12 @@ use crate::bundle::SpecBundle;
 use crate::bus::{Bus, BusError, Route, RunBus};
 use crate::clock::unix_ms;
 use aggregator::{Aggregator, AggregatorLinks};
+use durable::{BatchJournal, DurableError, EventJournal};
 use live::LivePublisher;
-use machine::{MachineConfig, RunMachine, Timing};
+use machine::{replay, MachineConfig, Timing};
 use protocol::{AgentCredentials, AgentExited, LaunchAgents, StopAgents};
 use results::ResultsWriter;
-use supervisor::{Begin, Deps, Outcome, RunSupervisor};
+use supervisor::{Begin, Deps, Outcome, Resume, RunSupervisor};
 
 /// What one run is made of, fixed before it starts.
 pub struct RunPlan {
@@ -104,6 +105,25 @@ pub struct RunSettings {
     pub timing: Timing,
     /// Where the agents' load may go; sent in every Assign.
     pub policy: TargetPolicy,
+    /// `herd serve`: the run's journal folder, and when the run was accepted. `None` (`herd
+    /// run`): nothing is journaled, batches are confirmed to agents as soon as they are folded.
+    pub journal: Option<JournalAt>,
+}
+
+/// Where a run's journal lives (`serve::state`): a folder holding journals is a run a
+/// restarted coordinator resumes.
+#[derive(Clone)]
+pub struct JournalAt {
+    pub dir: PathBuf,
+    pub accepted_at_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("the run's journal: {0}")]
+    Journal(#[from] DurableError),
 }
 
 /// A launcher, seen from the supervisor.
@@ -122,16 +142,48 @@ pub struct RunHandle {
     pub done: oneshot::Receiver<Outcome>,
 }
 
-/// Attaches the run to the bus, starts its actors and sends `Begin`. `launcher` builds the
-/// launcher once the supervisor's address (where it reports exits) exists.
+/// Attaches the run to the bus, starts its actors and sends `Begin` — or, when the run's
+/// journal already holds events (a restarted `herd serve`), rebuilds the machine and the fold
+/// from it and sends `Resume`. `launcher` builds the launcher once the supervisor's address
+/// (where it reports exits) exists.
 pub async fn start_run(
     plan: RunPlan,
     settings: RunSettings,
     bus: &Bus,
     launcher: impl FnOnce(Recipient<AgentExited>) -> LauncherLink,
-) -> Result<RunHandle, BusError> {
+) -> Result<RunHandle, StartError> {
     let plan = Arc::new(plan);
     let count = plan.agents();
+    let accepted_at_ms = settings
+        .journal
+        .as_ref()
+        .map_or_else(unix_ms, |j| j.accepted_at_ms);
+    let (events, batches) = match &settings.journal {
+        Some(j) => {
+            let (events, past_events) = EventJournal::open(&j.dir.join("events.log"))?;
+            let (batches, past_batches) = BatchJournal::open(&j.dir.join("batches.log"))?;
+            (Some((events, past_events)), Some((batches, past_batches)))
+        }
+        None => (None, None),
+    };
+    let (event_journal, past_events) = match events {
+        Some((j, past)) => (Some(j), past),
+        None => (None, Vec::new()),
+    };
+    let (batch_journal, past_batches) =
+        batches.unwrap_or_else(|| (BatchJournal::memory(), Vec::new()));
+    let resuming = !past_events.is_empty();
+    let replayed = replay(
+        MachineConfig {
+            agents: count,
+            planned_ms: plan.spec.load.executor.planned_ms(),
+            graceful_stop_ms: plan.spec.load.graceful_stop_ms,
+            min_healthy_pct: plan.spec.min_healthy_agents,
+            timing: settings.timing,
+        },
+        accepted_at_ms,
+        past_events.into_iter().map(|e| (e.at_ms, e.event)),
+    );
     let (done_tx, done_rx) = oneshot::channel();
     // Addresses first, so the actors can reference each other before any of them runs.
     let sup_ctx = Context::<RunSupervisor>::new();
@@ -157,8 +209,7 @@ pub async fn start_run(
         settings.quiet,
     )
     .start();
-    let accepted_at_ms = unix_ms();
-    let agg = agg_ctx.run(Aggregator::new(
+    let mut aggregator = Aggregator::new(
         settings.late_window_s,
         count,
         plan.regions.clone(),
@@ -166,9 +217,20 @@ pub async fn start_run(
         AggregatorLinks {
             drained: sup.clone().recipient(),
             rejected: sup.clone().recipient(),
+            confirmed: sup.clone().recipient(),
             live: live.clone().recipient(),
         },
-    ));
+        batch_journal,
+    );
+    let start_at_ms = replayed.machine.start_at_ms();
+    aggregator.replay(start_at_ms, past_batches);
+    let agg = agg_ctx.run(aggregator);
+    if let Some(at_ms) = start_at_ms {
+        live.do_send(protocol::Started { at_ms });
+    }
+    for (agent, batches) in replayed.expected {
+        agg.do_send(protocol::ExpectBatches { agent, batches });
+    }
     let results = ResultsWriter::new(
         run_bus.clone(),
         plan.dir.clone(),
@@ -189,16 +251,6 @@ pub async fn start_run(
             broker_login: settings.broker_login,
         },
     };
-    let machine = RunMachine::new(
-        MachineConfig {
-            agents: count,
-            planned_ms: plan.spec.load.executor.planned_ms(),
-            graceful_stop_ms: plan.spec.load.graceful_stop_ms,
-            min_healthy_pct: plan.spec.min_healthy_agents,
-            timing: settings.timing,
-        },
-        accepted_at_ms,
-    );
     let deps = Deps {
         bus: run_bus.clone(),
         launcher: link.launch,
@@ -211,12 +263,19 @@ pub async fn start_run(
     sup_ctx.run(RunSupervisor::new(
         plan,
         settings.policy,
-        machine,
+        replayed.machine,
         launch,
         deps,
         done_tx,
+        event_journal,
     ));
-    sup.do_send(Begin);
+    if resuming {
+        sup.do_send(Resume {
+            timers: replayed.timers,
+        });
+    } else {
+        sup.do_send(Begin);
+    }
     Ok(RunHandle {
         run_id,
         supervisor: sup,

@@ -97,3 +97,12 @@ pub struct Drained {
 pub struct LiveRow {
     pub row: Row,
 }
+
+/// The aggregator tells the supervisor, once a second, what each agent may forget: per agent
+/// (by index), every batch seq up to this one is durable (`durable::BatchJournal`). The
+/// supervisor sends it to the agents in `Alive`.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct Confirmed {
+    pub through: Vec<u64>,
+}

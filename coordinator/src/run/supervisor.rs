@@ -3,6 +3,10 @@
 //! timers) into machine events and the machine's effects into messages (control to agents,
 //! deadlines, the end). It decides nothing itself: what a run does is in `machine.rs`, tested
 //! without a runtime.
+//!
+//! Under `herd serve` each event that changes the run is journaled ([`EventJournal`]) before
+//! any of its effects is carried out, so a restarted coordinator replays the run to where it
+//! was (`machine::resume`) and goes on from there ([`Resume`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +18,13 @@ use tokio::sync::oneshot;
 
 use super::aggregator::{Aggregator, Finish};
 use super::clocks::Clocks;
+use super::durable::EventJournal;
 use super::live::LivePublisher;
 use super::machine::{Effect, Event, RunMachine, RunState};
 use super::outcome::{build, FinalResult, RunFacts};
 use super::protocol::{
-    AgentExited, BatchesRejected, Drained, ExpectBatches, LaunchAgents, Started, StopAgents,
+    AgentExited, BatchesRejected, Confirmed, Drained, ExpectBatches, LaunchAgents, Started,
+    StopAgents,
 };
 use super::results::{ResultsError, ResultsWriter, WriteResults};
 use super::RunPlan;
@@ -35,6 +41,19 @@ pub struct Outcome {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Begin;
+
+/// A restarted coordinator takes the run back: the machine was replayed from the journal;
+/// `timers` are the deadlines it still had.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resume {
+    pub timers: Vec<(super::machine::Timer, u64)>,
+}
+
+/// The earliest a deadline replayed after a restart fires: the agents get this long to
+/// reconnect and send what they kept before a deadline that passed while the coordinator was
+/// away can count against them.
+pub const RESUME_GRACE_MS: u64 = 10_000;
 
 /// Ctrl-C, API or pipeline cancel: stop gracefully, keep partial results.
 #[derive(Message)]
@@ -69,6 +88,12 @@ pub struct RunSupervisor {
     /// Sequence numbers of this coordinator's control messages.
     seq: u64,
     done: Option<oneshot::Sender<Outcome>>,
+    /// `herd serve`'s journal of the run's events; `herd run` keeps none.
+    journal: Option<EventJournal>,
+    /// A journal write failed: logged once (the run goes on, but could not be resumed).
+    journal_failed: bool,
+    /// Per agent, the batches it may forget (from the aggregator), sent in `Alive`.
+    confirmed: Vec<u64>,
 }
 
 impl RunSupervisor {
@@ -79,8 +104,12 @@ impl RunSupervisor {
         launch: LaunchAgents,
         deps: Deps,
         done: oneshot::Sender<Outcome>,
+        journal: Option<EventJournal>,
     ) -> RunSupervisor {
         RunSupervisor {
+            journal,
+            journal_failed: false,
+            confirmed: Vec::new(),
             clocks: Clocks::new(plan.agents()),
             plan,
             policy,
@@ -92,11 +121,42 @@ impl RunSupervisor {
         }
     }
 
-    /// The one way in: an event for the machine, then its effects.
+    /// The one way in: an event for the machine, journaled if it changed anything, then its
+    /// effects.
     fn apply(&mut self, event: Event, ctx: &mut Context<Self>) {
         let now = unix_ms();
         let before = self.machine.state().clone();
-        let effects = self.machine.on(event, now);
+        let lost_before = self.machine.lost();
+        let kept = match &event {
+            Event::Tick | Event::Heartbeat { .. } => None,
+            e => Some(e.clone()),
+        };
+        let heartbeat = matches!(event, Event::Heartbeat { .. });
+        let tick = matches!(event, Event::Tick);
+        let effects = self.machine.on(event.clone(), now);
+        let kept = kept.or_else(|| {
+            if tick {
+                let lost = self.machine.lost();
+                let newly: Vec<u32> = lost
+                    .into_iter()
+                    .filter(|a| !lost_before.contains(a))
+                    .collect();
+                (!newly.is_empty()).then(|| Event::Silent {
+                    agents: newly,
+                    ms: self.machine.heartbeat_timeout_ms(),
+                })
+            } else {
+                // A heartbeat matters to the journal only when it got the agent its Assign.
+                (heartbeat && !effects.is_empty()).then_some(event)
+            }
+        });
+        if let (Some(event), Some(journal)) = (kept, self.journal.as_mut()) {
+            if let Err(e) = journal.record(now, &event) {
+                if !std::mem::replace(&mut self.journal_failed, true) {
+                    tracing::error!(run = %self.plan.run_id, error = %e, "the run's journal could not be written: the run goes on, but a restart could not resume it");
+                }
+            }
+        }
         if *self.machine.state() != before {
             tracing::info!(run = %self.plan.run_id, from = ?before, to = ?self.machine.state(), "run state");
         }
@@ -241,6 +301,34 @@ impl Handler<Begin> for RunSupervisor {
     type Result = ();
     fn handle(&mut self, _msg: Begin, ctx: &mut Context<Self>) {
         self.apply(Event::Begin, ctx);
+    }
+}
+
+impl Handler<Resume> for RunSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) {
+        let now = unix_ms();
+        tracing::info!(run = %self.plan.run_id, state = ?self.machine.state(), "resuming the run from its journal");
+        if self.machine.state().is_terminal() {
+            // It ended before the restart, its result not yet announced: build it again.
+            self.end(now, ctx);
+            return;
+        }
+        for (timer, at_ms) in msg.timers {
+            let at_ms = at_ms.max(now.saturating_add(RESUME_GRACE_MS));
+            ctx.notify_later(
+                Fire(timer),
+                Duration::from_millis(at_ms.saturating_sub(now)),
+            );
+        }
+        self.apply(Event::Resumed, ctx);
+    }
+}
+
+impl Handler<Confirmed> for RunSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Confirmed, _ctx: &mut Context<Self>) {
+        self.confirmed = msg.through;
     }
 }
 

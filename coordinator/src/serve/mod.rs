@@ -95,7 +95,16 @@ pub async fn run(
     .with_context(|| format!("connecting to the broker at {}", env.broker))?;
     let broker = env.broker.to_string();
     let iot = env.aws.as_ref().map(|a| a.iot.clone());
-    let runs = Runs::new(env, bus.clone()).start();
+    // What the previous coordinator left: requests it already made runs (a redelivery is still
+    // one run) and runs it did not finish (taken back before any new request is looked at).
+    let (unfinished, known) = env
+        .state
+        .scan(crate::clock::unix_ms())
+        .context("reading the state folder")?;
+    let runs = Runs::new(env, bus.clone(), known).start();
+    for u in unfinished {
+        runs.do_send(registry::ResumeRun(u));
+    }
     if let (Some(iot), Some(aws)) = (iot, &cfg.aws) {
         let (runs, policy) = (runs.clone(), aws.iot.coordinator_policy.clone());
         actix::spawn(async move {

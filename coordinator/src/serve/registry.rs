@@ -16,7 +16,7 @@ use super::notifier::Notify;
 use super::prepare::{prepare, PrepareError, Prepared};
 use super::profile::Env;
 use super::seen::{Seen, SeenKeys};
-use super::state::RunRecord;
+use super::state::{KnownRequest, RunRecord, Unfinished};
 use crate::aws::ecs_launcher::{EcsLauncher, TaskStopped};
 use crate::aws::store::Marker;
 use crate::bus::{Bus, RunBus};
@@ -24,7 +24,7 @@ use crate::request::RunRequest;
 use crate::run::launcher::LocalLauncher;
 use crate::run::machine::Timing;
 use crate::run::supervisor::{Cancel, Outcome, RunSupervisor};
-use crate::run::{start_run, LauncherLink, RunPlan, RunSettings};
+use crate::run::{start_run, JournalAt, LauncherLink, RunPlan, RunSettings};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
@@ -101,16 +101,42 @@ pub struct Runs {
 }
 
 impl Runs {
-    pub fn new(env: Env, bus: Bus) -> Runs {
+    /// `known`: the requests the state folder remembers (`StateDir::scan`), so a request
+    /// delivered again after a restart is still one run.
+    pub fn new(env: Env, bus: Bus, known: Vec<KnownRequest>) -> Runs {
+        let mut seen = SeenKeys::default();
+        for (key, run) in known {
+            seen.insert(key, Seen::Run(run));
+        }
         Runs {
             env: Arc::new(env),
             bus,
             active: HashMap::new(),
             starting: HashMap::new(),
             completing: Default::default(),
-            seen: SeenKeys::default(),
+            seen,
             counter: 0,
         }
+    }
+}
+
+/// A run a restarted coordinator found unfinished in its state folder: resumed from its
+/// journal (`run::start_run`), or — ended before the restart — announced.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ResumeRun(pub Unfinished);
+
+impl Handler<ResumeRun> for Runs {
+    type Result = ();
+
+    fn handle(&mut self, msg: ResumeRun, ctx: &mut Context<Self>) {
+        let u = msg.0;
+        tracing::info!(run = %u.record.run_id, "taking back a run the previous coordinator left unfinished");
+        self.seen.insert(
+            u.record.idempotency_key.clone(),
+            Seen::Run(u.record.run_id.clone()),
+        );
+        self.launch(u.record, u.dir, ctx);
     }
 }
 
@@ -241,17 +267,14 @@ impl Runs {
         };
         let accepted = std::fs::create_dir_all(&dir)
             .map_err(|e| format!("creating {}: {e}", dir.display()))
-            .and_then(|()| {
-                self.env
-                    .state
-                    .accept(&record)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = accepted {
-            self.seen.remove(&key);
-            return Box::pin(fut::ready(Err(Transient(e))));
-        }
+            .and_then(|()| self.env.state.accept(&record).map_err(|e| e.to_string()));
+        let journal = match accepted {
+            Ok(j) => j,
+            Err(e) => {
+                self.seen.remove(&key);
+                return Box::pin(fut::ready(Err(Transient(e))));
+            }
+        };
         let env = self.env.clone();
         let k = key.clone();
         let rid = run_id.clone();
@@ -269,7 +292,7 @@ impl Runs {
             .map(move |marked, act, ctx| match marked {
                 Ok(()) => {
                     act.seen.insert(key, Seen::Run(run_id.clone()));
-                    act.launch(record, ctx);
+                    act.launch(record, journal, ctx);
                     Ok(Submitted::Started(run_id))
                 }
                 Err(e) => {
@@ -281,9 +304,15 @@ impl Runs {
         )
     }
 
-    /// Starts the actors of an accepted run.
-    fn launch(&mut self, record: RunRecord, ctx: &mut Context<Self>) {
+    /// Starts the actors of an accepted run, journaling into `journal` (resuming from it,
+    /// when it holds a previous life's events).
+    fn launch(&mut self, record: RunRecord, journal: std::path::PathBuf, ctx: &mut Context<Self>) {
         let run_id = record.run_id.clone();
+        let (late_window_s, policy) = (record.late_window_s, record.policy.clone());
+        let journal = JournalAt {
+            dir: journal,
+            accepted_at_ms: record.accepted_at_ms,
+        };
         tracing::info!(run = %run_id, origin = %record.source, agents = record.agents, "starting a run");
         let req = RunRequest {
             idempotency_key: record.idempotency_key.clone(),
@@ -310,13 +339,14 @@ impl Runs {
         };
         let env = self.env.clone();
         let settings = RunSettings {
-            late_window_s: env.late_window_s,
+            late_window_s,
             quiet: true,
             agent_broker: env.agent_broker.clone(),
             agent_tls: env.agent_tls.clone(),
             broker_login: env.broker_login,
             timing: Timing::default(),
-            policy: env.policy.clone(),
+            policy,
+            journal: Some(journal),
         };
         self.starting.insert(
             run_id.clone(),
@@ -398,13 +428,13 @@ impl Runs {
                                 origin,
                                 outcome: None,
                                 why_no_outcome: format!(
-                                    "the run could not subscribe on its broker: {e}"
+                                    "the run could not start: {e}"
                                 ),
                             },
                         )
                         .into_actor(act)
                         .map(move |(), act, _| {
-                            act.completing.remove(&run_id);
+                            act.completed(&run_id);
                         }),
                     );
                 }
@@ -503,8 +533,19 @@ impl Handler<RunEnded> for Runs {
             )
             .into_actor(self)
             .map(move |(), act, _| {
-                act.completing.remove(&run_id);
+                act.completed(&run_id);
             }),
         );
+    }
+}
+
+impl Runs {
+    /// `RunCompleted` left: the state folder marks the run over, so a restart does not
+    /// announce it again.
+    fn completed(&mut self, run_id: &str) {
+        self.completing.remove(run_id);
+        if let Err(e) = self.env.state.mark_notified(run_id) {
+            tracing::error!(run = %run_id, error = %e, "could not mark the run announced: a restart would announce it again");
+        }
     }
 }

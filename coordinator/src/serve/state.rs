@@ -114,7 +114,8 @@ impl StateDir {
         write_atomic(&path, format!("{{\"port\":{port}}}\n").as_bytes()).map_err(io(&path))
     }
 
-    fn run_dir(&self, run: &str) -> PathBuf {
+    /// A run's journal folder.
+    pub fn run_dir(&self, run: &str) -> PathBuf {
         self.root.join("runs").join(run)
     }
 
