@@ -124,6 +124,8 @@ pub async fn run(cfg: LinkConfig) -> Result<LinkOutcome, LinkError> {
             client_id,
             capacity: cfg.buffer,
             name: format!("agent {}", cfg.agent),
+            // Control messages sent while this agent reconnects wait at the broker.
+            persistent: true,
         },
         move |topic: &str, payload: &[u8]| {
             let plain = match keys::open_control(payload, me, &creds.keys, &creds.coordinator) {

@@ -152,6 +152,8 @@ impl Bus {
                 client_id,
                 capacity: CAPACITY,
                 name: "coordinator".into(),
+                // What agents send while this coordinator reconnects waits at the broker.
+                persistent: true,
             },
             inbound,
         )?;

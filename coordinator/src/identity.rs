@@ -77,6 +77,14 @@ impl Identity {
         self.signing.public()
     }
 
+    /// `herd serve`'s MQTT client id: the same after every restart with this identity, so the
+    /// broker keeps its persistent session, and distinct between coordinators that do not share
+    /// a state folder.
+    pub fn serve_client_id(&self) -> String {
+        let hex = self.public().to_hex();
+        format!("herd-coordinator-serve-{}", &hex[..hex.len().min(12)])
+    }
+
     /// Writes the observers' login for the embedded broker to `<dir>/.broker-observer`
     /// (owner-only), for dashboards and scripts that read `live` and `result` there.
     pub fn write_observer_login(

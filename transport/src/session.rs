@@ -41,6 +41,11 @@ pub struct SessionConfig {
     pub name: String,
     /// User name and password, for brokers that want a login (the embedded one does).
     pub login: Option<(String, String)>,
+    /// Clean session off: the broker keeps this client's subscriptions and queues its QoS 1
+    /// messages while it is away (a reconnect, a broker restarted with persistence), as long as
+    /// it comes back with the same client id. The broker's own expiry bounds how long
+    /// (mosquitto `persistent_client_expiration`, IoT Core one hour by default).
+    pub persistent: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +202,7 @@ impl Session {
         if let Some((user, password)) = cfg.login {
             opts.set_credentials(user, password);
         }
+        opts.set_clean_session(!cfg.persistent);
         let (client, eventloop) = AsyncClient::new(opts, cfg.capacity);
         let (changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {

@@ -79,11 +79,9 @@ pub async fn run(
             })?;
         tracing::info!(file = %path.display(), "observers of live and result topics log in with this");
     }
-    let client_id = format!(
-        "herd-coordinator-{}-{:04x}",
-        crate::clock::stamp(),
-        std::process::id() & 0xffff
-    );
+    // Stable across restarts (derived from the kept identity): the broker keeps this
+    // coordinator's persistent session — subscriptions and queued batches — while it is away.
+    let client_id = env.identity.serve_client_id();
     let bus = Bus::connect(
         &env.broker,
         &env.tls,
