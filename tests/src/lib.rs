@@ -196,7 +196,44 @@ pub fn agent_pids(needle: &str) -> Vec<(i32, String)> {
 pub struct Mosquitto {
     pub port: u16,
     child: std::process::Child,
+    exe: std::path::PathBuf,
+    conf: std::path::PathBuf,
     _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Stops the broker (SIGTERM: with persistence on it saves its sessions and queued
+    /// messages), waits `down`, and starts it again on the same port with the same config.
+    pub fn restart(&mut self, down: std::time::Duration) {
+        // SAFETY: signalling the broker this value owns.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = std::process::Command::new(&self.exe)
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("restart mosquitto");
+        wait_listening(self.port);
+    }
+}
+
+fn wait_listening(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("mosquitto did not listen on {port}");
+}
+
+/// Mosquitto keeping its state on disk (saved when it stops): what a restart brings back —
+/// persistent sessions' subscriptions and the QoS 1 messages queued for them.
+pub fn start_mosquitto_persistent() -> Option<Mosquitto> {
+    start_mosquitto_with("persistence true\npersistence_location {dir}/\nautosave_interval 1\n")
 }
 
 impl Drop for Mosquitto {
@@ -296,6 +333,8 @@ fn start_mosquitto_with(extra: &str) -> Option<Mosquitto> {
         .port();
     let dir = tempfile::tempdir().ok()?;
     let conf = dir.path().join("mosquitto.conf");
+    // `extra` comes last: a later line wins (persistence). `{dir}` in it: the broker's folder.
+    let extra = extra.replace("{dir}", &dir.path().display().to_string());
     std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n{extra}")).ok()?;
     let child = std::process::Command::new(exe)
         .arg("-c")
@@ -308,15 +347,12 @@ fn start_mosquitto_with(extra: &str) -> Option<Mosquitto> {
     let m = Mosquitto {
         port,
         child,
+        exe: exe.into(),
+        conf,
         _dir: dir,
     };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(m);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("mosquitto did not listen on {port}");
+    wait_listening(port);
+    Some(m)
 }
 
 /// A TCP proxy on a loopback port that the test can cut (every connection dropped, new ones

@@ -1,0 +1,151 @@
+//! The fault suite: each fault is performed on real processes (herd serve, its agents, a real
+//! broker, a target that counts what it receives), and herd's numbers are compared with the
+//! target's own count. Loopback only, bounded in time; every case stops by itself.
+//! `RELIABILITY.md` lists the promises these check.
+
+use std::time::Duration;
+
+use herd_tests::{agent_pids, spawn_run, start_mosquitto_persistent, start_target, summary};
+use serde_json::Value;
+
+#[path = "support/serve.rs"]
+mod serve;
+use serve::Serve;
+
+/// 400 requests a second for `secs` seconds over two agents: enough that a lost batch shows,
+/// light enough for a shared 2-core machine.
+fn paced_spec(name: &str, url: &str, secs: u64) -> String {
+    format!(
+        "name: {name}\ntarget: {url}\nscenario:\n  - request: GET /fast\nload: {{executor: constant-arrival-rate, rate: 400, duration: {secs}s, pre_allocated_vus: 20, max_vus: 50}}\n"
+    )
+}
+
+/// Waits (bounded) until the target has seen at least `n` requests.
+async fn wait_requests(t: &demo_target::Target, n: u64, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while t.stats().requests < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the target saw {} requests, not {n}",
+            t.stats().requests
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Agents of `run` still alive (they are not serve's children after a restart).
+fn agents_of(run_hint: &str) -> Vec<(i32, String)> {
+    agent_pids(run_hint)
+}
+
+/// Kills what is left of a run's agents: a failing test must not leave load running.
+fn reap(run_hint: &str) {
+    for (pid, _) in agents_of(run_hint) {
+        // SAFETY: a process this test's serve started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+fn run_completed(serve: &Serve) -> Vec<Value> {
+    serve
+        .notifications()
+        .into_iter()
+        .filter(|n| n["type"] == "RunCompleted")
+        .collect()
+}
+
+/// `kill -9` of `herd serve` mid-run (its embedded broker dies with it), then a restart in the
+/// same folder: the restarted coordinator takes the run back from its journal, the agents —
+/// which loaded on through the outage — reconnect and send again what was not confirmed, and
+/// the run completes with exactly the target's count and exactly one `RunCompleted`. The
+/// inbox file delivered again afterwards is the same run, not a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_killed_mid_run_resumes_it_and_counts_every_request_once() {
+    let t = start_target().await;
+    let serve = Serve::start(&[]).await;
+    std::fs::write(
+        serve.inbox.join("resume.yaml"),
+        paced_spec("resume", &t.url(), 14),
+    )
+    .expect("spec");
+    // Well into the load: Start is journaled, batches are flowing.
+    wait_requests(&t, 1_600, Duration::from_secs(60)).await;
+    let before = t.stats().requests;
+    let work = serve.kill9().await;
+    // The agents go on loading while no coordinator (and no broker) is there.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        t.stats().requests > before,
+        "agents stopped with their coordinator"
+    );
+    assert_eq!(agents_of("resume-").len(), 2, "both agents outlive serve");
+    let serve = Serve::start_in(work, &[], "").await;
+    let done = serve
+        .wait_for("RunCompleted", 1, Duration::from_secs(90))
+        .await;
+    let note = &done[0];
+    let run = note["detail"]["run_id"].as_str().expect("run id").to_string();
+    // Every agent is gone by itself (they were not this serve's children).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while !agents_of(&run).is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left = agents_of(&run);
+    reap(&run);
+    assert!(left.is_empty(), "agents still running: {left:?}");
+    let s = serve.summary(&run);
+    assert_eq!(note["detail"]["state"], "completed", "{note}\n{}", serve.log());
+    assert_eq!(
+        s["total"]["requests"].as_u64(),
+        Some(t.stats().requests),
+        "herd's count vs the target's\n{}",
+        serve.log()
+    );
+    // The same inbox file, delivered again (moved back as it was): one run still.
+    let accepted = serve.inbox.join(".accepted").join("resume.yaml");
+    std::fs::rename(&accepted, serve.inbox.join("resume.yaml")).expect("redeliver");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while serve.inbox.join("resume.yaml").exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(accepted.exists(), "the redelivered file was taken as a duplicate");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(run_completed(&serve).len(), 1, "one run, one RunCompleted");
+    let requests = t.stats().requests;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(t.stats().requests, requests, "no new load");
+    serve.stop().await;
+}
+
+/// mosquitto restarted (SIGTERM, 2 s down, persistence on) in the middle of a `herd run`: the
+/// coordinator's and the agents' sessions are persistent, so what was queued for them comes
+/// back with the broker; what was in flight is sent again (rumqttc) or replayed (unconfirmed
+/// batches, on the next `Alive`). Not one sample is lost and no agent is marked lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restarted_mid_run_loses_no_sample() {
+    let Some(mut m) = start_mosquitto_persistent() else {
+        return;
+    };
+    let t = start_target().await;
+    let broker = format!("mqtt://127.0.0.1:{}", m.port);
+    let run = spawn_run(
+        serve::herd(),
+        &paced_spec("brokerrestart", "{url}", 12),
+        &t.url(),
+        &["--agents", "2", "--quiet", "--broker", &broker],
+    );
+    wait_requests(&t, 1_200, Duration::from_secs(60)).await;
+    tokio::task::block_in_place(|| m.restart(Duration::from_secs(2)));
+    let (code, stdout, stderr, results) =
+        tokio::time::timeout(Duration::from_secs(120), run.finish())
+            .await
+            .expect("herd run ends");
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(
+        s["total"]["requests"].as_u64(),
+        Some(t.stats().requests),
+        "herd's count vs the target's\n{stderr}"
+    );
+    assert_eq!(s["agents_lost"], 0, "{stderr}");
+}
