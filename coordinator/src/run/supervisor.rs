@@ -2,14 +2,16 @@
 //! status, launcher replies, the aggregator's `Drained` and `BatchesRejected`, cancels,
 //! timers) into machine events and the machine's effects into messages (control to agents,
 //! deadlines, the end). It decides nothing itself: what a run does is in `machine.rs`, tested
-//! without a runtime.
+//! without a runtime. Every second it also ticks the machine and, while the machine says agents
+//! may be waiting (`RunState::sends_alive`), publishes `Alive`: the heartbeat agents stop
+//! without.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use messages::policy::TargetPolicy;
-use messages::wire::{Assign, Body, Start, Stop};
+use messages::wire::{Alive, Assign, Body, Start, Stop, ALIVE_EVERY_MS};
 use tokio::sync::oneshot;
 
 use super::aggregator::{Aggregator, Finish};
@@ -108,6 +110,13 @@ impl RunSupervisor {
     fn control(&mut self, body: Body) {
         self.seq += 1;
         self.deps.bus.control(self.seq, body);
+    }
+
+    /// The coordinator's heartbeat, while agents may be waiting for it.
+    fn alive(&mut self) {
+        if self.machine.state().sends_alive() {
+            self.control(Body::Alive(Alive::new(self.deps.bus.epoch())));
+        }
     }
 
     fn perform(&mut self, effect: Effect, now: u64, ctx: &mut Context<Self>) {
@@ -233,7 +242,10 @@ impl Actor for RunSupervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(Duration::from_secs(1), |s, ctx| s.apply(Event::Tick, ctx));
+        ctx.run_interval(Duration::from_millis(ALIVE_EVERY_MS), |s, ctx| {
+            s.apply(Event::Tick, ctx);
+            s.alive();
+        });
     }
 }
 
