@@ -11,7 +11,9 @@
 //!   output read while they run into the same recorder.
 //! - [`limits`]: the open-file limit raised, and a share that cannot fit refused.
 //! - [`report`]: folds batches into totals and prints them (standalone mode and tests).
-//! - [`link`]: the coordinated agent's side of a run over MQTT ([`transport::Session`]).
+//! - [`link`]: the coordinated agent's side of a run over MQTT ([`transport::Session`]);
+//!   [`orphan`]: when it gives up by itself (no `Alive` from its coordinator, or past the
+//!   run's planned end).
 //! - [`standalone`]: one agent with the whole load, no coordinator (`herd agent --standalone`).
 //!
 //! Data flows one way: spec → plan → VUs → samples → recorder → batches → whoever listens.
@@ -22,6 +24,7 @@ pub mod executor;
 pub mod http;
 pub mod limits;
 pub mod link;
+pub mod orphan;
 pub mod recorder;
 pub mod report;
 pub mod runners;

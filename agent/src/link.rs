@@ -7,9 +7,14 @@
 //! `Finished`. A `Stop` ends the load gracefully at any point. From the Assign on, every time
 //! this agent sends is on the coordinator's clock ([`crate::clock`]).
 //!
+//! The agent also gives up by itself ([`crate::orphan`]): when it hears no `Alive` from its
+//! coordinator for `orphan_after` (before the start it leaves, during the load it stops as on a
+//! `Stop`), and at the run's planned end plus a grace even while it does.
+//!
 //! If the broker goes away the load goes on: rumqttc keeps unacknowledged publishes and
 //! resends them after reconnecting, and its bounded request queue holds what is produced
-//! meanwhile. A batch that finds the queue full is dropped and counted in `Finished`.
+//! meanwhile. A batch that finds the queue full is dropped and counted in `Finished`. An outage
+//! longer than `orphan_after` cannot be told from a lost coordinator: the agent stops.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +30,7 @@ use transport::{BrokerUrl, QoS, Session, SessionConfig, SessionError, TlsFiles};
 
 use crate::clock::{Clock, WallClock};
 use crate::engine::{run_share, NetConfig};
+use crate::orphan::{ceiling_after_start_ms, GiveUp, Watchdog, STOP_SLACK};
 
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
@@ -36,6 +42,9 @@ pub struct LinkConfig {
     pub buffer: usize,
     /// How long to wait for the broker, then for an assignment, then for Start.
     pub wait: Duration,
+    /// Stop by itself after hearing no `Alive` from the coordinator this long
+    /// (`herd agent --orphan-after`, default `wire::DEFAULT_ORPHAN_AFTER_S`).
+    pub orphan_after: Duration,
     /// What the coordinator's launcher handed this agent alone.
     pub credentials: Credentials,
     /// This machine's clock (with the test-only skew, if any); corrected at the Assign.
@@ -64,10 +73,15 @@ pub enum LinkOutcome {
     Finished,
     Stopped,
     Failed(String),
+    /// It stopped by itself (no coordinator, or past the run's planned end): gracefully, with
+    /// a `Finished`, if the load had started.
+    GaveUp(GiveUp),
 }
 
 /// How long a finished agent waits for the broker to acknowledge what it queued.
 const FLUSH_WAIT: Duration = Duration::from_secs(30);
+/// The same for an agent that gave up: its coordinator (and perhaps the broker) may be gone.
+const GAVE_UP_FLUSH_WAIT: Duration = Duration::from_secs(10);
 
 /// One sender's stream of envelopes: `(sender, seq)` identifies a message.
 struct Out {
@@ -195,8 +209,12 @@ pub async fn run(cfg: LinkConfig) -> Result<LinkOutcome, LinkError> {
     }
     .await;
     // Leave only once the coordinator's broker has everything we queued (or we gave up).
-    if !session.flush(FLUSH_WAIT).await {
-        tracing::warn!("some messages were not acknowledged within {FLUSH_WAIT:?}");
+    let flush_wait = match outcome {
+        Ok(LinkOutcome::GaveUp(_)) => GAVE_UP_FLUSH_WAIT,
+        _ => FLUSH_WAIT,
+    };
+    if !session.flush(flush_wait).await {
+        tracing::warn!("some messages were not acknowledged within {flush_wait:?}");
     }
     session.close(Duration::from_secs(2)).await;
     outcome
@@ -210,16 +228,20 @@ async fn drive(
     last_batch: Arc<AtomicU64>,
 ) -> Result<LinkOutcome, LinkError> {
     let me = cfg.agent;
+    // Counted from the connection: a coordinator says Alive from the launch on.
+    let mut dog = Watchdog::new(&cfg.run_id, cfg.orphan_after, std::time::Instant::now());
     // 1. The assignment, and when it arrived by this agent's own clock (A2).
-    let (assign, received_ms) = match await_control(ctl, cfg.wait, "assignment", |b| match b {
-        Body::Assign(a) if a.agent == me => Some((a, cfg.clock.local_ms())),
-        _ => None,
-    })
-    .await?
-    {
-        Some(a) => a,
-        None => return Ok(LinkOutcome::Stopped),
-    };
+    let (assign, received_ms) =
+        match await_control(ctl, cfg.wait, "assignment", &mut dog, |b| match b {
+            Body::Assign(a) if a.agent == me => Some((a, cfg.clock.local_ms())),
+            _ => None,
+        })
+        .await?
+        {
+            Awaited::Got(a) => a,
+            Awaited::Stopped => return Ok(LinkOutcome::Stopped),
+            Awaited::GaveUp(why) => return Ok(gave_up_before_start(why)),
+        };
     let clock_sync = sync_clock(&cfg.clock, assign.clock.as_ref(), received_ms);
     let data: BTreeMap<String, Vec<u8>> =
         assign.data.into_iter().map(|f| (f.name, f.bytes)).collect();
@@ -260,16 +282,25 @@ async fn drive(
         clock: clock_sync,
     }));
     // 2. The start instant.
-    let at_ms = match await_control(ctl, cfg.wait, "Start", |b| match b {
+    let at_ms = match await_control(ctl, cfg.wait, "Start", &mut dog, |b| match b {
         Body::Start(s) => Some(s.at_ms),
         _ => None,
     })
     .await?
     {
-        Some(at) => at,
-        None => return Ok(LinkOutcome::Stopped),
+        Awaited::Got(at) => at,
+        Awaited::Stopped => return Ok(LinkOutcome::Stopped),
+        Awaited::GaveUp(why) => return Ok(gave_up_before_start(why)),
     };
     let clock = Clock::new(&cfg.clock);
+    let graceful_stop = Duration::from_millis(assign.spec.load.graceful_stop_ms);
+    // The run's planned end plus the grace, on the same clock as the start.
+    let planned = assign.share.executor.planned_ms();
+    let end_ms = at_ms.saturating_add(ceiling_after_start_ms(
+        planned,
+        assign.spec.load.graceful_stop_ms,
+    ));
+    dog.ceiling_at(clock.instant_of(end_ms));
     tokio::time::sleep_until(tokio::time::Instant::from_std(clock.instant_of(at_ms))).await;
     let started_at_ms = cfg.clock.now_ms();
     // 3. The load, with batches going out as they come.
@@ -287,17 +318,21 @@ async fn drive(
     tokio::pin!(engine);
     let (mut sent, mut dropped, mut last_seq) = (0u64, 0u64, 0u64);
     let mut engine_result = None;
-    let mut stopped = false;
+    // Once stopping (Stop, SIGTERM, or by itself): when to leave without the engine.
+    let mut leave_at: Option<tokio::time::Instant> = None;
+    // Why it stopped by itself, if it did.
+    let mut gave_up: Option<GiveUp> = None;
+    let mut abandoned = false;
     let metrics_topic = topics::metrics(&cfg.run_id, me);
     // SIGTERM (ECS StopTask, a scaled-down fleet) ends the load like a Stop: the VUs stop
     // gracefully and every batch still goes out before Finished.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
+        let stopping = leave_at.is_some();
         tokio::select! {
-            Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => None } }, if !stopped => {
+            Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => None } }, if !stopping => {
                 tracing::info!("SIGTERM: stopping gracefully");
-                stopped = true;
-                let _ = stop_tx.send(true);
+                leave_at = Some(stop(&stop_tx, graceful_stop));
             }
             r = &mut engine, if engine_result.is_none() => engine_result = Some(r),
             b = batch_rx.recv() => match b {
@@ -315,21 +350,47 @@ async fn drive(
                 None => break,
             },
             env = ctl.recv() => {
-                if let Some(Envelope { body: Body::Stop(s), .. }) = env {
-                    tracing::info!(reason = %s.reason, "stop requested");
-                    stopped = true;
-                    let _ = stop_tx.send(true);
+                if let Some(env) = env {
+                    if heard_stop(env, &mut dog) && !stopping {
+                        leave_at = Some(stop(&stop_tx, graceful_stop));
+                    }
                 }
+            }
+            // The watchdog, until the load is stopping for any reason (after a Stop the
+            // coordinator may end, and its Alives with it).
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(dog.deadline())), if !stopping => {
+                // What already arrived counts first: a deadline must not beat a waiting message.
+                while let Ok(env) = ctl.try_recv() {
+                    if heard_stop(env, &mut dog) && leave_at.is_none() {
+                        leave_at = Some(stop(&stop_tx, graceful_stop));
+                    }
+                }
+                if leave_at.is_none() {
+                    if let Some(why) = dog.check(std::time::Instant::now()) {
+                        tracing::warn!(reason = %why, "stopping gracefully by itself");
+                        leave_at = Some(stop(&stop_tx, graceful_stop));
+                        gave_up = Some(why);
+                    }
+                }
+            }
+            _ = async { if let Some(at) = leave_at { tokio::time::sleep_until(at).await } }, if stopping && engine_result.is_none() => {
+                tracing::error!(
+                    "the load did not end within the graceful stop + {STOP_SLACK:?}: leaving \
+                     without it"
+                );
+                abandoned = true;
+                break;
             }
         }
     }
     // The batch channel can close before the engine's result was polled: wait for it, or an
-    // engine error would pass for a normal finish.
-    let engine_result = match engine_result {
-        Some(r) => r,
-        None => (&mut engine).await,
+    // engine error would pass for a normal finish — unless it was left behind.
+    let engine_error = match engine_result {
+        Some(r) => r.err(),
+        None if abandoned => None,
+        None => (&mut engine).await.err(),
     };
-    if let Err(e) = engine_result {
+    if let Some(e) = engine_error {
         let reason = format!("agent {me}: {e}");
         out.status(Body::Failed(Failed {
             agent: me,
@@ -345,10 +406,10 @@ async fn drive(
         batches_sent: sent,
         batches_dropped: dropped,
     }));
-    Ok(if stopped {
-        LinkOutcome::Stopped
-    } else {
-        LinkOutcome::Finished
+    Ok(match (gave_up, leave_at) {
+        (Some(why), _) => LinkOutcome::GaveUp(why),
+        (None, Some(_)) => LinkOutcome::Stopped,
+        (None, None) => LinkOutcome::Finished,
     })
 }
 
@@ -379,27 +440,69 @@ fn sync_clock(
     Some(sync)
 }
 
-/// Waits for the control message `pick` accepts, ignoring others. `Ok(None)`: a Stop came first.
+/// Ends the load gracefully; the engine has the graceful stop + [`STOP_SLACK`] to end, then the
+/// agent leaves without it (a hung tool cannot keep it alive). Returns that instant.
+fn stop(stop_tx: &watch::Sender<bool>, graceful_stop: Duration) -> tokio::time::Instant {
+    let _ = stop_tx.send(true);
+    tokio::time::Instant::now() + graceful_stop + STOP_SLACK
+}
+
+/// Counts a control message for the watchdog; true when it is a Stop.
+fn heard_stop(env: Envelope, dog: &mut Watchdog) -> bool {
+    dog.heard(&env, std::time::Instant::now());
+    match env.body {
+        Body::Stop(s) => {
+            tracing::info!(reason = %s.reason, "stop requested");
+            true
+        }
+        _ => false,
+    }
+}
+
+fn gave_up_before_start(why: GiveUp) -> LinkOutcome {
+    tracing::warn!(reason = %why, "leaving before the start");
+    LinkOutcome::GaveUp(why)
+}
+
+/// What waiting for a control message came to.
+enum Awaited<T> {
+    Got(T),
+    /// A Stop came first.
+    Stopped,
+    /// The watchdog said to leave first.
+    GaveUp(GiveUp),
+}
+
+/// Waits for the control message `pick` accepts, counting each for `dog` and ignoring the rest.
 async fn await_control<T>(
     ctl: &mut mpsc::UnboundedReceiver<Envelope>,
     wait: Duration,
     what: &'static str,
+    dog: &mut Watchdog,
     mut pick: impl FnMut(Body) -> Option<T>,
-) -> Result<Option<T>, LinkError> {
+) -> Result<Awaited<T>, LinkError> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let env = tokio::time::timeout_at(deadline, ctl.recv()).await;
-        match env {
-            Ok(Some(Envelope {
-                body: Body::Stop(_),
-                ..
-            })) => return Ok(None),
+        let until = deadline.min(tokio::time::Instant::from_std(dog.deadline()));
+        match tokio::time::timeout_at(until, ctl.recv()).await {
             Ok(Some(env)) => {
+                dog.heard(&env, std::time::Instant::now());
+                if let Body::Stop(_) = env.body {
+                    return Ok(Awaited::Stopped);
+                }
                 if let Some(v) = pick(env.body) {
-                    return Ok(Some(v));
+                    return Ok(Awaited::Got(v));
                 }
             }
-            Ok(None) | Err(_) => return Err(LinkError::Timeout { what, wait }),
+            Ok(None) => return Err(LinkError::Timeout { what, wait }),
+            Err(_) => {
+                if let Some(why) = dog.check(std::time::Instant::now()) {
+                    return Ok(Awaited::GaveUp(why));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(LinkError::Timeout { what, wait });
+                }
+            }
         }
     }
 }

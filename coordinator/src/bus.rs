@@ -8,7 +8,7 @@
 //! Every message is checked against the run's keys (`transport::keys`): a message on agent
 //! *i*'s topics is taken only if agent *i*'s key made it, and only if it speaks about agent
 //! *i* (sender, body). What fails is dropped, counted per agent and logged once per agent.
-//! Control messages go out sealed for one agent (Assign) or signed (Start, Stop).
+//! Control messages go out sealed for one agent (Assign) or signed (Start, Stop, Alive).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -248,12 +248,22 @@ impl RunBus {
         self.keys.refused()
     }
 
-    /// A control message to the run's agents, QoS 1, not retained: an Assign sealed for its
-    /// agent alone, Start and Stop signed for all.
+    /// This coordinator process's epoch (`Identity::epoch`), for `Alive`.
+    pub fn epoch(&self) -> u64 {
+        self.bus.identity.epoch()
+    }
+
+    /// A control message to the run's agents, not retained: an Assign sealed for its agent
+    /// alone, Start, Stop and Alive signed for all. QoS 1, except Alive: QoS 0, since a stale
+    /// one redelivered after a reconnect says nothing about now.
     pub fn control(&self, seq: u64, body: Body) {
         let sealed_for = match &body {
             Body::Assign(a) => Some(a.agent),
             _ => None,
+        };
+        let qos = match &body {
+            Body::Alive(_) => QoS::AtMostOnce,
+            _ => QoS::AtLeastOnce,
         };
         let env = Envelope {
             version: wire::WIRE_VERSION,
@@ -286,12 +296,7 @@ impl RunBus {
             }
             None => keys::sign_broadcast(self.bus.identity.signing(), &bytes),
         };
-        self.publish(
-            topics::control(&self.run_id),
-            frame,
-            QoS::AtLeastOnce,
-            false,
-        )
+        self.publish(topics::control(&self.run_id), frame, qos, false)
     }
 
     /// Stops routing the run's agent topics (what arrives later for it is dropped).

@@ -139,6 +139,16 @@ pub struct AgentArgs {
     /// HERD_AGENT_SECRET and HERD_COORDINATOR_KEY).
     #[arg(long, requires = "broker")]
     pub credentials_stdin: bool,
+    /// Coordinated mode: stop by itself after hearing no Alive from the coordinator for this
+    /// many seconds (gracefully, every batch sent, if the load runs; at once before it).
+    #[arg(
+        long,
+        env = "HERD_ORPHAN_AFTER_S",
+        value_name = "SECS",
+        default_value_t = messages::wire::DEFAULT_ORPHAN_AFTER_S,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub orphan_after: u64,
     #[command(flatten)]
     pub tls: TlsArgs,
     /// Print the final summary as one JSON line (`{"summary": …}`) instead of a table.
@@ -265,8 +275,13 @@ fn agent_mode(a: AgentArgs) -> Option<AgentMode> {
         // A coordinated agent enforces the policy its Assign carries, never its own flags.
         return None;
     }
+    let orphan_after = std::time::Duration::from_secs(a.orphan_after);
     if let Some(url) = a.bootstrap {
-        return Some(AgentMode::Bootstrap { url, run: a.run });
+        return Some(AgentMode::Bootstrap {
+            url,
+            run: a.run,
+            orphan_after,
+        });
     }
     Some(AgentMode::Coordinated {
         broker: a.broker?,
@@ -274,5 +289,6 @@ fn agent_mode(a: AgentArgs) -> Option<AgentMode> {
         index: a.index?,
         tls: a.tls.files(),
         credentials_stdin: a.credentials_stdin,
+        orphan_after,
     })
 }

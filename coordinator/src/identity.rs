@@ -1,6 +1,8 @@
 //! The coordinator's keys, made once per process: a random secret every run's and every
 //! agent's keys derive from, and the Ed25519 key that signs broadcasts. Nothing of them is
 //! written anywhere; agents get only their own keys and the public half of the signing key.
+//! Its epoch (when this process made or loaded it) tells agents which coordinator incarnation
+//! speaks (`Alive`): the keys may persist across restarts, the epoch never does.
 
 use transport::keys::{run_secret, AgentKeys, KeyError, PublicKey, Secret, SigningKey};
 
@@ -8,6 +10,7 @@ use transport::keys::{run_secret, AgentKeys, KeyError, PublicKey, Secret, Signin
 pub struct Identity {
     secret: Secret,
     signing: SigningKey,
+    epoch: u64,
 }
 
 /// Why an identity could not be kept or read back.
@@ -30,6 +33,7 @@ impl Identity {
         Ok(Identity {
             secret: Secret::random()?,
             signing: SigningKey::generate()?,
+            epoch: crate::clock::unix_ms(),
         })
     }
 
@@ -48,6 +52,8 @@ impl Identity {
             return Ok(Identity {
                 secret: Secret::from_hex("secret", &s.secret)?,
                 signing: SigningKey::from_pkcs8(&pkcs8)?,
+                // The keys persist; the epoch is this process's: a restart is newer.
+                epoch: crate::clock::unix_ms(),
             });
         }
         let id = Identity::new()?;
@@ -83,6 +89,12 @@ impl Identity {
     pub fn serve_client_id(&self) -> String {
         let hex = self.public().to_hex();
         format!("herd-coordinator-serve-{}", &hex[..hex.len().min(12)])
+    }
+
+    /// When this coordinator process made its keys (unix ms): a restarted one has a later
+    /// epoch. Sent in every `Alive`.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Writes the observers' login for the embedded broker to `<dir>/.broker-observer`

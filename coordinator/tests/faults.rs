@@ -84,7 +84,10 @@ async fn serve_killed_mid_run_resumes_it_and_counts_every_request_once() {
         .wait_for("RunCompleted", 1, Duration::from_secs(90))
         .await;
     let note = &done[0];
-    let run = note["detail"]["run_id"].as_str().expect("run id").to_string();
+    let run = note["detail"]["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_string();
     // Every agent is gone by itself (they were not this serve's children).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     while !agents_of(&run).is_empty() && tokio::time::Instant::now() < deadline {
@@ -94,7 +97,12 @@ async fn serve_killed_mid_run_resumes_it_and_counts_every_request_once() {
     reap(&run);
     assert!(left.is_empty(), "agents still running: {left:?}");
     let s = serve.summary(&run);
-    assert_eq!(note["detail"]["state"], "completed", "{note}\n{}", serve.log());
+    assert_eq!(
+        note["detail"]["state"],
+        "completed",
+        "{note}\n{}",
+        serve.log()
+    );
     assert_eq!(
         s["total"]["requests"].as_u64(),
         Some(t.stats().requests),
@@ -108,7 +116,10 @@ async fn serve_killed_mid_run_resumes_it_and_counts_every_request_once() {
     while serve.inbox.join("resume.yaml").exists() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(accepted.exists(), "the redelivered file was taken as a duplicate");
+    assert!(
+        accepted.exists(),
+        "the redelivered file was taken as a duplicate"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(run_completed(&serve).len(), 1, "one run, one RunCompleted");
     let requests = t.stats().requests;

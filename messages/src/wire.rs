@@ -13,9 +13,10 @@ use crate::spec::Spec;
 use crate::split::Share;
 
 /// 2: every payload travels in an authenticated frame (`transport::keys`) and `Assign`
-/// carries the target policy. Still 2 with `Assign.clock` and `Ready.clock`: the coordinator
-/// and its agents ship together (one `herd` binary, one image), so no side ever speaks to a
-/// peer built without them.
+/// carries the target policy. Still 2 with `Assign.clock`, `Ready.clock` and `Alive`: the
+/// coordinator and its agents ship together (one `herd` binary, one image), so no side ever
+/// speaks to a peer built without them (an older peer would refuse `Alive` as malformed, never
+/// act on it).
 pub const WIRE_VERSION: u16 = 2;
 /// Largest accepted message. A batch is ~1 KiB per label; an Assign carries the spec and its data files.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
@@ -61,6 +62,7 @@ pub enum Body {
     Assign(Assign),
     Start(Start),
     Stop(Stop),
+    Alive(Alive),
     Ready(Ready),
     Heartbeat(Heartbeat),
     Finished(Finished),
@@ -74,6 +76,7 @@ impl Body {
             Body::Assign(_) => "Assign",
             Body::Start(_) => "Start",
             Body::Stop(_) => "Stop",
+            Body::Alive(_) => "Alive",
             Body::Ready(_) => "Ready",
             Body::Heartbeat(_) => "Heartbeat",
             Body::Finished(_) => "Finished",
@@ -117,6 +120,43 @@ pub struct Start {
 pub struct Stop {
     pub reason: String,
 }
+
+/// Coordinator → agents, every [`ALIVE_EVERY_MS`] while the run is between its launch and its
+/// end: "your coordinator is still there". An agent that hears none for its `orphan_after`
+/// stops by itself (`agent::orphan`). Signed like Start and Stop.
+///
+/// A struct of its own so it can grow (per-agent confirmations…): build it with
+/// [`Alive::new`]; fields added later keep every constructor outside this crate compiling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Alive {
+    /// Which coordinator process speaks: unix ms at which it started, so a later incarnation
+    /// (a restarted coordinator) has a larger epoch. Agents order Alives by (epoch, seq).
+    pub epoch: u64,
+    /// Per agent (by index), the highest batch seq the coordinator holds with none missing
+    /// below it: filled by the batch journal, empty until then. On the wire already so that
+    /// filling it changes no layout.
+    pub confirmed: Vec<u64>,
+}
+
+impl Alive {
+    pub fn new(epoch: u64) -> Alive {
+        Alive {
+            epoch,
+            confirmed: Vec::new(),
+        }
+    }
+}
+
+/// How often the coordinator sends [`Alive`] on a run's control topic.
+pub const ALIVE_EVERY_MS: u64 = 1_000;
+/// How long an agent waits without an [`Alive`] before it stops by itself (`herd agent
+/// --orphan-after`).
+pub const DEFAULT_ORPHAN_AFTER_S: u64 = 30;
+/// How long past its planned end (start + planned duration + graceful stop) a run may go: then
+/// the coordinator declares its agents overrun (`Timing::overrun_grace_ms`), and an agent stops
+/// by itself even while it still hears its coordinator. One number for both sides.
+pub const OVERRUN_GRACE_MS: u64 = 30_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ready {
@@ -216,6 +256,15 @@ mod tests {
             dropped_iterations: 0,
         };
         let e = env(Body::Metrics(batch));
+        assert_eq!(decode(&encode(&e).unwrap()).unwrap(), e);
+    }
+
+    #[test]
+    fn alive_round_trips() {
+        let e = Envelope {
+            sender: "coordinator".into(),
+            ..env(Body::Alive(Alive::new(1_700_000_000_123)))
+        };
         assert_eq!(decode(&encode(&e).unwrap()).unwrap(), e);
     }
 

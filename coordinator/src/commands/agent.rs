@@ -37,10 +37,13 @@ pub enum AgentMode {
         tls: TlsFiles,
         /// Read the credentials from stdin (what local launchers do), else the environment.
         credentials_stdin: bool,
+        /// Stop by itself after this long without an Alive from the coordinator.
+        orphan_after: Duration,
     },
     Bootstrap {
         url: String,
         run: Option<String>,
+        orphan_after: Duration,
     },
 }
 
@@ -68,11 +71,16 @@ pub async fn run(mode: AgentMode, interrupts: Interrupts) -> anyhow::Result<Exit
             index,
             tls,
             credentials_stdin,
+            orphan_after,
         } => {
             let credentials = credentials(credentials_stdin)?;
-            link(&broker, tls, run, index, credentials).await
+            link(&broker, tls, run, index, credentials, orphan_after).await
         }
-        AgentMode::Bootstrap { url, run } => bootstrapped(&url, run).await,
+        AgentMode::Bootstrap {
+            url,
+            run,
+            orphan_after,
+        } => bootstrapped(&url, run, orphan_after).await,
     }
 }
 
@@ -155,7 +163,11 @@ async fn standalone(
 }
 
 /// An ECS task: who it is comes from its bootstrap object.
-async fn bootstrapped(url: &str, run: Option<String>) -> anyhow::Result<Exit> {
+async fn bootstrapped(
+    url: &str,
+    run: Option<String>,
+    orphan_after: Duration,
+) -> anyhow::Result<Exit> {
     let Some((bucket, prefix)) = bootstrap::parse_s3_url(url) else {
         eprintln!("herd agent: --bootstrap {url:?} is not an s3://bucket/prefix/ URL");
         return Ok(Exit::Invalid);
@@ -210,7 +222,15 @@ async fn bootstrapped(url: &str, run: Option<String>) -> anyhow::Result<Exit> {
         coordinator: PublicKey::from_hex(&boot.coordinator_key)?,
         broker_login: false,
     };
-    link(&boot.broker, tls, boot.run_id, boot.index, credentials).await
+    link(
+        &boot.broker,
+        tls,
+        boot.run_id,
+        boot.index,
+        credentials,
+        orphan_after,
+    )
+    .await
 }
 
 /// The largest credentials line read from stdin.
@@ -267,6 +287,7 @@ async fn link(
     run_id: String,
     index: u32,
     credentials: Credentials,
+    orphan_after: Duration,
 ) -> anyhow::Result<Exit> {
     // Tests only: an agent whose clock is set wrong (logged at warn when set).
     let skew =
@@ -278,6 +299,7 @@ async fn link(
         agent: index,
         buffer: 1024,
         wait: Duration::from_secs(60),
+        orphan_after,
         credentials,
         clock: agent::clock::WallClock::with_test_skew(skew),
     };
@@ -285,6 +307,11 @@ async fn link(
         agent::link::LinkOutcome::Finished | agent::link::LinkOutcome::Stopped => Ok(Exit::Ok),
         agent::link::LinkOutcome::Failed(reason) => {
             eprintln!("herd agent: {reason}");
+            Ok(Exit::Error)
+        }
+        // Not carried out as coordinated: its coordinator is gone, or the run overran.
+        agent::link::LinkOutcome::GaveUp(why) => {
+            eprintln!("herd agent: stopped by itself: {why}");
             Ok(Exit::Error)
         }
     }

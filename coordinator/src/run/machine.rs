@@ -44,7 +44,8 @@ impl Default for Timing {
         Timing {
             ready_timeout_ms: 60_000,
             heartbeat_timeout_ms: 10_000,
-            overrun_grace_ms: 30_000,
+            // The agents' own ceiling uses the same grace (`agent::orphan`).
+            overrun_grace_ms: messages::wire::OVERRUN_GRACE_MS,
             start_lead_ms: 1_000,
             drain_timeout_ms: 10_000,
             exit_grace_ms: 5_000,
@@ -686,6 +687,13 @@ impl RunMachine {
 mod resume;
 pub use resume::{replay, Replayed};
 
+#[path = "machine_liveness.rs"]
+mod liveness;
+
 #[cfg(test)]
 #[path = "machine_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "machine_deadline_tests.rs"]
+mod deadline_tests;

@@ -2,7 +2,9 @@
 //! status, launcher replies, the aggregator's `Drained` and `BatchesRejected`, cancels,
 //! timers) into machine events and the machine's effects into messages (control to agents,
 //! deadlines, the end). It decides nothing itself: what a run does is in `machine.rs`, tested
-//! without a runtime.
+//! without a runtime. Every second it also ticks the machine and, while the machine says agents
+//! may be waiting (`RunState::sends_alive`), publishes `Alive` with what each agent may forget
+//! (the aggregator's confirmations): the heartbeat agents stop without.
 //!
 //! Under `herd serve` each event that changes the run is journaled ([`EventJournal`]) before
 //! any of its effects is carried out, so a restarted coordinator replays the run to where it
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use messages::policy::TargetPolicy;
-use messages::wire::{Assign, Body, Start, Stop};
+use messages::wire::{Alive, Assign, Body, Start, Stop, ALIVE_EVERY_MS};
 use tokio::sync::oneshot;
 
 use super::aggregator::{Aggregator, Finish};
@@ -170,6 +172,15 @@ impl RunSupervisor {
         self.deps.bus.control(self.seq, body);
     }
 
+    /// The coordinator's heartbeat, while agents may be waiting for it.
+    fn alive(&mut self) {
+        if self.machine.state().sends_alive() {
+            let mut alive = Alive::new(self.deps.bus.epoch());
+            alive.confirmed = self.confirmed.clone();
+            self.control(Body::Alive(alive));
+        }
+    }
+
     fn perform(&mut self, effect: Effect, now: u64, ctx: &mut Context<Self>) {
         match effect {
             Effect::Launch => {
@@ -243,6 +254,10 @@ impl RunSupervisor {
         let aggregator = self.deps.aggregator.clone();
         let results = self.deps.results.clone();
         let done = self.done.take();
+        // The last Alive: what the fold holds at the end, so agents waiting to hear their last
+        // batches are safe can leave.
+        self.seq += 1;
+        let (bus, last_seq) = (self.deps.bus.clone(), self.seq);
         ctx.spawn(
             async move {
                 let folded = match aggregator.send(Finish).await {
@@ -253,6 +268,9 @@ impl RunSupervisor {
                         Default::default()
                     }
                 };
+                let mut alive = Alive::new(bus.epoch());
+                alive.confirmed = folded.confirmed.clone();
+                bus.control(last_seq, Body::Alive(alive));
                 let result = build(
                     RunFacts {
                         run_id: &plan.run_id,
@@ -293,7 +311,10 @@ impl Actor for RunSupervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(Duration::from_secs(1), |s, ctx| s.apply(Event::Tick, ctx));
+        ctx.run_interval(Duration::from_millis(ALIVE_EVERY_MS), |s, ctx| {
+            s.apply(Event::Tick, ctx);
+            s.alive();
+        });
     }
 }
 
