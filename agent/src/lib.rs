@@ -13,7 +13,7 @@
 //! - [`report`]: folds batches into totals and prints them (standalone mode and tests).
 //! - [`link`]: the coordinated agent's side of a run over MQTT ([`transport::Session`]);
 //!   [`orphan`]: when it gives up by itself (no `Alive` from its coordinator, or past the
-//!   run's planned end).
+//!   run's planned end); [`replay`]: the batches it keeps until its coordinator confirms them.
 //! - [`standalone`]: one agent with the whole load, no coordinator (`herd agent --standalone`).
 //!
 //! Data flows one way: spec → plan → VUs → samples → recorder → batches → whoever listens.
@@ -26,6 +26,7 @@ pub mod limits;
 pub mod link;
 pub mod orphan;
 pub mod recorder;
+pub mod replay;
 pub mod report;
 pub mod runners;
 pub mod scenario;

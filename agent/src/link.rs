@@ -31,6 +31,7 @@ use transport::{BrokerUrl, QoS, Session, SessionConfig, SessionError, TlsFiles};
 use crate::clock::{Clock, WallClock};
 use crate::engine::{run_share, NetConfig};
 use crate::orphan::{ceiling_after_start_ms, GiveUp, Watchdog, STOP_SLACK};
+use crate::replay::Unconfirmed;
 
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
@@ -78,6 +79,9 @@ pub enum LinkOutcome {
     GaveUp(GiveUp),
 }
 
+/// How long a finished agent waits for its coordinator to confirm every batch: long enough for
+/// a coordinator restart (`herd serve` killed and started again).
+const CONFIRM_WAIT: Duration = Duration::from_secs(30);
 /// How long a finished agent waits for the broker to acknowledge what it queued.
 const FLUSH_WAIT: Duration = Duration::from_secs(30);
 /// The same for an agent that gave up: its coordinator (and perhaps the broker) may be gone.
@@ -95,31 +99,68 @@ struct Out {
     clock: WallClock,
 }
 
+/// Where status messages (Ready, Finished, Failed) number from: batches number 1, 2, 3… with
+/// no gap (what the coordinator confirms is a gapless prefix), heartbeats from `u64::MAX / 2`;
+/// no two messages of one sender share a seq.
+const STATUS_SEQ_BASE: u64 = 1 << 62;
+
 impl Out {
-    /// Queues a message; false when the outgoing queue is full (the caller counts it).
-    fn send(&mut self, topic: String, body: Body, qos: QoS) -> bool {
-        self.seq += 1;
+    /// The sealed frame of `body` as message `seq`.
+    fn frame(&self, seq: u64, body: Body) -> Option<Vec<u8>> {
         let env = Envelope {
             version: WIRE_VERSION,
             run_id: self.run.clone(),
             sender: self.sender.clone(),
-            seq: self.seq,
+            seq,
             sent_at_ms: self.clock.now_ms(),
             body,
         };
-        let bytes = match wire::encode(&env) {
-            Ok(b) => b,
+        match wire::encode(&env) {
+            Ok(bytes) => Some(keys::seal_from_agent(&self.keys, &bytes)),
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode a message");
-                return false;
+                None
             }
-        };
-        let frame = keys::seal_from_agent(&self.keys, &bytes);
-        self.session.publish(topic, frame, qos, false).is_ok()
+        }
     }
+
+    /// Queues a message; false when the outgoing queue is full (the caller counts it).
+    fn send(&mut self, topic: String, body: Body, qos: QoS) -> bool {
+        self.seq += 1;
+        match self.frame(self.seq, body) {
+            Some(frame) => self.session.publish(topic, frame, qos, false).is_ok(),
+            None => false,
+        }
+    }
+
     fn status(&mut self, body: Body) -> bool {
         let t = topics::status(&self.run, self.agent);
         self.send(t, body, QoS::AtLeastOnce)
+    }
+
+    /// The agent's last word (Finished, Failed), kept to be said again to a new coordinator.
+    fn last_word(&mut self, body: Body, kept: &mut Unconfirmed) {
+        self.seq += 1;
+        let t = topics::status(&self.run, self.agent);
+        if let Some(frame) = self.frame(self.seq, body) {
+            kept.last_word(t.clone(), frame.clone());
+            let _ = self.session.publish(t, frame, QoS::AtLeastOnce, false);
+        }
+    }
+
+    /// Batch `seq`, kept until confirmed.
+    fn batch(&mut self, topic: &str, seq: u64, body: Body, kept: &mut Unconfirmed) {
+        let Some(frame) = self.frame(seq, body) else {
+            return;
+        };
+        kept.keep(seq, topic.to_string(), frame.clone(), std::time::Instant::now());
+        if self
+            .session
+            .publish(topic.to_string(), frame, QoS::AtLeastOnce, false)
+            .is_err()
+        {
+            tracing::warn!(seq, "outgoing queue full: the batch is kept and sent again later");
+        }
     }
 }
 
@@ -200,7 +241,7 @@ pub async fn run(cfg: LinkConfig) -> Result<LinkOutcome, LinkError> {
             run: cfg.run_id.clone(),
             sender: format!("agent-{}", cfg.agent),
             agent: cfg.agent,
-            seq: 0,
+            seq: STATUS_SEQ_BASE,
             clock: cfg.clock.clone(),
         };
         let outcome = drive(&cfg, &mut out, &mut ctl_rx, vus, last_batch).await;
@@ -316,7 +357,9 @@ async fn drive(
         batch_tx,
     );
     tokio::pin!(engine);
-    let (mut sent, mut dropped, mut last_seq) = (0u64, 0u64, 0u64);
+    // Batches number 1, 2, 3…: `sent` is also the last batch's seq.
+    let mut sent = 0u64;
+    let mut kept = Unconfirmed::default();
     let mut engine_result = None;
     // Once stopping (Stop, SIGTERM, or by itself): when to leave without the engine.
     let mut leave_at: Option<tokio::time::Instant> = None;
@@ -338,20 +381,15 @@ async fn drive(
             b = batch_rx.recv() => match b {
                 Some(b) => {
                     vus.store(b.vus, Ordering::Relaxed);
-                    if out.send(metrics_topic.clone(), Body::Metrics(b), QoS::AtLeastOnce) {
-                        sent += 1;
-                        last_seq = out.seq;
-                        last_batch.store(last_seq, Ordering::Relaxed);
-                    } else {
-                        dropped += 1;
-                        tracing::warn!(dropped, "outgoing queue full: a metric batch was dropped");
-                    }
+                    sent += 1;
+                    out.batch(&metrics_topic, sent, Body::Metrics(b), &mut kept);
+                    last_batch.store(sent, Ordering::Relaxed);
                 }
                 None => break,
             },
             env = ctl.recv() => {
                 if let Some(env) = env {
-                    if heard_stop(env, &mut dog) && !stopping {
+                    if heard_stop(env, &mut dog, &mut kept, out) && !stopping {
                         leave_at = Some(stop(&stop_tx, graceful_stop));
                     }
                 }
@@ -361,7 +399,7 @@ async fn drive(
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(dog.deadline())), if !stopping => {
                 // What already arrived counts first: a deadline must not beat a waiting message.
                 while let Ok(env) = ctl.try_recv() {
-                    if heard_stop(env, &mut dog) && leave_at.is_none() {
+                    if heard_stop(env, &mut dog, &mut kept, out) && leave_at.is_none() {
                         leave_at = Some(stop(&stop_tx, graceful_stop));
                     }
                 }
@@ -392,20 +430,28 @@ async fn drive(
     };
     if let Some(e) = engine_error {
         let reason = format!("agent {me}: {e}");
-        out.status(Body::Failed(Failed {
-            agent: me,
-            reason: reason.clone(),
-        }));
+        out.last_word(
+            Body::Failed(Failed {
+                agent: me,
+                reason: reason.clone(),
+            }),
+            &mut kept,
+        );
+        await_confirmation(ctl, &mut dog, &mut kept, out).await;
         return Ok(LinkOutcome::Failed(reason));
     }
     vus.store(0, Ordering::Relaxed);
-    out.status(Body::Finished(Finished {
-        agent: me,
-        started_at_ms,
-        last_batch_seq: last_seq,
-        batches_sent: sent,
-        batches_dropped: dropped,
-    }));
+    out.last_word(
+        Body::Finished(Finished {
+            agent: me,
+            started_at_ms,
+            last_batch_seq: sent,
+            batches_sent: sent,
+            batches_dropped: kept.evicted(),
+        }),
+        &mut kept,
+    );
+    await_confirmation(ctl, &mut dog, &mut kept, out).await;
     Ok(match (gave_up, leave_at) {
         (Some(why), _) => LinkOutcome::GaveUp(why),
         (None, Some(_)) => LinkOutcome::Stopped,
@@ -447,15 +493,64 @@ fn stop(stop_tx: &watch::Sender<bool>, graceful_stop: Duration) -> tokio::time::
     tokio::time::Instant::now() + graceful_stop + STOP_SLACK
 }
 
-/// Counts a control message for the watchdog; true when it is a Stop.
-fn heard_stop(env: Envelope, dog: &mut Watchdog) -> bool {
-    dog.heard(&env, std::time::Instant::now());
+/// Counts a control message for the watchdog, and an `Alive` for what is kept (forgotten once
+/// confirmed, sent again to a new coordinator or when stale); true when it is a Stop.
+fn heard_stop(env: Envelope, dog: &mut Watchdog, kept: &mut Unconfirmed, out: &Out) -> bool {
+    let now = std::time::Instant::now();
+    let counted = dog.heard(&env, now);
     match env.body {
+        Body::Alive(alive) if counted => {
+            let confirmed = alive.confirmed.get(out.agent as usize).copied();
+            let again = kept.alive(alive.epoch, confirmed, now);
+            if !again.is_empty() {
+                tracing::info!(
+                    messages = again.len(),
+                    epoch = alive.epoch,
+                    "sending unconfirmed batches again"
+                );
+            }
+            for (seq, (topic, frame)) in again {
+                if out
+                    .session
+                    .publish(topic, frame, QoS::AtLeastOnce, false)
+                    .is_ok()
+                {
+                    kept.resent(seq, now);
+                }
+            }
+            false
+        }
         Body::Stop(s) => {
             tracing::info!(reason = %s.reason, "stop requested");
             true
         }
         _ => false,
+    }
+}
+
+/// After its last word, an agent stays until its coordinator confirms every batch (an `Alive`
+/// at the latest at the run's end), sending again what a restarted coordinator lacks; at most
+/// [`CONFIRM_WAIT`], so a coordinator that is gone for good does not keep it.
+async fn await_confirmation(
+    ctl: &mut mpsc::UnboundedReceiver<Envelope>,
+    dog: &mut Watchdog,
+    kept: &mut Unconfirmed,
+    out: &Out,
+) {
+    let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
+    while !kept.is_empty() {
+        match tokio::time::timeout_at(deadline, ctl.recv()).await {
+            Ok(Some(env)) => {
+                heard_stop(env, dog, kept, out);
+            }
+            Ok(None) | Err(_) => {
+                tracing::warn!(
+                    unconfirmed = kept.len(),
+                    "leaving with batches the coordinator did not confirm within {CONFIRM_WAIT:?}"
+                );
+                return;
+            }
+        }
     }
 }
 
