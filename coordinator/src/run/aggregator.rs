@@ -2,8 +2,16 @@
 //! ([`super::fold`]), feeds the live view every second, and tells the supervisor when an agent's
 //! batches are all in, or that one of them was rejected (logged and reported once per agent;
 //! the rest are counted in `Folded::rejected`).
+//!
+//! Its mailbox is the run's batch queue (`crate::bus::BatchQueue`): each batch comes with a
+//! ticket that counts it until its handler is done, so the supervisor sees how far behind it is,
+//! and batches the full queue refused are reported here as rejected (once per agent) and counted.
+//!
+//! For tests only, `HERD_TEST_FOLD_DELAY_MS` makes it pause that long after each batch (without
+//! blocking the thread the run's other actors share): an aggregator that falls behind.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -11,7 +19,7 @@ use messages::metrics::LabelStats;
 
 use super::fold::{Fold, Row};
 use super::protocol::{BatchesRejected, Drained, ExpectBatches, LiveRow, Started};
-use crate::bus::BatchIn;
+use crate::bus::{BatchIn, BatchQueue};
 use crate::clock::unix_ms;
 
 /// Everything the aggregator knows at the end of a run.
@@ -41,7 +49,15 @@ pub struct Aggregator {
     supervisor: Recipient<Drained>,
     rejected: Recipient<BatchesRejected>,
     live: Recipient<LiveRow>,
+    queue: Arc<BatchQueue>,
+    /// Agents whose refused batches were reported.
+    overflow_reported: HashSet<u32>,
+    /// `HERD_TEST_FOLD_DELAY_MS` (tests only).
+    fold_delay: Option<Duration>,
 }
+
+/// The test-only pause after each batch, in ms: a slow aggregator without a slow machine.
+pub const TEST_FOLD_DELAY_VAR: &str = "HERD_TEST_FOLD_DELAY_MS";
 
 /// Default for how long a second waits for stragglers before its percentiles are final
 /// (`herd run --late-window`).
@@ -54,6 +70,8 @@ pub struct AggregatorLinks {
     pub drained: Recipient<Drained>,
     pub rejected: Recipient<BatchesRejected>,
     pub live: Recipient<LiveRow>,
+    /// The bus's hand-over to this aggregator (the same `Arc` as in its `Route`).
+    pub queue: Arc<BatchQueue>,
 }
 
 impl Aggregator {
@@ -74,6 +92,28 @@ impl Aggregator {
             supervisor: links.drained,
             rejected: links.rejected,
             live: links.live,
+            queue: links.queue,
+            overflow_reported: HashSet::new(),
+            fold_delay: std::env::var(TEST_FOLD_DELAY_VAR)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis),
+        }
+    }
+
+    /// Batches of `agent` the full queue refused never reach the fold: its results are not
+    /// exact, said once (as for a rejected batch), and its drain deadline will say it too.
+    fn report_overflow(&mut self, agent: u32) {
+        let n = self.queue.overflowed(agent);
+        if n > 0 && self.overflow_reported.insert(agent) {
+            self.rejected.do_send(BatchesRejected {
+                agent,
+                reason: format!(
+                    "{n} batch(es) refused: the coordinator's batch queue was full (the \
+                     aggregator fell behind)"
+                ),
+            });
         }
     }
 
@@ -103,7 +143,12 @@ impl Actor for Aggregator {
 impl Handler<BatchIn> for Aggregator {
     type Result = ();
 
-    fn handle(&mut self, msg: BatchIn, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: BatchIn, ctx: &mut Context<Self>) {
+        if let Some(d) = self.fold_delay {
+            // The mailbox waits; the thread (and the supervisor on it) does not.
+            ctx.wait(actix::clock::sleep(d).into_actor(self));
+        }
+        self.report_overflow(msg.agent);
         if msg.agent >= self.agents {
             tracing::warn!(
                 agent = msg.agent,
@@ -148,6 +193,7 @@ impl Handler<ExpectBatches> for Aggregator {
 
     fn handle(&mut self, msg: ExpectBatches, _ctx: &mut Context<Self>) {
         self.expected.insert(msg.agent, msg.batches);
+        self.report_overflow(msg.agent);
         self.check_drained(msg.agent);
     }
 }
@@ -162,6 +208,14 @@ impl Handler<Finish> for Aggregator {
         let batches = (0..self.agents)
             .map(|a| (a, self.fold.batches_from(a)))
             .collect();
+        // Refused by the full queue: as rejected as a batch the fold refused.
+        let mut rejected = self.fold.rejected().clone();
+        for a in 0..self.agents {
+            let n = self.queue.overflowed(a);
+            if n > 0 {
+                *rejected.entry(a).or_default() += n;
+            }
+        }
         MessageResult(Folded {
             totals: std::mem::take(&mut self.fold.totals),
             by_region: std::mem::take(&mut self.fold.by_region),
@@ -170,7 +224,7 @@ impl Handler<Finish> for Aggregator {
             dropped: self.fold.dropped,
             late_batches: self.fold.late_batches,
             batches,
-            rejected: self.fold.rejected().clone(),
+            rejected,
         })
     }
 }

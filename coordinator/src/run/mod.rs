@@ -37,7 +37,7 @@ use tokio::sync::oneshot;
 use transport::TlsFiles;
 
 use crate::bundle::SpecBundle;
-use crate::bus::{Bus, BusError, Route, RunBus};
+use crate::bus::{BatchQueue, Bus, BusError, Route, RunBus};
 use crate::clock::unix_ms;
 use aggregator::{Aggregator, AggregatorLinks};
 use live::LivePublisher;
@@ -138,6 +138,7 @@ pub async fn start_run(
     let sup = sup_ctx.address();
     let agg_ctx = Context::<Aggregator>::new();
     let agg = agg_ctx.address();
+    let queue = BatchQueue::new(count);
     let run_bus = bus
         .attach(
             &plan.run_id,
@@ -145,6 +146,7 @@ pub async fn start_run(
             Route {
                 status: sup.clone().recipient(),
                 batches: agg.clone().recipient(),
+                queue: queue.clone(),
             },
         )
         .await?;
@@ -167,6 +169,7 @@ pub async fn start_run(
             drained: sup.clone().recipient(),
             rejected: sup.clone().recipient(),
             live: live.clone().recipient(),
+            queue: queue.clone(),
         },
     ));
     let results = ResultsWriter::new(
@@ -204,6 +207,7 @@ pub async fn start_run(
         launcher: link.launch,
         stop_agents: link.stop.clone(),
         aggregator: agg,
+        queue,
         live,
         results,
     };
