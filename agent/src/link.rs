@@ -153,13 +153,21 @@ impl Out {
         let Some(frame) = self.frame(seq, body) else {
             return;
         };
-        kept.keep(seq, topic.to_string(), frame.clone(), std::time::Instant::now());
+        kept.keep(
+            seq,
+            topic.to_string(),
+            frame.clone(),
+            std::time::Instant::now(),
+        );
         if self
             .session
             .publish(topic.to_string(), frame, QoS::AtLeastOnce, false)
             .is_err()
         {
-            tracing::warn!(seq, "outgoing queue full: the batch is kept and sent again later");
+            tracing::warn!(
+                seq,
+                "outgoing queue full: the batch is kept and sent again later"
+            );
         }
     }
 }

@@ -137,7 +137,10 @@ mod tests {
         for s in 1..=5 {
             u.keep(s, "m".into(), frame(s as u8), t0);
         }
-        assert!(u.alive(7, Some(3), t0).is_empty(), "nothing stale, same coordinator");
+        assert!(
+            u.alive(7, Some(3), t0).is_empty(),
+            "nothing stale, same coordinator"
+        );
         assert_eq!(u.len(), 2);
         u.alive(7, Some(5), t0);
         assert!(u.is_empty());
@@ -170,7 +173,9 @@ mod tests {
         let again = u.alive(7, Some(0), later);
         assert_eq!(again.len(), 1);
         u.resent(1, later);
-        assert!(u.alive(7, Some(0), later + Duration::from_secs(1)).is_empty());
+        assert!(u
+            .alive(7, Some(0), later + Duration::from_secs(1))
+            .is_empty());
         assert_eq!(u.alive(7, Some(0), later + STALE_AFTER).len(), 1);
     }
 

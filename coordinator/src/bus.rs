@@ -9,6 +9,9 @@
 //! *i*'s topics is taken only if agent *i*'s key made it, and only if it speaks about agent
 //! *i* (sender, body). What fails is dropped, counted per agent and logged once per agent.
 //! Control messages go out sealed for one agent (Assign) or signed (Start, Stop, Alive).
+//!
+//! Batches reach the aggregator through a counted, bounded hand-over ([`BatchQueue`], in
+//! `bus_queue.rs`): the run's deadlines count what is queued, and a full queue refuses.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +27,10 @@ use transport::{BrokerUrl, QoS, Session, SessionConfig, SessionError, TlsFiles};
 
 use crate::clock::unix_ms;
 use crate::identity::Identity;
+
+#[path = "bus_queue.rs"]
+mod queue;
+pub use queue::{BatchQueue, Queued, MAX_QUEUED_BYTES};
 
 /// How long connecting and each subscription may take.
 pub const BUS_WAIT: Duration = Duration::from_secs(10);
@@ -45,6 +52,8 @@ pub struct BatchIn {
     pub agent: u32,
     pub seq: u64,
     pub batch: MetricBatch,
+    /// Counts the batch as queued until the aggregator is done with it (drops it).
+    pub queued: Queued,
 }
 
 /// Where one run's agent messages go.
@@ -52,6 +61,8 @@ pub struct BatchIn {
 pub struct Route {
     pub status: Recipient<FromAgent>,
     pub batches: Recipient<BatchIn>,
+    /// What `batches` holds and has not folded yet; bounded.
+    pub queue: Arc<BatchQueue>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -337,11 +348,17 @@ fn route(routes: &Routes, topic: &str, payload: &[u8]) {
         return to.keys.refuse(run, agent, &why);
     }
     match (metrics, env.body) {
-        (true, Body::Metrics(batch)) => to.route.batches.do_send(BatchIn {
-            agent,
-            seq: env.seq,
-            batch,
-        }),
+        (true, Body::Metrics(batch)) => {
+            // Refused when full: counted there, reported by the aggregator.
+            if let Some(queued) = to.route.queue.admit(agent, payload.len() as u64) {
+                to.route.batches.do_send(BatchIn {
+                    agent,
+                    seq: env.seq,
+                    batch,
+                    queued,
+                })
+            }
+        }
         (
             false,
             body @ (Body::Ready(_) | Body::Heartbeat(_) | Body::Finished(_) | Body::Failed(_)),

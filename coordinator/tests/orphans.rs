@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use herd_tests::{agent_pids, run_dir, spawn_run_with, start_target};
+use herd_tests::{agent_pids, run_dir, spawn_run_with, start_target, wait_for_run_id};
 use messages::policy::TargetPolicy;
 use messages::wire::{self, Alive, Assign, Body, Envelope, Start, WIRE_VERSION};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -76,20 +76,6 @@ async fn listen(port: u16, name: &str) -> std::sync::Arc<std::sync::Mutex<Heard>
         }
     });
     heard
-}
-
-async fn wait_for_run_id(results: &std::path::Path) -> String {
-    for _ in 0..200 {
-        let found = std::fs::read_dir(results).ok().and_then(|d| {
-            d.flatten()
-                .find(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
-        });
-        if let Some(e) = found {
-            return e.file_name().to_string_lossy().into_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no run folder appeared");
 }
 
 /// Waits (up to `within`) until no agent process of the run is left; how long it took.
@@ -209,6 +195,22 @@ impl FakeCoordinator {
     }
 }
 
+/// The agent exited 1 saying it stopped by itself because of `why`, `took` within `bounds`.
+fn stopped_by_itself(
+    out: &std::process::Output,
+    why: &str,
+    took: Duration,
+    bounds: std::ops::Range<Duration>,
+) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("stopped by itself: {why}")),
+        "{stderr}"
+    );
+    assert!(bounds.contains(&took), "{took:?} not in {bounds:?}");
+}
+
 /// `herd agent` as agent 0 of `run` with its keys in the environment.
 fn spawn_agent(
     port: u16,
@@ -243,15 +245,11 @@ async fn an_agent_that_never_hears_its_coordinator_leaves_before_the_start() {
         .expect("the agent left within 20 s")
         .expect("output");
     let took = begun.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("stopped by itself: no Alive from the coordinator for 2s"),
-        "{stderr}"
-    );
-    assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
-        "{took:?}"
+    stopped_by_itself(
+        &out,
+        "no Alive from the coordinator for 2s",
+        took,
+        Duration::from_secs(2)..Duration::from_secs(10),
     );
     let h = heard.lock().expect("lock");
     assert!(h.heartbeats > 0, "it was connected and announced itself");
@@ -327,15 +325,11 @@ async fn an_agent_stops_at_the_planned_end_plus_grace_while_its_coordinator_is_a
     let took = started.elapsed();
     alive.abort();
     eprintln!("the agent left {took:?} after a Start that put the ceiling 4 s ahead");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("stopped by itself: the run's planned end"),
-        "{stderr}"
-    );
-    assert!(
-        took >= Duration::from_millis(3_500) && took < Duration::from_secs(15),
-        "{took:?}"
+    stopped_by_itself(
+        &out,
+        "the run's planned end",
+        took,
+        Duration::from_millis(3_500)..Duration::from_secs(15),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let h = heard.lock().expect("lock");

@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use herd_tests::{agent_pids, run_dir, spawn_run, start_mosquitto, start_target, summary};
+use herd_tests::{
+    agent_pids, run_dir, spawn_run, start_mosquitto, start_target, summary, wait_for_run_id,
+};
 use messages::wire::{self, Body};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
@@ -174,21 +176,6 @@ async fn a_failing_threshold_gives_exit_code_99_and_a_failing_junit_case() {
         junit.contains("<failure message=\"observed 1.000\">"),
         "{junit}"
     );
-}
-
-async fn wait_for_run_id(results: &std::path::Path) -> String {
-    for _ in 0..200 {
-        // The run's folder (hidden files such as the observer login are not runs).
-        let found = std::fs::read_dir(results).ok().and_then(|d| {
-            d.flatten()
-                .find(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
-        });
-        if let Some(e) = found {
-            return e.file_name().to_string_lossy().into_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no run folder appeared");
 }
 
 /// The pid of agent `index` of the run (exactly one must be running).

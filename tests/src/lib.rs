@@ -164,6 +164,23 @@ pub fn run_dir(results: &std::path::Path) -> std::path::PathBuf {
     dirs.remove(0)
 }
 
+/// The id of the run `herd run` is making in `results`: the name of its folder, once it
+/// appears (within 10 s).
+pub async fn wait_for_run_id(results: &std::path::Path) -> String {
+    for _ in 0..200 {
+        // The run's folder (hidden files such as the observer login are not runs).
+        let found = std::fs::read_dir(results).ok().and_then(|d| {
+            d.flatten()
+                .find(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
+        });
+        if let Some(e) = found {
+            return e.file_name().to_string_lossy().into_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no run folder appeared");
+}
+
 pub fn summary(results: &std::path::Path) -> serde_json::Value {
     let p = run_dir(results).join("summary.json");
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));

@@ -9,8 +9,16 @@
 //! coordinator that restarted. A restarted coordinator's aggregator starts from the journal
 //! ([`Aggregator::replay`]), so a batch is counted once whether it arrives before the crash,
 //! after it, or both.
+//!
+//! Its mailbox is the run's batch queue (`crate::bus::BatchQueue`): each batch comes with a
+//! ticket that counts it until its handler is done, so the supervisor sees how far behind it is,
+//! and batches the full queue refused are reported here as rejected (once per agent) and counted.
+//!
+//! For tests only, `HERD_TEST_FOLD_DELAY_MS` makes it pause that long after each batch (without
+//! blocking the thread the run's other actors share): an aggregator that falls behind.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -19,7 +27,7 @@ use messages::metrics::LabelStats;
 use super::durable::{BatchJournal, StoredBatch};
 use super::fold::{Added, Fold, Row};
 use super::protocol::{BatchesRejected, Confirmed, Drained, ExpectBatches, LiveRow, Started};
-use crate::bus::BatchIn;
+use crate::bus::{BatchIn, BatchQueue};
 use crate::clock::unix_ms;
 
 /// Everything the aggregator knows at the end of a run.
@@ -56,7 +64,15 @@ pub struct Aggregator {
     /// A journal write failed: logged once; those batches stay unconfirmed.
     journal_failed: bool,
     last_confirmed: Option<Vec<u64>>,
+    queue: Arc<BatchQueue>,
+    /// Agents whose refused batches were reported.
+    overflow_reported: HashSet<u32>,
+    /// `HERD_TEST_FOLD_DELAY_MS` (tests only).
+    fold_delay: Option<Duration>,
 }
+
+/// The test-only pause after each batch, in ms: a slow aggregator without a slow machine.
+pub const TEST_FOLD_DELAY_VAR: &str = "HERD_TEST_FOLD_DELAY_MS";
 
 /// Default for how long a second waits for stragglers before its percentiles are final
 /// (`herd run --late-window`).
@@ -70,6 +86,8 @@ pub struct AggregatorLinks {
     pub rejected: Recipient<BatchesRejected>,
     pub confirmed: Recipient<Confirmed>,
     pub live: Recipient<LiveRow>,
+    /// The bus's hand-over to this aggregator (the same `Arc` as in its `Route`).
+    pub queue: Arc<BatchQueue>,
 }
 
 impl Aggregator {
@@ -95,6 +113,13 @@ impl Aggregator {
             journal,
             journal_failed: false,
             last_confirmed: None,
+            queue: links.queue,
+            overflow_reported: HashSet::new(),
+            fold_delay: std::env::var(TEST_FOLD_DELAY_VAR)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis),
         }
     }
 
@@ -134,6 +159,21 @@ impl Aggregator {
         }
     }
 
+    /// Batches of `agent` the full queue refused never reach the fold: its results are not
+    /// exact, said once (as for a rejected batch), and its drain deadline will say it too.
+    fn report_overflow(&mut self, agent: u32) {
+        let n = self.queue.overflowed(agent);
+        if n > 0 && self.overflow_reported.insert(agent) {
+            self.rejected.do_send(BatchesRejected {
+                agent,
+                reason: format!(
+                    "{n} batch(es) refused: the coordinator's batch queue was full (the \
+                     aggregator fell behind)"
+                ),
+            });
+        }
+    }
+
     fn check_drained(&mut self, agent: u32) {
         if let Some(n) = self.expected.get(&agent) {
             if self.fold.batches_from(agent) >= *n && self.drained.insert(agent) {
@@ -161,7 +201,12 @@ impl Actor for Aggregator {
 impl Handler<BatchIn> for Aggregator {
     type Result = ();
 
-    fn handle(&mut self, msg: BatchIn, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: BatchIn, ctx: &mut Context<Self>) {
+        if let Some(d) = self.fold_delay {
+            // The mailbox waits; the thread (and the supervisor on it) does not.
+            ctx.wait(actix::clock::sleep(d).into_actor(self));
+        }
+        self.report_overflow(msg.agent);
         if msg.agent >= self.agents {
             tracing::warn!(
                 agent = msg.agent,
@@ -213,6 +258,7 @@ impl Handler<ExpectBatches> for Aggregator {
 
     fn handle(&mut self, msg: ExpectBatches, _ctx: &mut Context<Self>) {
         self.expected.insert(msg.agent, msg.batches);
+        self.report_overflow(msg.agent);
         self.check_drained(msg.agent);
     }
 }
@@ -228,6 +274,14 @@ impl Handler<Finish> for Aggregator {
         let batches = (0..self.agents)
             .map(|a| (a, self.fold.batches_from(a)))
             .collect();
+        // Refused by the full queue: as rejected as a batch the fold refused.
+        let mut rejected = self.fold.rejected().clone();
+        for a in 0..self.agents {
+            let n = self.queue.overflowed(a);
+            if n > 0 {
+                *rejected.entry(a).or_default() += n;
+            }
+        }
         MessageResult(Folded {
             totals: std::mem::take(&mut self.fold.totals),
             by_region: std::mem::take(&mut self.fold.by_region),
@@ -236,7 +290,7 @@ impl Handler<Finish> for Aggregator {
             dropped: self.fold.dropped,
             late_batches: self.fold.late_batches,
             batches,
-            rejected: self.fold.rejected().clone(),
+            rejected,
             confirmed: self.journal.confirmed(self.agents),
         })
     }

@@ -212,6 +212,12 @@ pub enum Event {
     Timer(Timer),
     /// Once a second while the load runs: the liveness check.
     Tick,
+    /// Batches of each agent (by index) handed to the aggregator and not folded yet: the
+    /// deadlines count them (`machine_liveness.rs`). Told when it changed, before a `Tick` or
+    /// a `Timer`.
+    Backlog {
+        queued: Vec<u64>,
+    },
     /// A restarted coordinator took the run back from its journal.
     Resumed,
     /// What a [`Event::Tick`] found, as the journal keeps it: these agents were not heard from
@@ -255,6 +261,8 @@ pub struct RunMachine {
     start_at_ms: Option<u64>,
     cancel_reason: Option<String>,
     effects: Vec<Effect>,
+    /// `Event::Backlog` as last told.
+    backlog: Vec<u64>,
 }
 
 impl RunMachine {
@@ -276,6 +284,7 @@ impl RunMachine {
             start_at_ms: None,
             cancel_reason: None,
             effects: Vec::new(),
+            backlog: Vec::new(),
         }
     }
 
@@ -380,20 +389,8 @@ impl RunMachine {
                 self.check_done();
             }
             Event::Timer(t) => self.timer(t, now),
-            Event::Tick => {
-                if self.state.loading() {
-                    let limit = self.cfg.timing.heartbeat_timeout_ms;
-                    for i in 0..self.slots.len() {
-                        let s = &self.slots[i];
-                        if s.state == SlotState::Running
-                            && now.saturating_sub(s.last_seen_ms) > limit
-                        {
-                            self.lose(i as u32, AgentLoss::NoHeartbeat { ms: limit });
-                        }
-                    }
-                    self.check_done();
-                }
-            }
+            Event::Tick => self.tick(now),
+            Event::Backlog { queued } => self.set_backlog(queued),
         }
         self.take()
     }
@@ -479,79 +476,6 @@ impl RunMachine {
                 self.finalize(RunState::Cancelled(reason));
             }
             _ => {}
-        }
-    }
-
-    fn timer(&mut self, t: Timer, now: u64) {
-        match t {
-            Timer::Ready => {
-                if self.state != RunState::WaitingForAgents {
-                    return;
-                }
-                let missing: Vec<u32> = (0..self.slots.len() as u32)
-                    .filter(|i| {
-                        let s = &self.slots[*i as usize].state;
-                        *s != SlotState::Ready && !s.is_terminal()
-                    })
-                    .collect();
-                if self.cfg.min_healthy_pct.is_none() {
-                    self.fail(Reason::NotReady {
-                        agents: missing,
-                        ms: self.cfg.timing.ready_timeout_ms,
-                    });
-                    return;
-                }
-                for i in missing {
-                    let ms = self.cfg.timing.ready_timeout_ms;
-                    self.lose(i, AgentLoss::NotReady { ms });
-                }
-                self.after_loss_before_start(now);
-            }
-            Timer::Run => {
-                if self.state.loading() {
-                    for i in 0..self.slots.len() as u32 {
-                        self.lose(i, AgentLoss::Overran);
-                    }
-                    self.effects.push(Effect::Stop {
-                        reason: AgentLoss::Overran.to_string(),
-                    });
-                    self.check_done();
-                }
-            }
-            Timer::Drain { agent } => {
-                let Some(slot) = self.slots.get(agent as usize) else {
-                    return;
-                };
-                if slot.state == SlotState::Finished {
-                    let why = match &slot.rejected {
-                        Some(r) => AgentLoss::BatchesRejected(r.clone()),
-                        None => AgentLoss::BatchesMissing,
-                    };
-                    self.lose(agent, why);
-                    self.check_done();
-                }
-            }
-            Timer::ExitGrace { agent } => {
-                let Some(SlotState::Exited(reason)) =
-                    self.slots.get(agent as usize).map(|s| s.state.clone())
-                else {
-                    return;
-                };
-                if self.state.before_start() {
-                    self.lost_before_start(agent, AgentLoss::ExitedBeforeReady(reason), now);
-                } else {
-                    self.lose(agent, AgentLoss::Exited(reason));
-                    self.check_done();
-                }
-            }
-            Timer::Stop => {
-                if self.state == RunState::Draining {
-                    for i in 0..self.slots.len() as u32 {
-                        self.lose(i, AgentLoss::StopTimeout);
-                    }
-                    self.check_done();
-                }
-            }
         }
     }
 
@@ -689,6 +613,9 @@ pub use resume::{replay, Replayed};
 
 #[path = "machine_liveness.rs"]
 mod liveness;
+
+#[path = "machine_timers.rs"]
+mod timers;
 
 #[cfg(test)]
 #[path = "machine_tests.rs"]

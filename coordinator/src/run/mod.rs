@@ -37,7 +37,7 @@ use tokio::sync::oneshot;
 use transport::TlsFiles;
 
 use crate::bundle::SpecBundle;
-use crate::bus::{Bus, BusError, Route, RunBus};
+use crate::bus::{BatchQueue, Bus, BusError, Route, RunBus};
 use crate::clock::unix_ms;
 use aggregator::{Aggregator, AggregatorLinks};
 use durable::{BatchJournal, DurableError, EventJournal};
@@ -190,6 +190,7 @@ pub async fn start_run(
     let sup = sup_ctx.address();
     let agg_ctx = Context::<Aggregator>::new();
     let agg = agg_ctx.address();
+    let queue = BatchQueue::new(count);
     let run_bus = bus
         .attach(
             &plan.run_id,
@@ -197,6 +198,7 @@ pub async fn start_run(
             Route {
                 status: sup.clone().recipient(),
                 batches: agg.clone().recipient(),
+                queue: queue.clone(),
             },
         )
         .await?;
@@ -219,6 +221,7 @@ pub async fn start_run(
             rejected: sup.clone().recipient(),
             confirmed: sup.clone().recipient(),
             live: live.clone().recipient(),
+            queue: queue.clone(),
         },
         batch_journal,
     );
@@ -256,6 +259,7 @@ pub async fn start_run(
         launcher: link.launch,
         stop_agents: link.stop.clone(),
         aggregator: agg,
+        queue,
         live,
         results,
     };

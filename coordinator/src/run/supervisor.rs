@@ -30,7 +30,7 @@ use super::protocol::{
 };
 use super::results::{ResultsError, ResultsWriter, WriteResults};
 use super::RunPlan;
-use crate::bus::{FromAgent, RunBus};
+use crate::bus::{BatchQueue, FromAgent, RunBus};
 use crate::clock::unix_ms;
 
 /// What the run's owner gets back at the end.
@@ -74,6 +74,8 @@ pub struct Deps {
     pub launcher: Recipient<LaunchAgents>,
     pub stop_agents: Recipient<StopAgents>,
     pub aggregator: Addr<Aggregator>,
+    /// The bus's hand-over to the aggregator: what is queued counts for the deadlines.
+    pub queue: Arc<BatchQueue>,
     pub live: Addr<LivePublisher>,
     pub results: Addr<ResultsWriter>,
 }
@@ -126,10 +128,23 @@ impl RunSupervisor {
     /// The one way in: an event for the machine, journaled if it changed anything, then its
     /// effects.
     fn apply(&mut self, event: Event, ctx: &mut Context<Self>) {
+        // A deadline counts what is queued for the aggregator: tell the machine first.
+        if matches!(event, Event::Tick | Event::Timer(_)) {
+            let queued = self.deps.queue.queued();
+            if queued.as_slice() != self.machine.backlog() {
+                self.apply_one(Event::Backlog { queued }, ctx);
+            }
+        }
+        self.apply_one(event, ctx);
+    }
+
+    fn apply_one(&mut self, event: Event, ctx: &mut Context<Self>) {
         let now = unix_ms();
         let before = self.machine.state().clone();
         let lost_before = self.machine.lost();
         let kept = match &event {
+            // A Backlog is kept: the deadlines it held off replay the same way. (After a restart
+            // the next Tick tells the machine the new, empty queue.)
             Event::Tick | Event::Heartbeat { .. } => None,
             e => Some(e.clone()),
         };
