@@ -110,16 +110,29 @@ async fn serve_killed_mid_run_resumes_it_and_counts_every_request_once() {
         serve.log()
     );
     // The same inbox file, delivered again (moved back as it was): one run still.
-    let accepted = serve.inbox.join(".accepted").join("resume.yaml");
+    let accepted = std::fs::read_dir(serve.inbox.join(".accepted"))
+        .expect(".accepted")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("resume.yaml"))
+        .expect("the accepted inbox file");
     std::fs::rename(&accepted, serve.inbox.join("resume.yaml")).expect("redeliver");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while serve.inbox.join("resume.yaml").exists() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(
-        accepted.exists(),
-        "the redelivered file was taken as a duplicate"
+        !serve.inbox.join("resume.yaml").exists(),
+        "the redelivered file was taken\n{}",
+        serve.log()
     );
+    let runs: Vec<_> = std::fs::read_dir(&serve.results)
+        .expect("results")
+        .flatten()
+        .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(runs.len(), 1, "taken as a duplicate, not a new run: {runs:?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(run_completed(&serve).len(), 1, "one run, one RunCompleted");
     let requests = t.stats().requests;
