@@ -30,6 +30,9 @@ pub struct ServeConfig {
     /// What a restart must find again: the coordinator's keys, the broker's port, every
     /// unfinished run's journal. Default: `<results_dir>/.state`. On AWS, a durable volume (EFS).
     pub state_dir: Option<PathBuf>,
+    /// The local profile's notifications file (default `<results_dir>/notifications.jsonl`). On
+    /// another filesystem, a run whose results filled their disk is still announced.
+    pub notifications: Option<PathBuf>,
     /// A spec file written here starts a run (local twin of the spec bucket). Optional on AWS.
     pub inbox: Option<PathBuf>,
     /// Agents per run when the spec does not say (local profile).
@@ -395,6 +398,13 @@ impl ServeConfig {
         })
     }
 
+    /// Where the local profile appends its notification lines.
+    pub fn notifications_file(&self) -> PathBuf {
+        self.notifications
+            .clone()
+            .unwrap_or_else(|| self.results_dir.join("notifications.jsonl"))
+    }
+
     /// Whether specs whose runner cannot enforce the policy are accepted.
     pub fn unconfined_runners(&self) -> bool {
         self.targets
@@ -415,6 +425,13 @@ impl ServeConfig {
                 let Some(aws) = &self.aws else {
                     return Err("profile = \"aws\" needs an [aws] section".into());
                 };
+                if self.notifications.is_some() {
+                    return Err(
+                        "`notifications` is the local profile's file; on AWS notifications go \
+                         to SNS and EventBridge"
+                            .into(),
+                    );
+                }
                 if aws.regions.is_empty() {
                     return Err("[aws] needs at least one [[aws.regions]] entry".into());
                 }
@@ -574,6 +591,18 @@ subnets = ["subnet-1"]
         );
         assert!(bad("[limits]\nyaml_depth = 5000\n").contains("at most 1000"));
         assert!(bad("agents = 20000\n").contains("more than [limits] agents (10000)"));
+    }
+
+    #[test]
+    fn notifications_go_beside_the_results_unless_named() {
+        let c = ServeConfig::parse("t", "inbox = \"in\"\nresults_dir = \"r\"\n").expect("parses");
+        assert_eq!(c.notifications_file(), Path::new("r/notifications.jsonl"));
+        let c = ServeConfig::parse(
+            "t",
+            "inbox = \"in\"\nnotifications = \"/var/log/n.jsonl\"\n",
+        )
+        .expect("parses");
+        assert_eq!(c.notifications_file(), Path::new("/var/log/n.jsonl"));
     }
 
     #[test]

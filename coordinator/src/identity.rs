@@ -20,6 +20,9 @@ pub enum IdentityError {
     Key(#[from] KeyError),
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
+    /// The identity could not be kept (it names the file and the cause).
+    #[error(transparent)]
+    Write(#[from] crate::journal::FileError),
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -67,7 +70,7 @@ impl Identity {
                 .collect(),
         };
         let text = serde_json::to_vec(&stored).map_err(|e| file(e.to_string()))?;
-        write_private(path, &text).map_err(|e| file(e.to_string()))?;
+        crate::journal::write_private(path, &text)?;
         Ok(id)
     }
 
@@ -137,26 +140,6 @@ fn hex_bytes(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
         .collect()
-}
-
-/// Writes `bytes` to a new owner-only file (0600), atomically.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

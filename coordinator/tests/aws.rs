@@ -341,6 +341,7 @@ async fn spec_object_runs_on_ecs_agents_and_reports_everywhere() {
         sns["detail"]["results"],
         format!("s3://herd-results/{results}")
     );
+    assert_eq!(sns["detail"]["results_error"], Value::Null);
     let files = keys(&env, &results).await;
     for f in [
         "summary.json",

@@ -164,33 +164,13 @@ async fn failed_and_cancelled_runs_are_failed_in_the_summary_the_result_topic_an
     let t = start_target().await;
     // k6 "missing": agents fail before the start, so that run fails.
     let serve = Serve::start(&[("HERD_K6", "/nonexistent/k6")]).await;
-    let port = serve.broker_port();
     // Everything published on the result topics, retained or live.
-    let mut opts = rumqttc::MqttOptions::new("herd-observer-test", "127.0.0.1", port);
-    opts.set_max_packet_size(1 << 24, 1 << 24);
-    let login: Value = serde_json::from_str(
-        &std::fs::read_to_string(serve.results.join(".broker-observer")).expect("observer login"),
+    let mut results = herd_tests::watch_results(
+        serve.broker_port(),
+        &serve.results.join(".broker-observer"),
+        "herd-observer-test",
     )
-    .expect("JSON");
-    opts.set_credentials(
-        login["user"].as_str().expect("user"),
-        login["password"].as_str().expect("password"),
-    );
-    let (client, mut events) = rumqttc::AsyncClient::new(opts, 10);
-    client
-        .subscribe("herd/runs/+/result", rumqttc::QoS::AtLeastOnce)
-        .await
-        .expect("subscribe");
-    let (tx, mut results) = tokio::sync::mpsc::unbounded_channel::<(String, Value)>();
-    let watcher = tokio::spawn(async move {
-        while let Ok(ev) = events.poll().await {
-            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = ev {
-                if let Ok(v) = serde_json::from_slice::<Value>(&p.payload) {
-                    let _ = tx.send((p.topic.clone(), v));
-                }
-            }
-        }
-    });
+    .await;
     std::fs::write(
         serve.inbox.join("script.js"),
         "export default function () {}\n",
@@ -242,7 +222,7 @@ async fn failed_and_cancelled_runs_are_failed_in_the_summary_the_result_topic_an
             .expect("watcher alive");
         topics.push(got);
     }
-    watcher.abort();
+    drop(results);
     for note in [&failed, cancelled] {
         let d = &note["detail"];
         let run = d["run_id"].as_str().expect("run id");

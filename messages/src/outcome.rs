@@ -92,8 +92,13 @@ pub struct RunCompleted {
     pub p99_ms: f64,
     pub agents_lost: u32,
     pub thresholds: Vec<ThresholdResult>,
-    /// Where the result files are (`s3://…` or a local folder); absent when none were written.
+    /// Where the result files are (`s3://…` or a local folder), all of them written whole;
+    /// null when they are not, and then `results_error` says why.
     pub results: Option<String>,
+    /// Why there are no results to read (a full disk, a failed upload, a run that never
+    /// started), naming the file and the cause; null when `results` is set. Exactly one of the
+    /// two is non-null.
+    pub results_error: Option<String>,
 }
 
 /// A run request that could not become a run (detail-type `RunRejected`).

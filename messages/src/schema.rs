@@ -57,7 +57,8 @@ mod tests {
             "run_id": "r", "spec": "s", "correlation_id": null, "source": "inbox/s.yaml",
             "state": "cancelled", "reason": "stop", "verdict": "failed", "requests": 1,
             "errors": 0, "rps": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "agents_lost": 0,
-            "thresholds": [], "results": null
+            "thresholds": [], "results": null,
+            "results_error": "results not written: writing /r/summary.json: No space left on device"
         });
         let back: RunCompleted = serde_json::from_value(doc.clone()).expect("parses");
         assert_eq!(serde_json::to_value(&back).expect("serializes"), doc);

@@ -1,7 +1,9 @@
 //! Shared helpers for herd's cross-crate integration tests: a real target on 127.0.0.1, specs
 //! from YAML text, and the standalone engine run in-process. [`aws`]: moto and the ECS harness.
+//! [`tinyfs`]: a small tmpfs, in a mount namespace of its own, for full-disk tests.
 
 pub mod aws;
+pub mod tinyfs;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -146,6 +148,69 @@ impl HerdRun {
             self.results,
         )
     }
+}
+
+/// Waits (bounded: 10 s) until `herd serve`'s log at `log` says it is ready; the log's text.
+pub async fn wait_until_ready(log: &std::path::Path) -> String {
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    for _ in 0..200 {
+        if read().contains("herd serve: ready") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let text = read();
+    assert!(text.contains("herd serve: ready"), "{text}");
+    text
+}
+
+/// The embedded broker's port, from `herd serve`'s ready line (`broker mqtt://127.0.0.1:PORT`).
+pub fn broker_port_in(log: &str) -> u16 {
+    const AT: &str = "broker mqtt://127.0.0.1:";
+    let at = log.find(AT).expect("broker in the ready line");
+    log[at + AT.len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("broker port")
+}
+
+/// Everything published on `herd/runs/+/result` of the embedded broker on `port`, as (topic,
+/// document), seen as an observer with the login `herd` wrote to `login` (`.broker-observer`).
+/// Subscribed before it returns; the watcher ends with the test's runtime.
+pub async fn watch_results(
+    port: u16,
+    login: &std::path::Path,
+    client_id: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<(String, serde_json::Value)> {
+    let login: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(login).expect("observer login"))
+            .expect("JSON");
+    let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+    opts.set_max_packet_size(1 << 24, 1 << 24);
+    opts.set_credentials(
+        login["user"].as_str().expect("user"),
+        login["password"].as_str().expect("password"),
+    );
+    let (client, mut events) = rumqttc::AsyncClient::new(opts, 10);
+    client
+        .subscribe("herd/runs/+/result", rumqttc::QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let _client = client;
+        while let Ok(ev) = events.poll().await {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = ev {
+                if let Ok(v) = serde_json::from_slice(&p.payload) {
+                    if tx.send((p.topic.clone(), v)).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
 }
 
 /// The run folder inside a results dir (there is exactly one per test).

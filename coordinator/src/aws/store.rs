@@ -7,6 +7,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 
 use super::err_text;
+use crate::run::results::SUMMARY;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -173,22 +174,16 @@ impl S3Store {
         format!("{}{spec}/{run}/{file}", self.results_prefix)
     }
 
-    /// Uploads every file of a local run folder to `results/<spec>/<run>/`.
+    /// Uploads a run folder written whole to `results/<spec>/<run>/`, in [`upload_plan`]'s
+    /// order: `summary.json` last, so that, as on disk, an S3 folder with a `summary.json` is
+    /// complete, and an upload that fails midway leaves none.
     pub async fn upload_results(
         &self,
         dir: &Path,
         spec: &str,
         run: &str,
     ) -> Result<String, StoreError> {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| StoreError::Local(dir.display().to_string(), e))?;
-        let mut files: Vec<_> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        for f in files {
+        for f in upload_plan(dir)? {
             let Some(name) = f.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
@@ -232,6 +227,36 @@ impl S3Store {
     }
 }
 
+/// The files of a run folder to upload, in order: every visible file (a temp file a crash left
+/// is hidden, `.<name>.<random>.tmp`), `summary.json` last. A folder without `summary.json` was
+/// not written whole and is refused.
+pub fn upload_plan(dir: &Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
+    let local = |p: &Path, e| StoreError::Local(p.display().to_string(), e);
+    let entries = std::fs::read_dir(dir).map_err(|e| local(dir, e))?;
+    let mut files: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('.'))
+        })
+        .collect();
+    let summary = Some(std::ffi::OsStr::new(SUMMARY));
+    files.sort_by_key(|p| (p.file_name() == summary, p.clone()));
+    if files.last().and_then(|p| p.file_name()) != summary {
+        return Err(local(
+            &dir.join(SUMMARY),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "missing: the run folder was not written whole",
+            ),
+        ));
+    }
+    Ok(files)
+}
+
 /// What an idempotency key led to, as stored under `_idempotency/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Marker {
@@ -255,5 +280,38 @@ impl Marker {
             REJECTED => Marker::Rejected,
             id => Marker::Run(id.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_is_uploaded_last_and_temp_files_not_at_all() {
+        let d = tempfile::tempdir().expect("temp dir");
+        for f in [
+            "agent-0.log",
+            SUMMARY,
+            "timeseries.csv",
+            ".spec.json.x1.tmp",
+        ] {
+            std::fs::write(d.path().join(f), "x").expect("file");
+        }
+        std::fs::create_dir(d.path().join("sub")).expect("folder");
+        let names: Vec<String> = upload_plan(d.path())
+            .expect("a whole folder")
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+            .collect();
+        assert_eq!(names, ["agent-0.log", "timeseries.csv", SUMMARY]);
+    }
+
+    #[test]
+    fn a_folder_without_its_summary_is_not_uploaded() {
+        let d = tempfile::tempdir().expect("temp dir");
+        std::fs::write(d.path().join("timeseries.csv"), "x").expect("file");
+        let e = upload_plan(d.path()).expect_err("incomplete");
+        assert!(e.to_string().contains("summary.json: missing"), "{e}");
     }
 }

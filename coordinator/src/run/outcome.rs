@@ -233,12 +233,13 @@ impl FinalResult {
         }
     }
 
-    /// The `RunCompleted` notification for this result.
+    /// The `RunCompleted` notification for this result; `results` is where its files are, or
+    /// why there are none to read.
     pub fn completed(
         &self,
         source: &str,
         correlation_id: Option<String>,
-        results: Option<String>,
+        results: Result<String, String>,
     ) -> RunCompleted {
         let total = Stats::of(&self.total, self.seconds);
         RunCompleted {
@@ -256,7 +257,8 @@ impl FinalResult {
             p99_ms: total.latency_ms.p99,
             agents_lost: self.agents_lost(),
             thresholds: self.thresholds.clone(),
-            results,
+            results_error: results.as_ref().err().cloned(),
+            results: results.ok(),
         }
     }
 }
@@ -314,7 +316,10 @@ mod tests {
         let failed = result(RunState::Failed(Reason::EveryAgentLost), &s, &slots);
         assert_eq!(failed.verdict, Verdict::Failed);
         assert_eq!(failed.summary().verdict, Verdict::Failed);
-        assert_eq!(failed.completed("x", None, None).verdict, Verdict::Failed);
+        assert_eq!(
+            failed.completed("x", None, Err("none".into())).verdict,
+            Verdict::Failed
+        );
         let cancelled = result(RunState::Cancelled("c".into()), &s, &slots);
         assert_eq!(cancelled.summary().verdict, Verdict::Failed);
         assert_eq!(cancelled.summary().reason.as_deref(), Some("c"));
@@ -329,7 +334,16 @@ mod tests {
         ];
         let r = result(RunState::Completed, &s, &slots);
         let sum = r.summary();
-        let note = r.completed("inbox/t.yaml", Some("c-1".into()), Some("dir".into()));
+        let note = r.completed("inbox/t.yaml", Some("c-1".into()), Ok("dir".into()));
+        assert_eq!(
+            (note.results.as_deref(), note.results_error.as_deref()),
+            (Some("dir"), None)
+        );
+        let lost = r.completed("t", None, Err("results not written: full".into()));
+        assert_eq!(
+            (lost.results.as_deref(), lost.results_error.as_deref()),
+            (None, Some("results not written: full"))
+        );
         assert_eq!(sum.state, note.state);
         assert_eq!(sum.verdict, note.verdict);
         assert_eq!(sum.thresholds, note.thresholds);

@@ -4,9 +4,14 @@
 //! verdict, agents with start skew and losses), `timeseries.csv` and `timeseries.json` (per
 //! second, per label, plus a `TOTAL` label), `junit.xml` (one case per threshold), the spec as
 //! written (`spec.yaml`) and as run (`spec.json`, with the resolved target URL).
+//!
+//! Each file is written atomically (temp file, fsync, rename, folder fsync) and `summary.json`
+//! last: its presence marks a complete folder. A file that cannot be written (a full disk)
+//! fails the whole write with an error naming it; no torn file keeps a final name, and the
+//! result is published on its retained topic only once every file is durable.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use actix::prelude::*;
 use messages::spec::Spec;
@@ -16,6 +21,7 @@ use transport::QoS;
 use super::fold::{Row, RowStats};
 use super::outcome::FinalResult;
 use crate::bus::RunBus;
+use crate::journal::{self, FileError, Step};
 
 fn csv_row(out: &mut String, r: &Row, label: &str, s: &RowStats) {
     let _ = writeln!(
@@ -96,13 +102,44 @@ pub fn junit(run_id: &str, verdicts: &[ThresholdResult], seconds: f64) -> String
     x
 }
 
-/// The results could not be written.
+/// The results could not be written; the run folder has no `summary.json`.
 #[derive(Debug, thiserror::Error)]
-#[error("writing results to {dir}: {source}")]
-pub struct ResultsError {
-    pub dir: String,
-    #[source]
-    pub source: std::io::Error,
+pub enum ResultsError {
+    /// A file could not be written whole (a full disk, an I/O error, a permission).
+    #[error("results not written: {0}")]
+    File(#[from] FileError),
+    #[error("results not written: rendering {file}: {source}")]
+    Render {
+        file: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The writer's mailbox or thread failed.
+    #[error("results not written to {dir}: the results writer failed: {why}")]
+    Writer { dir: String, why: String },
+}
+
+/// The file whose presence marks a run folder complete: written last, after every other file
+/// is durable.
+pub const SUMMARY: &str = "summary.json";
+
+/// Writes `files` into `dir`, each atomically ([`journal::write_atomic`]), in order, with
+/// [`SUMMARY`] last whatever its place in `files`. A `summary.json` already there goes first, so
+/// the folder is never marked complete by an older one. Files written before a failure stay, each
+/// whole; the failure is the error, and `summary.json` is absent.
+pub fn write_files(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<(), ResultsError> {
+    std::fs::create_dir_all(dir).map_err(FileError::at(dir, Step::CreateFolder))?;
+    let summary = dir.join(SUMMARY);
+    journal::remove(&summary)?;
+    let (last, rest): (Vec<_>, Vec<_>) = files.iter().partition(|(name, _)| *name == SUMMARY);
+    for (name, bytes) in rest.into_iter().chain(last) {
+        journal::write_atomic(&dir.join(name), bytes)?;
+    }
+    // The run folder's own entry in the results folder.
+    if let Some(parent) = dir.parent() {
+        journal::sync_folder(parent).map_err(FileError::at(dir, Step::SyncFolder))?;
+    }
+    Ok(())
 }
 
 #[derive(Message)]
@@ -116,6 +153,10 @@ pub struct ResultsWriter {
     spec_text: String,
 }
 
+fn json<T: serde::Serialize>(file: &'static str, v: &T) -> Result<Vec<u8>, ResultsError> {
+    serde_json::to_vec_pretty(v).map_err(|source| ResultsError::Render { file, source })
+}
+
 impl ResultsWriter {
     pub fn new(bus: RunBus, dir: PathBuf, spec: Spec, spec_text: String) -> ResultsWriter {
         ResultsWriter {
@@ -126,32 +167,19 @@ impl ResultsWriter {
         }
     }
 
-    fn write(&self, r: &FinalResult) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let summary = serde_json::to_vec_pretty(&r.summary())?;
-        std::fs::write(self.dir.join("summary.json"), &summary)?;
-        std::fs::write(self.dir.join("timeseries.csv"), timeseries_csv(&r.rows))?;
-        std::fs::write(
-            self.dir.join("timeseries.json"),
-            serde_json::to_vec_pretty(&r.rows)?,
-        )?;
-        std::fs::write(
-            self.dir.join("junit.xml"),
-            junit(&r.run_id, &r.thresholds, r.seconds),
-        )?;
-        std::fs::write(self.dir.join("spec.yaml"), &self.spec_text)?;
-        std::fs::write(
-            self.dir.join("spec.json"),
-            serde_json::to_vec_pretty(&self.spec)?,
-        )?;
-        // Retained: a dashboard or pipeline that subscribes later still gets the verdict.
-        self.bus.publish(
-            messages::topics::result(&r.run_id),
-            summary,
-            QoS::AtLeastOnce,
-            true,
-        );
-        Ok(())
+    /// Every file rendered before any is written, `summary.json` last.
+    fn render(&self, r: &FinalResult) -> Result<Vec<(&'static str, Vec<u8>)>, ResultsError> {
+        Ok(vec![
+            ("timeseries.csv", timeseries_csv(&r.rows).into_bytes()),
+            ("timeseries.json", json("timeseries.json", &r.rows)?),
+            (
+                "junit.xml",
+                junit(&r.run_id, &r.thresholds, r.seconds).into_bytes(),
+            ),
+            ("spec.yaml", self.spec_text.clone().into_bytes()),
+            ("spec.json", json("spec.json", &self.spec)?),
+            (SUMMARY, json(SUMMARY, &r.summary())?),
+        ])
     }
 }
 
@@ -160,14 +188,87 @@ impl Actor for ResultsWriter {
 }
 
 impl Handler<WriteResults> for ResultsWriter {
-    type Result = Result<PathBuf, ResultsError>;
+    type Result = ResponseFuture<Result<PathBuf, ResultsError>>;
 
+    /// Renders, writes on a blocking thread (fsyncs must not stall the runs sharing this
+    /// thread), then publishes — only a durable result is announced.
     fn handle(&mut self, msg: WriteResults, _ctx: &mut Context<Self>) -> Self::Result {
-        self.write(&msg.0)
-            .map(|_| self.dir.clone())
-            .map_err(|source| ResultsError {
-                dir: self.dir.display().to_string(),
-                source,
-            })
+        let rendered = self.render(&msg.0);
+        let (dir, bus, run_id) = (self.dir.clone(), self.bus.clone(), msg.0.run_id);
+        Box::pin(async move {
+            let files = rendered?;
+            let at = dir.clone();
+            let files =
+                tokio::task::spawn_blocking(move || write_files(&at, &files).map(|()| files))
+                    .await
+                    .map_err(|e| ResultsError::Writer {
+                        dir: dir.display().to_string(),
+                        why: e.to_string(),
+                    })??;
+            // Retained: a dashboard or pipeline that subscribes later still gets the verdict.
+            if let Some((_, summary)) = files.into_iter().find(|(name, _)| *name == SUMMARY) {
+                bus.publish(
+                    messages::topics::result(&run_id),
+                    summary,
+                    QoS::AtLeastOnce,
+                    true,
+                );
+            }
+            Ok(dir)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::file::tests::names;
+
+    fn files() -> Vec<(&'static str, Vec<u8>)> {
+        vec![
+            (SUMMARY, b"{\"state\":\"completed\"}".to_vec()),
+            ("timeseries.csv", b"second,label\n".to_vec()),
+            ("spec.json", b"{}".to_vec()),
+        ]
+    }
+
+    #[test]
+    fn every_file_is_written_and_the_folder_made() {
+        let d = tempfile::tempdir().expect("temp dir");
+        let run = d.path().join("run-1");
+        write_files(&run, &files()).expect("written");
+        assert_eq!(names(&run), ["spec.json", SUMMARY, "timeseries.csv"]);
+        assert_eq!(
+            std::fs::read(run.join(SUMMARY)).expect("summary"),
+            b"{\"state\":\"completed\"}"
+        );
+    }
+
+    #[test]
+    fn a_failure_before_the_summary_leaves_no_summary_and_names_the_file() {
+        let d = tempfile::tempdir().expect("temp dir");
+        let run = d.path().join("run-1");
+        // A folder where spec.json should go: its rename fails, as a full disk would fail a write.
+        std::fs::create_dir_all(run.join("spec.json")).expect("in the way");
+        let e = write_files(&run, &files()).expect_err("spec.json cannot be written");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("results not written: renaming into place")
+                && text.contains("spec.json"),
+            "{text}"
+        );
+        // Summary listed first, written last: never there without the rest.
+        assert_eq!(names(&run), ["spec.json", "timeseries.csv"]);
+    }
+
+    #[test]
+    fn an_older_summary_is_gone_once_a_rewrite_fails() {
+        let d = tempfile::tempdir().expect("temp dir");
+        let run = d.path().join("run-1");
+        write_files(&run, &files()).expect("written");
+        std::fs::remove_file(run.join("spec.json")).expect("rm");
+        std::fs::create_dir(run.join("spec.json")).expect("in the way");
+        write_files(&run, &files()).expect_err("fails");
+        assert!(!run.join(SUMMARY).exists());
     }
 }

@@ -36,7 +36,7 @@ use crate::clock::unix_ms;
 /// What the run's owner gets back at the end.
 pub struct Outcome {
     pub result: FinalResult,
-    /// Where the results were written.
+    /// Where the results were written, or why they were not (the folder has no `summary.json`).
     pub dir: Result<std::path::PathBuf, ResultsError>,
 }
 
@@ -302,9 +302,9 @@ impl RunSupervisor {
                 );
                 let dir = match results.send(WriteResults(result.clone())).await {
                     Ok(r) => r,
-                    Err(e) => Err(ResultsError {
+                    Err(e) => Err(ResultsError::Writer {
                         dir: plan.dir.display().to_string(),
-                        source: std::io::Error::other(format!("results writer unreachable: {e}")),
+                        why: e.to_string(),
                     }),
                 };
                 if let Some(done) = done {

@@ -1,6 +1,7 @@
 //! The end of a run under `herd serve`: results to S3 on AWS, then exactly one `RunCompleted`,
 //! rendered from the run's one [`FinalResult`](crate::run::outcome::FinalResult) — or, when the
-//! run never got a result, from a failed one that says why.
+//! run never got a result, from a failed one that says why. Its `results` names only a folder
+//! written (and uploaded) whole; otherwise `results_error` says what was lost and why.
 
 use std::sync::Arc;
 
@@ -39,33 +40,42 @@ pub async fn complete(env: Arc<Env>, e: Ended) {
     let plan = &e.plan;
     let (result, written) = match e.outcome {
         Some(o) => {
-            if let Err(err) = &o.dir {
+            let written = o.dir.map_err(|err| {
                 tracing::error!(run = %plan.run_id, error = %err, "results were not written");
-            }
-            (o.result, o.dir.is_ok())
+                err.to_string()
+            });
+            (o.result, written)
         }
-        None => (
-            not_started(&plan.run_id, &plan.spec, e.why_no_outcome),
-            false,
-        ),
+        None => {
+            let why = format!("no results: {}", e.why_no_outcome);
+            (
+                not_started(&plan.run_id, &plan.spec, e.why_no_outcome),
+                Err(why),
+            )
+        }
     };
-    let mut location = written.then(|| plan.dir.display().to_string());
-    if let (Some(aws), true) = (&env.aws, written) {
-        match aws
+    // Only a folder written whole is uploaded or announced.
+    let results = match (written, &env.aws) {
+        (Err(why), _) => Err(why),
+        (Ok(dir), None) => Ok(dir.display().to_string()),
+        (Ok(dir), Some(aws)) => aws
             .store
-            .upload_results(&plan.dir, &plan.spec.name, &plan.run_id)
+            .upload_results(&dir, &plan.spec.name, &plan.run_id)
             .await
-        {
-            Ok(url) => location = Some(url),
-            Err(err) => tracing::error!(
-                run = %plan.run_id,
-                error = %err,
-                "uploading results failed; they stay in {}",
-                plan.dir.display()
-            ),
-        }
-    }
-    let note = result.completed(&e.origin.source, e.origin.correlation_id.clone(), location);
+            .map_err(|err| {
+                tracing::error!(
+                    run = %plan.run_id,
+                    error = %err,
+                    "uploading results failed; they stay in {}",
+                    dir.display()
+                );
+                format!(
+                    "results not uploaded: {err}; they stay in {} on the coordinator",
+                    dir.display()
+                )
+            }),
+    };
+    let note = result.completed(&e.origin.source, e.origin.correlation_id.clone(), results);
     match env
         .notifier
         .send(Notify(Notification::RunCompleted(note)))

@@ -1,9 +1,9 @@
 //! `Notifier`: tells the outside world how runs ended — `RunCompleted` (verdict, headline
 //! numbers, where the results are) and `RunRejected` (a spec that could not run, with every
 //! error). On AWS to an SNS topic and as EventBridge events (`source: herd`) a pipeline rule
-//! can gate a deployment on; locally as lines in `<results>/notifications.jsonl`.
+//! can gate a deployment on; locally as whole, fsync'd lines in `notifications.jsonl` (in the
+//! results folder unless `notifications` names another file).
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use actix::prelude::*;
@@ -70,14 +70,14 @@ async fn send(sink: &Sink, msg: &Notification) -> Result<(), NotifyError> {
     let kind = msg.kind();
     match sink {
         Sink::Local(path) => {
-            let fail = |e: std::io::Error| NotifyError(vec![format!("{}: {e}", path.display())]);
             let line = serde_json::to_string(msg).map_err(|e| NotifyError(vec![e.to_string()]))?;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(fail)?;
-            writeln!(f, "{line}").map_err(fail)
+            // The whole line, fsync'd, or nothing: a reader never sees a torn one. On a blocking
+            // thread: an fsync must not stall the runs sharing this one.
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || crate::journal::append_line(&path, &line))
+                .await
+                .map_err(|e| NotifyError(vec![format!("appending a notification: {e}")]))?
+                .map_err(|e| NotifyError(vec![e.to_string()]))
         }
         Sink::Aws {
             sns,

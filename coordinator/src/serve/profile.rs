@@ -115,8 +115,12 @@ pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup>
                 .agent_url
                 .clone()
                 .unwrap_or_else(|| broker.to_string());
-            let notifier =
-                Notifier::new(Sink::Local(cfg.results_dir.join("notifications.jsonl"))).start();
+            let file = cfg.notifications_file();
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {} (notifications)", dir.display()))?;
+            }
+            let notifier = Notifier::new(Sink::Local(file)).start();
             Ok(Setup {
                 env: Env {
                     identity,

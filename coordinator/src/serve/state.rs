@@ -21,7 +21,7 @@ use messages::wire::DataFile;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Identity, IdentityError};
-use crate::journal::write_atomic;
+use crate::journal::{write_atomic, FileError};
 
 /// How long a finished run's plan is kept, so a late redelivery of its request is still one run.
 pub const KEEP_FINISHED_S: u64 = 14 * 24 * 3600;
@@ -36,6 +36,9 @@ pub enum StateError {
     },
     #[error("{path}: {reason}")]
     Decode { path: String, reason: String },
+    /// A file that could not be written whole (it names itself).
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
 }
@@ -111,7 +114,10 @@ impl StateDir {
 
     pub fn keep_broker_port(&self, port: u16) -> Result<(), StateError> {
         let path = self.root.join("broker.json");
-        write_atomic(&path, format!("{{\"port\":{port}}}\n").as_bytes()).map_err(io(&path))
+        Ok(write_atomic(
+            &path,
+            format!("{{\"port\":{port}}}\n").as_bytes(),
+        )?)
     }
 
     /// A run's journal folder.
@@ -129,14 +135,13 @@ impl StateDir {
                 path: dir.display().to_string(),
                 reason: e.to_string(),
             })?;
-        let plan = dir.join("plan.bin");
-        write_atomic(&plan, &bytes).map_err(io(&plan))?;
+        write_atomic(&dir.join("plan.bin"), &bytes)?;
         Ok(dir)
     }
 
     fn mark(&self, run: &str, name: &str) -> Result<(), StateError> {
         let path = self.run_dir(run).join(name);
-        write_atomic(&path, b"").map_err(io(&path))
+        Ok(write_atomic(&path, b"")?)
     }
 
     pub fn mark_results_written(&self, run: &str) -> Result<(), StateError> {

@@ -63,20 +63,13 @@ impl Serve {
             .kill_on_drop(true)
             .spawn()
             .expect("herd serve");
-        let s = Serve {
+        herd_tests::wait_until_ready(&work.path().join("serve.log")).await;
+        Serve {
             child,
             work,
             inbox,
             results,
-        };
-        for _ in 0..200 {
-            if s.log().contains("herd serve: ready") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(s.log().contains("herd serve: ready"), "{}", s.log());
-        s
     }
 
     pub fn log(&self) -> String {
@@ -85,15 +78,7 @@ impl Serve {
 
     /// The embedded broker's port, from the ready line (`broker mqtt://127.0.0.1:PORT`).
     pub fn broker_port(&self) -> u16 {
-        let log = self.log();
-        let at = log
-            .find("broker mqtt://127.0.0.1:")
-            .expect("broker in the ready line");
-        let rest = &log[at + "broker mqtt://127.0.0.1:".len()..];
-        rest.split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("broker port")
+        herd_tests::broker_port_in(&self.log())
     }
 
     pub fn notifications(&self) -> Vec<Value> {
