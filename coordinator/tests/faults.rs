@@ -132,7 +132,11 @@ async fn serve_killed_mid_run_resumes_it_and_counts_every_request_once() {
         .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| e.file_name())
         .collect();
-    assert_eq!(runs.len(), 1, "taken as a duplicate, not a new run: {runs:?}");
+    assert_eq!(
+        runs.len(),
+        1,
+        "taken as a duplicate, not a new run: {runs:?}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(run_completed(&serve).len(), 1, "one run, one RunCompleted");
     let requests = t.stats().requests;
@@ -172,4 +176,44 @@ async fn a_broker_restarted_mid_run_loses_no_sample() {
         "herd's count vs the target's\n{stderr}"
     );
     assert_eq!(s["agents_lost"], 0, "{stderr}");
+}
+
+/// The coordinator (`herd run`, its embedded broker inside it) stopped with SIGSTOP for 15 s
+/// mid-load, then continued: its agents load on (15 s is within their orphan-after), keep
+/// what it cannot confirm, and reconnect; the coordinator notices its own stall and gives
+/// them time instead of marking them lost. Not one sample lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_paused_for_15_s_loses_no_agent_and_no_sample() {
+    let t = start_target().await;
+    let run = spawn_run(
+        serve::herd(),
+        &paced_spec("paused", "{url}", 25),
+        &t.url(),
+        &["--agents", "2", "--quiet"],
+    );
+    let pid = run.child.id().expect("pid") as i32;
+    wait_requests(&t, 1_200, Duration::from_secs(60)).await;
+    // SAFETY: signalling the herd run this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let frozen_at = t.stats().requests;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let loaded = t.stats().requests - frozen_at;
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert!(
+        loaded > 3_000,
+        "the agents loaded on while it stood still: {loaded}"
+    );
+    let (code, stdout, stderr, results) =
+        tokio::time::timeout(Duration::from_secs(120), run.finish())
+            .await
+            .expect("herd run ends");
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(s["agents_lost"], 0, "{stderr}");
+    assert_eq!(
+        s["total"]["requests"].as_u64(),
+        Some(t.stats().requests),
+        "herd's count vs the target's\n{stderr}"
+    );
 }

@@ -218,6 +218,12 @@ pub enum Event {
     Backlog {
         queued: Vec<u64>,
     },
+    /// The coordinator itself stood still this long (SIGSTOP, a paused VM): what its agents
+    /// sent meanwhile is only now arriving. Not journaled: it only touches liveness, which a
+    /// replay does not judge again.
+    Stalled {
+        ms: u64,
+    },
     /// A restarted coordinator took the run back from its journal.
     Resumed,
     /// What a [`Event::Tick`] found, as the journal keeps it: these agents were not heard from
@@ -263,6 +269,8 @@ pub struct RunMachine {
     effects: Vec<Effect>,
     /// `Event::Backlog` as last told.
     backlog: Vec<u64>,
+    /// After a stall of the coordinator: no drain deadline loses an agent before this.
+    grace_until: Option<u64>,
 }
 
 impl RunMachine {
@@ -285,6 +293,7 @@ impl RunMachine {
             cancel_reason: None,
             effects: Vec::new(),
             backlog: Vec::new(),
+            grace_until: None,
         }
     }
 
@@ -391,6 +400,7 @@ impl RunMachine {
             Event::Timer(t) => self.timer(t, now),
             Event::Tick => self.tick(now),
             Event::Backlog { queued } => self.set_backlog(queued),
+            Event::Stalled { ms } => self.stalled(ms, now),
         }
         self.take()
     }

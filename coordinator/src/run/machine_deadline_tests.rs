@@ -178,3 +178,27 @@ fn the_backlog_is_kept_as_told() {
     assert_eq!((m.queued(0), m.queued(1), m.queued(9)), (7, 1, 0));
     assert_eq!(m.backlog(), &[7, 1]);
 }
+
+// The coordinator itself stood still (SIGSTOP): nothing it could not hear counts against agents.
+
+#[test]
+fn a_stall_of_the_coordinator_loses_no_agent_by_silence_or_by_drain() {
+    let mut m = running();
+    finished(&mut m, 0, T0 + 5_000, 4);
+    // 15 s frozen: every deadline is past when it wakes.
+    let woke = T0 + 20_000;
+    assert_eq!(m.on(Event::Stalled { ms: 15_000 }, woke), vec![]);
+    m.on(Event::Timer(Timer::Drain { agent: 0 }), woke);
+    m.on(Event::Tick, woke);
+    assert!(m.lost().is_empty(), "{:?}", m.slots());
+    // The drain deadline looks again after the grace; then it holds as before.
+    let again = woke + Timing::default().drain_timeout_ms;
+    m.on(Event::Timer(Timer::Drain { agent: 0 }), again);
+    assert_eq!(m.lost(), vec![0], "its batches never came");
+    // Silence after the grace is silence again.
+    m.on(
+        Event::Tick,
+        again + Timing::default().heartbeat_timeout_ms + 1,
+    );
+    assert_eq!(m.lost(), vec![0, 1]);
+}

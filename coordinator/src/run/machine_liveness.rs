@@ -62,4 +62,23 @@ impl RunMachine {
         }
         self.check_done();
     }
+
+    /// The coordinator stood still for `ms`: every agent counts as heard now (it could not have
+    /// been heard meanwhile), and for a drain timeout from now no drain deadline loses an agent
+    /// whose batches are still on their way in.
+    pub(super) fn stalled(&mut self, ms: u64, now: u64) {
+        tracing::warn!(
+            ms,
+            "this coordinator stood still (stopped, paused or starved): its agents get time again"
+        );
+        for s in &mut self.slots {
+            s.last_seen_ms = s.last_seen_ms.max(now);
+        }
+        self.grace_until = Some(now.saturating_add(self.cfg.timing.drain_timeout_ms));
+    }
+
+    /// A drain deadline that falls inside the grace after a stall: when to look again.
+    pub(super) fn in_stall_grace(&self, now: u64) -> Option<u64> {
+        self.grace_until.filter(|g| now < *g)
+    }
 }

@@ -48,7 +48,10 @@ impl RunMachine {
                 let Some(slot) = self.slots.get(agent as usize) else {
                     return;
                 };
-                if slot.state == SlotState::Finished && self.queued(agent) > 0 {
+                if let (SlotState::Finished, Some(until)) = (&slot.state, self.in_stall_grace(now))
+                {
+                    self.arm(Timer::Drain { agent }, until);
+                } else if slot.state == SlotState::Finished && self.queued(agent) > 0 {
                     // Its batches are here, waiting to be folded: the deadline counts them.
                     tracing::warn!(
                         agent,

@@ -98,7 +98,12 @@ pub struct RunSupervisor {
     journal_failed: bool,
     /// Per agent, the batches it may forget (from the aggregator), sent in `Alive`.
     confirmed: Vec<u64>,
+    /// When the last Tick was handled (monotonic): a late one means this process stood still.
+    last_tick: Option<std::time::Instant>,
 }
+
+/// A tick this late (they come every second) means the coordinator itself stood still.
+const STALL: Duration = Duration::from_secs(3);
 
 impl RunSupervisor {
     pub fn new(
@@ -114,6 +119,7 @@ impl RunSupervisor {
             journal,
             journal_failed: false,
             confirmed: Vec::new(),
+            last_tick: None,
             clocks: Clocks::new(plan.agents()),
             plan,
             policy,
@@ -128,6 +134,24 @@ impl RunSupervisor {
     /// The one way in: an event for the machine, journaled if it changed anything, then its
     /// effects.
     fn apply(&mut self, event: Event, ctx: &mut Context<Self>) {
+        if matches!(event, Event::Tick | Event::Timer(_)) {
+            // The tick comes each second: much later, and this process stood still.
+            let now = std::time::Instant::now();
+            let gap = self
+                .last_tick
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            if gap >= STALL {
+                self.apply_one(
+                    Event::Stalled {
+                        ms: gap.as_millis() as u64,
+                    },
+                    ctx,
+                );
+            }
+            if matches!(event, Event::Tick) || gap >= STALL {
+                self.last_tick = Some(now);
+            }
+        }
         // A deadline counts what is queued for the aggregator: tell the machine first.
         if matches!(event, Event::Tick | Event::Timer(_)) {
             let queued = self.deps.queue.queued();
@@ -145,7 +169,7 @@ impl RunSupervisor {
         let kept = match &event {
             // A Backlog is kept: the deadlines it held off replay the same way. (After a restart
             // the next Tick tells the machine the new, empty queue.)
-            Event::Tick | Event::Heartbeat { .. } => None,
+            Event::Tick | Event::Heartbeat { .. } | Event::Stalled { .. } => None,
             e => Some(e.clone()),
         };
         let heartbeat = matches!(event, Event::Heartbeat { .. });
