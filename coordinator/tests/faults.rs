@@ -97,6 +97,12 @@ async fn serve_killed_mid_run_resumes_it_and_counts_every_request_once() {
     reap(&run);
     assert!(left.is_empty(), "agents still running: {left:?}");
     let s = serve.summary(&run);
+    eprintln!(
+        "measured: killed at {before} requests; herd counted {:?}, the target {}; state {}",
+        s["total"]["requests"].as_u64(),
+        t.stats().requests,
+        note["detail"]["state"]
+    );
     assert_eq!(
         note["detail"]["state"],
         "completed",
@@ -170,6 +176,12 @@ async fn a_broker_restarted_mid_run_loses_no_sample() {
             .expect("herd run ends");
     assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
     let s = summary(results.path());
+    eprintln!(
+        "measured: herd counted {:?}, the target {}; agents lost {}",
+        s["total"]["requests"].as_u64(),
+        t.stats().requests,
+        s["agents_lost"]
+    );
     assert_eq!(
         s["total"]["requests"].as_u64(),
         Some(t.stats().requests),
@@ -210,6 +222,12 @@ async fn a_coordinator_paused_for_15_s_loses_no_agent_and_no_sample() {
             .expect("herd run ends");
     assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
     let s = summary(results.path());
+    eprintln!(
+        "measured: {loaded} requests while it stood still; herd counted {:?}, the target {}; agents lost {}",
+        s["total"]["requests"].as_u64(),
+        t.stats().requests,
+        s["agents_lost"]
+    );
     assert_eq!(s["agents_lost"], 0, "{stderr}");
     assert_eq!(
         s["total"]["requests"].as_u64(),
