@@ -459,7 +459,11 @@ async fn drive(
         }),
         &mut kept,
     );
-    await_confirmation(ctl, &mut dog, &mut kept, out).await;
+    // An agent that gave up has no coordinator worth waiting for (silent, or the run is past
+    // its end): what it kept goes with it.
+    if gave_up.is_none() {
+        await_confirmation(ctl, &mut dog, &mut kept, out).await;
+    }
     Ok(match (gave_up, leave_at) {
         (Some(why), _) => LinkOutcome::GaveUp(why),
         (None, Some(_)) => LinkOutcome::Stopped,
@@ -547,16 +551,24 @@ async fn await_confirmation(
 ) {
     let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
     while !kept.is_empty() {
-        match tokio::time::timeout_at(deadline, ctl.recv()).await {
+        // The watchdog still holds: a coordinator silent for orphan-after is not waited for.
+        let until = deadline.min(tokio::time::Instant::from_std(dog.deadline()));
+        match tokio::time::timeout_at(until, ctl.recv()).await {
             Ok(Some(env)) => {
                 heard_stop(env, dog, kept, out);
             }
-            Ok(None) | Err(_) => {
-                tracing::warn!(
-                    unconfirmed = kept.len(),
-                    "leaving with batches the coordinator did not confirm within {CONFIRM_WAIT:?}"
-                );
-                return;
+            Ok(None) => return,
+            Err(_) => {
+                let why = dog.check(std::time::Instant::now());
+                if why.is_some() || tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(
+                        unconfirmed = kept.len(),
+                        reason = ?why,
+                        "leaving with batches the coordinator did not confirm (waited at most \
+                         {CONFIRM_WAIT:?})"
+                    );
+                    return;
+                }
             }
         }
     }
