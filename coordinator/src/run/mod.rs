@@ -232,7 +232,11 @@ pub async fn start_run(
         live.do_send(protocol::Started { at_ms });
     }
     for (agent, batches) in replayed.expected {
-        agg.do_send(protocol::ExpectBatches { agent, batches });
+        agg.do_send(protocol::ExpectBatches {
+            agent,
+            batches,
+            queued: queue.admit(agent, 0),
+        });
     }
     let results = ResultsWriter::new(
         run_bus.clone(),

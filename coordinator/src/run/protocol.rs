@@ -65,6 +65,10 @@ pub struct StopAgents;
 pub struct ExpectBatches {
     pub agent: u32,
     pub batches: u64,
+    /// Counts as queued for `agent` until the aggregator handled it: it waits in the same
+    /// mailbox as the batches, so a slow aggregator may fold all of an agent's batches before it
+    /// knows how many there are — the drain deadline must not call that agent lost meanwhile.
+    pub queued: Option<crate::bus::Queued>,
 }
 
 /// The load starts at this instant (unix ms): the LivePublisher counts elapsed time from it,

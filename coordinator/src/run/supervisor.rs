@@ -267,9 +267,11 @@ impl RunSupervisor {
             }
             Effect::Stop { reason } => self.control(Body::Stop(Stop { reason })),
             Effect::ExpectBatches { agent, batches } => {
-                self.deps
-                    .aggregator
-                    .do_send(ExpectBatches { agent, batches });
+                self.deps.aggregator.do_send(ExpectBatches {
+                    agent,
+                    batches,
+                    queued: self.deps.queue.admit(agent, 0),
+                });
             }
             Effect::Arm { timer, at_ms } => {
                 ctx.notify_later(
