@@ -46,6 +46,29 @@ fn reap(run_hint: &str) {
     }
 }
 
+/// Waits (bounded) for `herd run` to end, and checks what every fault of a `herd run` must
+/// leave: exit 0, no agent lost, herd's count equal to the target's. Prints what it measured.
+async fn every_sample_counted(run: herd_tests::HerdRun, t: &demo_target::Target, note: &str) {
+    let (code, stdout, stderr, results) =
+        tokio::time::timeout(Duration::from_secs(120), run.finish())
+            .await
+            .expect("herd run ends");
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    eprintln!(
+        "measured: {note}herd counted {:?}, the target {}; agents lost {}",
+        s["total"]["requests"].as_u64(),
+        t.stats().requests,
+        s["agents_lost"]
+    );
+    assert_eq!(s["agents_lost"], 0, "{stderr}");
+    assert_eq!(
+        s["total"]["requests"].as_u64(),
+        Some(t.stats().requests),
+        "herd's count vs the target's\n{stderr}"
+    );
+}
+
 fn run_completed(serve: &Serve) -> Vec<Value> {
     serve
         .notifications()
@@ -170,24 +193,7 @@ async fn a_broker_restarted_mid_run_loses_no_sample() {
     );
     wait_requests(&t, 1_200, Duration::from_secs(60)).await;
     tokio::task::block_in_place(|| m.restart(Duration::from_secs(2)));
-    let (code, stdout, stderr, results) =
-        tokio::time::timeout(Duration::from_secs(120), run.finish())
-            .await
-            .expect("herd run ends");
-    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let s = summary(results.path());
-    eprintln!(
-        "measured: herd counted {:?}, the target {}; agents lost {}",
-        s["total"]["requests"].as_u64(),
-        t.stats().requests,
-        s["agents_lost"]
-    );
-    assert_eq!(
-        s["total"]["requests"].as_u64(),
-        Some(t.stats().requests),
-        "herd's count vs the target's\n{stderr}"
-    );
-    assert_eq!(s["agents_lost"], 0, "{stderr}");
+    every_sample_counted(run, &t, "").await;
 }
 
 /// The coordinator (`herd run`, its embedded broker inside it) stopped with SIGSTOP for 15 s
@@ -216,22 +222,10 @@ async fn a_coordinator_paused_for_15_s_loses_no_agent_and_no_sample() {
         loaded > 3_000,
         "the agents loaded on while it stood still: {loaded}"
     );
-    let (code, stdout, stderr, results) =
-        tokio::time::timeout(Duration::from_secs(120), run.finish())
-            .await
-            .expect("herd run ends");
-    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let s = summary(results.path());
-    eprintln!(
-        "measured: {loaded} requests while it stood still; herd counted {:?}, the target {}; agents lost {}",
-        s["total"]["requests"].as_u64(),
-        t.stats().requests,
-        s["agents_lost"]
-    );
-    assert_eq!(s["agents_lost"], 0, "{stderr}");
-    assert_eq!(
-        s["total"]["requests"].as_u64(),
-        Some(t.stats().requests),
-        "herd's count vs the target's\n{stderr}"
-    );
+    every_sample_counted(
+        run,
+        &t,
+        &format!("{loaded} requests while it stood still; "),
+    )
+    .await;
 }

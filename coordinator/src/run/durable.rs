@@ -29,6 +29,26 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
+/// Every record of the log at `path`, decoded as `T` (`what` names one in an error).
+fn decode_all<T: serde::de::DeserializeOwned>(
+    records: &[Vec<u8>],
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<T>, DurableError> {
+    records
+        .iter()
+        .map(|r| {
+            bincode::serde::decode_from_slice::<T, _>(r, config())
+                .map(|(v, _)| v)
+                .map_err(|e| DurableError::Decode {
+                    what,
+                    log: path.display().to_string(),
+                    reason: e.to_string(),
+                })
+        })
+        .collect()
+}
+
 /// An event and when it happened (unix ms, the coordinator's clock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StampedEvent {
@@ -55,18 +75,7 @@ impl EventJournal {
     /// Opens the run's event log, with what it holds.
     pub fn open(path: &Path) -> Result<(EventJournal, Vec<StampedEvent>), DurableError> {
         let (log, records) = Log::open(path)?;
-        let events = records
-            .iter()
-            .map(|r| {
-                bincode::serde::decode_from_slice::<StampedEvent, _>(r, config())
-                    .map(|(e, _)| e)
-                    .map_err(|e| DurableError::Decode {
-                        what: "an event",
-                        log: path.display().to_string(),
-                        reason: e.to_string(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let events = decode_all(&records, path, "an event")?;
         Ok((EventJournal { log }, events))
     }
 
@@ -101,18 +110,7 @@ pub struct BatchJournal {
 impl BatchJournal {
     pub fn open(path: &Path) -> Result<(BatchJournal, Vec<StoredBatch>), DurableError> {
         let (log, records) = Log::open(path)?;
-        let batches = records
-            .iter()
-            .map(|r| {
-                bincode::serde::decode_from_slice::<StoredBatch, _>(r, config())
-                    .map(|(b, _)| b)
-                    .map_err(|e| DurableError::Decode {
-                        what: "a batch",
-                        log: path.display().to_string(),
-                        reason: e.to_string(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let batches: Vec<StoredBatch> = decode_all(&records, path, "a batch")?;
         let mut confirmed = Confirmations::default();
         for b in &batches {
             confirmed.add(b.agent, b.seq);
