@@ -445,7 +445,8 @@ async fn drive(
             }),
             &mut kept,
         );
-        await_confirmation(ctl, &mut dog, &mut kept, out).await;
+        // Failed is the outcome whatever the wait comes to.
+        let _ = await_confirmation(ctl, &mut dog, &mut kept, out).await;
         return Ok(LinkOutcome::Failed(reason));
     }
     vus.store(0, Ordering::Relaxed);
@@ -460,10 +461,11 @@ async fn drive(
         &mut kept,
     );
     // An agent that gave up has no coordinator worth waiting for (silent, or the run is past
-    // its end): what it kept goes with it.
-    if gave_up.is_none() {
-        await_confirmation(ctl, &mut dog, &mut kept, out).await;
-    }
+    // its end): what it kept goes with it. One that falls silent while it waits gives up too.
+    let gave_up = match gave_up {
+        Some(why) => Some(why),
+        None => await_confirmation(ctl, &mut dog, &mut kept, out).await,
+    };
     Ok(match (gave_up, leave_at) {
         (Some(why), _) => LinkOutcome::GaveUp(why),
         (None, Some(_)) => LinkOutcome::Stopped,
@@ -542,13 +544,14 @@ fn heard_stop(env: Envelope, dog: &mut Watchdog, kept: &mut Unconfirmed, out: &O
 
 /// After its last word, an agent stays until its coordinator confirms every batch (an `Alive`
 /// at the latest at the run's end), sending again what a restarted coordinator lacks; at most
-/// [`CONFIRM_WAIT`], so a coordinator that is gone for good does not keep it.
+/// [`CONFIRM_WAIT`], so a coordinator that is gone for good does not keep it. Returns why the
+/// watchdog ended the wait, if it did (then the agent leaves as one that gave up).
 async fn await_confirmation(
     ctl: &mut mpsc::UnboundedReceiver<Envelope>,
     dog: &mut Watchdog,
     kept: &mut Unconfirmed,
     out: &Out,
-) {
+) -> Option<GiveUp> {
     let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
     while !kept.is_empty() {
         // The watchdog still holds: a coordinator silent for orphan-after is not waited for.
@@ -557,7 +560,7 @@ async fn await_confirmation(
             Ok(Some(env)) => {
                 heard_stop(env, dog, kept, out);
             }
-            Ok(None) => return,
+            Ok(None) => return None,
             Err(_) => {
                 let why = dog.check(std::time::Instant::now());
                 if why.is_some() || tokio::time::Instant::now() >= deadline {
@@ -567,11 +570,12 @@ async fn await_confirmation(
                         "leaving with batches the coordinator did not confirm (waited at most \
                          {CONFIRM_WAIT:?})"
                     );
-                    return;
+                    return why;
                 }
             }
         }
     }
+    None
 }
 
 fn gave_up_before_start(why: GiveUp) -> LinkOutcome {

@@ -174,6 +174,67 @@ async fn serve_killed_mid_run_resumes_it_and_counts_every_request_once() {
     serve.stop().await;
 }
 
+/// `herd serve` killed mid-run and started again only after the run's planned end plus grace:
+/// the run is not resumed but ended from what its journal holds, each agent lost with a reason
+/// that says the coordinator restarted, and announced once. Its agents, meanwhile, heard no
+/// `Alive` for their orphan-after and left by themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_back_after_the_runs_end_finalizes_it_from_what_arrived() {
+    let t = start_target().await;
+    let env = [("HERD_ORPHAN_AFTER_S", "3")];
+    let serve = Serve::start(&env).await;
+    // A short graceful stop: the run's end + grace comes 3 + 1 + 30 s after its start.
+    let spec =
+        paced_spec("late", &t.url(), 3).replace("max_vus: 50}", "max_vus: 50, graceful_stop: 1s}");
+    assert!(spec.contains("graceful_stop: 1s"), "{spec}");
+    std::fs::write(serve.inbox.join("late.yaml"), spec).expect("spec");
+    // Late in the load: a couple of seconds' batches are journaled.
+    wait_requests(&t, 1_000, Duration::from_secs(60)).await;
+    let work = serve.kill9().await;
+    // The agents heard no Alive for 3 s: they stop and leave.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !agents_of("late-").is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        agents_of("late-").is_empty(),
+        "orphaned agents left by themselves"
+    );
+    // The run's end (3 s) + graceful stop (1 s) + the overrun grace pass.
+    tokio::time::sleep(Duration::from_secs(
+        messages::wire::OVERRUN_GRACE_MS / 1000 + 4,
+    ))
+    .await;
+    let served = t.stats().requests;
+    let serve = Serve::start_in(work, &env, "").await;
+    let done = serve
+        .wait_for("RunCompleted", 1, Duration::from_secs(30))
+        .await;
+    let run = done[0]["detail"]["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    let s = serve.summary(&run);
+    let counted = s["total"]["requests"].as_u64().expect("requests");
+    eprintln!(
+        "measured: served {served}, counted {counted} (what was journaled before the crash); state {}",
+        done[0]["detail"]["state"]
+    );
+    assert!(counted > 0 && counted <= served, "{counted} of {served}");
+    for a in s["agents"].as_array().expect("agents") {
+        assert_eq!(a["state"], "lost", "{a}");
+        assert!(
+            a["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("the coordinator restarted")),
+            "{a}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(run_completed(&serve).len(), 1, "announced once");
+    serve.stop().await;
+}
+
 /// mosquitto restarted (SIGTERM, 2 s down, persistence on) in the middle of a `herd run`: the
 /// coordinator's and the agents' sessions are persistent, so what was queued for them comes
 /// back with the broker; what was in flight is sent again (rumqttc) or replayed (unconfirmed
