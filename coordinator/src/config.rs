@@ -49,6 +49,21 @@ pub struct ServeConfig {
     /// What one spec may ask for; each key left out keeps herd's default.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// What SIGTERM / Ctrl-C does to active runs.
+    #[serde(default)]
+    pub on_shutdown: OnShutdown,
+}
+
+/// `on_shutdown`: what a shutdown does to the runs `herd serve` holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnShutdown {
+    /// Cancel them gracefully, write their partial results, announce them (at most 60 s).
+    #[default]
+    Cancel,
+    /// Leave them running — agents keep loading — for the next `herd serve` on the same state
+    /// folder to take back (a deployment replacing the coordinator). Local agents outlive it.
+    Resume,
 }
 
 /// `[limits]`: raises (or lowers) the caps every spec this service reads is checked against —
@@ -481,6 +496,57 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The config the stack hands its coordinator (`deploy/herd.yaml`, `HERD_CONFIG_TOML`),
+    /// with its `${…}` substitutions filled in, is one this herd reads.
+    #[test]
+    fn the_stacks_coordinator_config_parses() {
+        let yaml = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/herd.yaml"),
+        )
+        .expect("deploy/herd.yaml");
+        let start = yaml
+            .find("profile = \"aws\"")
+            .expect("the coordinator's config");
+        let end = start + yaml[start..].find("- SubnetList").expect("its end");
+        let mut toml = String::new();
+        for line in yaml[start..end].lines() {
+            toml.push_str(line.trim_start());
+            toml.push('\n');
+        }
+        let toml = toml
+            .replace("${PublicIpToml}", "true")
+            .replace("${ExtraRegionConfig}", "");
+        let toml = fill_substitutions(&toml);
+        let c = ServeConfig::parse("deploy/herd.yaml", &toml).expect("parses");
+        assert_eq!(c.profile, Profile::Aws);
+        assert_eq!(
+            c.on_shutdown,
+            OnShutdown::Resume,
+            "a deployment must not cancel runs"
+        );
+    }
+
+    /// Every other `${Name}` becomes a plain word.
+    fn fill_substitutions(text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(i) = rest.find("${") {
+            out.push_str(&rest[..i]);
+            match rest[i..].find('}') {
+                Some(j) => {
+                    out.push('x');
+                    rest = &rest[i + j + 1..];
+                }
+                None => {
+                    rest = &rest[i..];
+                    break;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
 
     #[test]
     fn aws_config_reads_and_checks() {

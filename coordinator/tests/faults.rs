@@ -174,6 +174,52 @@ async fn serve_killed_mid_run_resumes_it_and_counts_every_request_once() {
     serve.stop().await;
 }
 
+/// A graceful restart (SIGTERM, as a deployment replacing the coordinator sends) with
+/// `on_shutdown = "resume"`: serve leaves its run to the next start instead of cancelling it;
+/// the agents outlive it and load on; the next serve takes the run back and it completes with
+/// exactly the target's count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stopped_with_on_shutdown_resume_leaves_the_run_to_the_next_start() {
+    let t = start_target().await;
+    let cfg = "on_shutdown = \"resume\"\n";
+    let serve = Serve::start_with(&[], cfg).await;
+    std::fs::write(
+        serve.inbox.join("redeploy.yaml"),
+        paced_spec("redeploy", &t.url(), 10),
+    )
+    .expect("spec");
+    wait_requests(&t, 1_200, Duration::from_secs(60)).await;
+    let work = serve.stop().await;
+    assert_eq!(agents_of("redeploy-").len(), 2, "the agents outlive it");
+    let before = t.stats().requests;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(t.stats().requests > before, "and load on");
+    let serve = Serve::start_in(work, &[], cfg).await;
+    let done = serve
+        .wait_for("RunCompleted", 1, Duration::from_secs(90))
+        .await;
+    let run = done[0]["detail"]["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while !agents_of(&run).is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    reap(&run);
+    let s = serve.summary(&run);
+    eprintln!(
+        "measured: herd counted {:?}, the target {}; state {}",
+        s["total"]["requests"].as_u64(),
+        t.stats().requests,
+        done[0]["detail"]["state"]
+    );
+    assert_eq!(done[0]["detail"]["state"], "completed", "{}", serve.log());
+    assert_eq!(s["total"]["requests"].as_u64(), Some(t.stats().requests));
+    assert_eq!(run_completed(&serve).len(), 1);
+    serve.stop().await;
+}
+
 /// `herd serve` killed mid-run and started again only after the run's planned end plus grace:
 /// the run is not resumed but ended from what its journal holds, each agent lost with a reason
 /// that says the coordinator restarted, and announced once. Its agents, meanwhile, heard no

@@ -17,6 +17,9 @@ pub struct LocalLauncher {
     kills: HashMap<u32, tokio::sync::oneshot::Sender<()>>,
     /// Where agents' stderr goes (a file in the results folder).
     log_dir: std::path::PathBuf,
+    /// Agents outlive this process when it exits (`on_shutdown = "resume"`: the next coordinator
+    /// takes them back); otherwise they are killed with it, whatever ends it gracefully.
+    outlive: bool,
 }
 
 impl LocalLauncher {
@@ -30,7 +33,14 @@ impl LocalLauncher {
             supervisor,
             kills: HashMap::new(),
             log_dir,
+            outlive: false,
         }
+    }
+
+    /// Its agents outlive this process's graceful exit (they still stop on `StopAgents`).
+    pub fn outliving(mut self) -> LocalLauncher {
+        self.outlive = true;
+        self
     }
 }
 
@@ -74,7 +84,7 @@ impl Handler<LaunchAgents> for LocalLauncher {
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(log))
-                .kill_on_drop(true);
+                .kill_on_drop(!self.outlive);
             let mut child = cmd.spawn().map_err(|e| {
                 LaunchError(format!(
                     "starting agent {i} ({}): {e}",

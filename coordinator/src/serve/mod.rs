@@ -142,6 +142,19 @@ pub async fn run(
     );
 
     shutdown.await;
+    if cfg.on_shutdown == crate::config::OnShutdown::Resume {
+        let active = runs.send(ActiveRuns).await.unwrap_or_default();
+        eprintln!(
+            "herd serve: shutting down — leaving {} active run(s) to the next start on {} (on_shutdown = \"resume\")",
+            active.len(),
+            cfg.state_dir().display()
+        );
+        bus.close(Duration::from_secs(2)).await;
+        if let Some(own) = setup.own_credential {
+            own.iot.revoke_coordinator(&own.cred, &own.policy).await;
+        }
+        return Ok(());
+    }
     eprintln!("herd serve: shutting down — cancelling active runs");
     let active = runs.send(ActiveRuns).await.unwrap_or_default();
     for run_id in &active {

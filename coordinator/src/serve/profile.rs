@@ -41,6 +41,8 @@ pub struct Env {
     pub agent_tls: TlsFiles,
     /// The `herd` binary local agents run as.
     pub program: PathBuf,
+    /// `on_shutdown = "resume"`: local agents outlive this process.
+    pub agents_outlive: bool,
     pub aws: Option<AwsEnv>,
     pub notifier: Addr<Notifier>,
     /// `[targets]`: checked on each spec up front and sent in every Assign.
@@ -135,6 +137,7 @@ pub async fn setup(cfg: &ServeConfig, program: PathBuf) -> anyhow::Result<Setup>
                     agent_broker,
                     agent_tls: tls,
                     program,
+                    agents_outlive: cfg.on_shutdown == crate::config::OnShutdown::Resume,
                     aws: None,
                     notifier,
                     policy,
@@ -251,6 +254,8 @@ async fn aws(
             agent_broker,
             agent_tls: TlsFiles::default(),
             program,
+            // ECS tasks are not this process's children: they outlive it either way.
+            agents_outlive: true,
             aws: Some(AwsEnv {
                 store,
                 spec_bucket: aws.spec_bucket.clone(),

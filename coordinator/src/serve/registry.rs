@@ -381,7 +381,8 @@ impl Runs {
                         }
                     }
                     None => {
-                        let l = LocalLauncher::new(env.program.clone(), sup, dir).start();
+                        let l = LocalLauncher::new(env.program.clone(), sup, dir);
+                        let l = if env.agents_outlive { l.outliving() } else { l }.start();
                         LauncherLink {
                             launch: l.clone().recipient(),
                             stop: l.recipient(),
