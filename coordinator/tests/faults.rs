@@ -69,6 +69,46 @@ async fn every_sample_counted(run: herd_tests::HerdRun, t: &demo_target::Target,
     );
 }
 
+/// What a restarted serve must make of the run it took back: it completes, announced once;
+/// its agents (not this serve's children) leave by themselves; herd's count is the target's.
+/// Returns the run id.
+async fn resumed_run_completes_exactly(
+    serve: &Serve,
+    t: &demo_target::Target,
+    note: &str,
+) -> String {
+    let done = serve
+        .wait_for("RunCompleted", 1, Duration::from_secs(90))
+        .await;
+    let state = done[0]["detail"]["state"].clone();
+    let run = done[0]["detail"]["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while !agents_of(&run).is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left = agents_of(&run);
+    reap(&run);
+    assert!(left.is_empty(), "agents still running: {left:?}");
+    let s = serve.summary(&run);
+    eprintln!(
+        "measured: {note}herd counted {:?}, the target {}; state {state}",
+        s["total"]["requests"].as_u64(),
+        t.stats().requests,
+    );
+    assert_eq!(state, "completed", "{}", serve.log());
+    assert_eq!(
+        s["total"]["requests"].as_u64(),
+        Some(t.stats().requests),
+        "herd's count vs the target's\n{}",
+        serve.log()
+    );
+    assert_eq!(run_completed(serve).len(), 1, "one RunCompleted");
+    run
+}
+
 fn run_completed(serve: &Serve) -> Vec<Value> {
     serve
         .notifications()
@@ -103,41 +143,7 @@ async fn serve_killed_mid_run_resumes_it_and_counts_every_request_once() {
     );
     assert_eq!(agents_of("resume-").len(), 2, "both agents outlive serve");
     let serve = Serve::start_in(work, &[], "").await;
-    let done = serve
-        .wait_for("RunCompleted", 1, Duration::from_secs(90))
-        .await;
-    let note = &done[0];
-    let run = note["detail"]["run_id"]
-        .as_str()
-        .expect("run id")
-        .to_string();
-    // Every agent is gone by itself (they were not this serve's children).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    while !agents_of(&run).is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let left = agents_of(&run);
-    reap(&run);
-    assert!(left.is_empty(), "agents still running: {left:?}");
-    let s = serve.summary(&run);
-    eprintln!(
-        "measured: killed at {before} requests; herd counted {:?}, the target {}; state {}",
-        s["total"]["requests"].as_u64(),
-        t.stats().requests,
-        note["detail"]["state"]
-    );
-    assert_eq!(
-        note["detail"]["state"],
-        "completed",
-        "{note}\n{}",
-        serve.log()
-    );
-    assert_eq!(
-        s["total"]["requests"].as_u64(),
-        Some(t.stats().requests),
-        "herd's count vs the target's\n{}",
-        serve.log()
-    );
+    resumed_run_completes_exactly(&serve, &t, &format!("killed at {before} requests; ")).await;
     // The same inbox file, delivered again (moved back as it was): one run still.
     let accepted = std::fs::read_dir(serve.inbox.join(".accepted"))
         .expect(".accepted")
@@ -195,27 +201,7 @@ async fn serve_stopped_with_on_shutdown_resume_leaves_the_run_to_the_next_start(
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(t.stats().requests > before, "and load on");
     let serve = Serve::start_in(work, &[], cfg).await;
-    let done = serve
-        .wait_for("RunCompleted", 1, Duration::from_secs(90))
-        .await;
-    let run = done[0]["detail"]["run_id"]
-        .as_str()
-        .expect("run id")
-        .to_string();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    while !agents_of(&run).is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    reap(&run);
-    let s = serve.summary(&run);
-    eprintln!(
-        "measured: herd counted {:?}, the target {}; state {}",
-        s["total"]["requests"].as_u64(),
-        t.stats().requests,
-        done[0]["detail"]["state"]
-    );
-    assert_eq!(done[0]["detail"]["state"], "completed", "{}", serve.log());
-    assert_eq!(s["total"]["requests"].as_u64(), Some(t.stats().requests));
+    resumed_run_completes_exactly(&serve, &t, "").await;
     assert_eq!(run_completed(&serve).len(), 1);
     serve.stop().await;
 }
