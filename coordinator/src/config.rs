@@ -52,6 +52,9 @@ pub struct ServeConfig {
     /// What SIGTERM / Ctrl-C does to active runs.
     #[serde(default)]
     pub on_shutdown: OnShutdown,
+    /// `[history]`: the run history in the state folder (`store`).
+    #[serde(default)]
+    pub history: crate::store::HistoryConfig,
 }
 
 /// `on_shutdown`: what a shutdown does to the runs `herd serve` holds.
@@ -430,6 +433,7 @@ impl ServeConfig {
     /// Cross-field checks serde cannot express.
     fn check(&self) -> Result<(), String> {
         self.target_policy().map_err(|e| format!("[targets] {e}"))?;
+        self.history.check()?;
         match self.profile {
             Profile::Local => {
                 if self.inbox.is_none() {

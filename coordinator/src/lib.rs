@@ -10,7 +10,8 @@
 //! - [`bus`]: the coordinator's one MQTT session, shared by every run; [`broker`]: embedded
 //!   rumqttd, logins only; [`identity`]: the keys agents' messages are checked with.
 //! - [`serve`]: `herd serve` — profiles, intake (inbox, SQS), the run registry, completion and
-//!   notifications; [`config`]: its configuration; [`request`]: a run request.
+//!   notifications; [`config`]: its configuration; [`request`]: a run request; [`store`]: the
+//!   run history behind one trait (SQLite in the state folder).
 //! - [`aws`]: AWS clients — intake events, ECS launcher and bootstrap, IoT credentials, S3.
 //! - [`targets`]: the target policy from the serve config or `herd run`'s flags, checked up
 //!   front on a spec's URLs before it travels in every Assign.
@@ -34,4 +35,5 @@ pub mod request;
 pub mod run;
 pub mod serve;
 pub mod signals;
+pub mod store;
 pub mod targets;

@@ -36,7 +36,15 @@ pub struct Ended {
     pub why_no_outcome: String,
 }
 
-pub async fn complete(env: Arc<Env>, e: Ended) {
+/// What was announced, for the run history.
+pub struct Announced {
+    pub note: messages::outcome::RunCompleted,
+    pub ended_at_ms: u64,
+    /// The run's `summary.json`, as JSON text.
+    pub summary: String,
+}
+
+pub async fn complete(env: Arc<Env>, e: Ended) -> Announced {
     let plan = &e.plan;
     let (result, written) = match e.outcome {
         Some(o) => {
@@ -76,6 +84,15 @@ pub async fn complete(env: Arc<Env>, e: Ended) {
             }),
     };
     let note = result.completed(&e.origin.source, e.origin.correlation_id.clone(), results);
+    // A plain struct of strings and numbers: serializing it cannot fail, but if it did the
+    // history would say so rather than hold nothing.
+    let summary = serde_json::to_string(&result.summary())
+        .unwrap_or_else(|err| serde_json::json!({ "error": err.to_string() }).to_string());
+    let announced = Announced {
+        note: note.clone(),
+        ended_at_ms: result.ended_at_ms,
+        summary,
+    };
     match env
         .notifier
         .send(Notify(Notification::RunCompleted(note)))
@@ -87,4 +104,5 @@ pub async fn complete(env: Arc<Env>, e: Ended) {
         }
         Err(err) => tracing::error!(error = %err, "notifier unreachable"),
     }
+    announced
 }

@@ -6,8 +6,10 @@
 //! - Intake: [`inbox`], [`sqs_intake`] → [`registry`] (`Runs`: idempotency, active runs,
 //!   cancels) → [`prepare`] (request → checked bundle) → `run::start_run`.
 //! - The end: [`completion`] (results to S3, `RunCompleted`) through [`notifier`].
+//! - [`history`]: every run, from acceptance to its end, in the run history (`crate::store`).
 
 pub mod completion;
+pub mod history;
 pub mod inbox;
 pub mod notifier;
 pub mod prepare;
@@ -99,7 +101,14 @@ pub async fn run(
         .state
         .scan(crate::clock::unix_ms())
         .context("reading the state folder")?;
-    let runs = Runs::new(env, bus.clone(), known).start();
+    // Opened before any run is taken: a file that is not a herd history stops the start with
+    // its name, rather than every run's record failing one by one.
+    let store =
+        crate::store::SqliteStore::open_in(&cfg.state_dir()).context("opening the run history")?;
+    tracing::info!(file = %store.path().display(), retention_days = cfg.history.retention_days, "run history");
+    let history = history::History::start(Box::new(store), cfg.history.retention())
+        .context("starting the run history's thread")?;
+    let runs = Runs::new(env, bus.clone(), known, history).start();
     for u in unfinished {
         runs.do_send(registry::ResumeRun(u));
     }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use messages::outcome::{Notification, RunRejected};
 
-use super::completion::{complete, Ended, Origin, PlanInfo};
+use super::completion::{complete, Announced, Ended, Origin, PlanInfo};
+use super::history::History;
 use super::notifier::Notify;
 use super::prepare::{prepare, PrepareError, Prepared};
 use super::profile::Env;
@@ -98,12 +99,14 @@ pub struct Runs {
     completing: std::collections::HashSet<String>,
     seen: SeenKeys,
     counter: u32,
+    /// Every run, from acceptance to its end (a record: a failed write never stops a run).
+    history: History,
 }
 
 impl Runs {
     /// `known`: the requests the state folder remembers (`StateDir::scan`), so a request
     /// delivered again after a restart is still one run.
-    pub fn new(env: Env, bus: Bus, known: Vec<KnownRequest>) -> Runs {
+    pub fn new(env: Env, bus: Bus, known: Vec<KnownRequest>, history: History) -> Runs {
         let mut seen = SeenKeys::default();
         for (key, run) in known {
             seen.insert(key, Seen::Run(run));
@@ -116,6 +119,7 @@ impl Runs {
             completing: Default::default(),
             seen,
             counter: 0,
+            history,
         }
     }
 }
@@ -314,6 +318,16 @@ impl Runs {
             accepted_at_ms: record.accepted_at_ms,
         };
         tracing::info!(run = %run_id, origin = %record.source, agents = record.agents, "starting a run");
+        // Whatever the intake; a resumed run's row is already there and stays as it is.
+        self.history.accepted(crate::store::Accepted {
+            run_id: run_id.clone(),
+            spec: record.spec.name.clone(),
+            source: record.source.clone(),
+            correlation_id: record.correlation_id.clone(),
+            accepted_at_ms: record.accepted_at_ms,
+            agents: record.agents,
+            spec_text: record.spec_text.clone(),
+        });
         let req = RunRequest {
             idempotency_key: record.idempotency_key.clone(),
             spec: crate::request::SpecSource::Inline(String::new()),
@@ -434,8 +448,8 @@ impl Runs {
                             },
                         )
                         .into_actor(act)
-                        .map(move |(), act, _| {
-                            act.completed(&run_id);
+                        .map(move |announced, act, _| {
+                            act.completed(&run_id, announced);
                         }),
                     );
                 }
@@ -533,18 +547,19 @@ impl Handler<RunEnded> for Runs {
                 },
             )
             .into_actor(self)
-            .map(move |(), act, _| {
-                act.completed(&run_id);
+            .map(move |announced, act, _| {
+                act.completed(&run_id, announced);
             }),
         );
     }
 }
 
 impl Runs {
-    /// `RunCompleted` left: the state folder marks the run over, so a restart does not
-    /// announce it again.
-    fn completed(&mut self, run_id: &str) {
+    /// `RunCompleted` left: the history keeps what it said, and the state folder marks the run
+    /// over, so a restart does not announce it again.
+    fn completed(&mut self, run_id: &str, a: Announced) {
         self.completing.remove(run_id);
+        self.history.ended(&a.note, a.ended_at_ms, a.summary);
         if let Err(e) = self.env.state.mark_notified(run_id) {
             tracing::error!(run = %run_id, error = %e, "could not mark the run announced: a restart would announce it again");
         }
