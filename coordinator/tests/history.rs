@@ -142,3 +142,34 @@ async fn inbox_runs_are_in_the_history_as_announced_and_stay_after_a_restart() {
     assert_eq!((broken.1.requests, broken.1.errors), (Some(6), Some(6)));
     serve.stop().await;
 }
+
+/// A history file that is not a herd history (here: garbage where it should be) does not stop
+/// `herd serve`: it starts, says so, and its runs go on — the journal, not the history, is
+/// what runs depend on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_history_file_does_not_stop_serve_or_its_runs() {
+    let t = start_target().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let state = work.path().join("results").join(".state");
+    std::fs::create_dir_all(&state).expect("state folder");
+    std::fs::write(state.join("history.sqlite3"), b"not a database at all\n").expect("junk");
+    let serve = Serve::start_in(work, &[], "").await;
+    assert!(
+        serve.log().contains("the run history cannot be opened"),
+        "{}",
+        serve.log()
+    );
+    std::fs::write(
+        serve.inbox.join("ok.yaml"),
+        format!(
+            "name: ok\ntarget: {}\nscenario:\n  - request: GET /fast\nload: {{executor: constant-vus, vus: 1, duration: 1s}}\n",
+            t.url()
+        ),
+    )
+    .expect("spec");
+    let done = serve
+        .wait_for("RunCompleted", 1, Duration::from_secs(60))
+        .await;
+    assert_eq!(done[0]["detail"]["state"], "completed", "{}", serve.log());
+    serve.stop().await;
+}

@@ -101,12 +101,23 @@ pub async fn run(
         .state
         .scan(crate::clock::unix_ms())
         .context("reading the state folder")?;
-    // Opened before any run is taken: a file that is not a herd history stops the start with
-    // its name, rather than every run's record failing one by one.
-    let store =
-        crate::store::SqliteStore::open_in(&cfg.state_dir()).context("opening the run history")?;
-    tracing::info!(file = %store.path().display(), retention_days = cfg.history.retention_days, "run history");
-    let history = history::History::start(Box::new(store), cfg.history.retention())
+    // Opened before any run is taken. A file that is not a herd history does not stop the
+    // start — the unfinished runs must be taken back whatever the history's state — but says
+    // so loudly, and every write that cannot reach it is counted.
+    let store: Box<dyn crate::store::RunStore> = match crate::store::SqliteStore::open_in(
+        &cfg.state_dir(),
+    ) {
+        Ok(store) => {
+            tracing::info!(file = %store.path().display(), retention_days = cfg.history.retention_days, "run history");
+            Box::new(store)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the run history cannot be opened: serving without it (runs go on and resume; their records are not kept)");
+            eprintln!("herd serve: WARNING: the run history cannot be opened: {e}");
+            Box::new(crate::store::Unavailable(e.to_string()))
+        }
+    };
+    let history = history::History::start(store, cfg.history.retention())
         .context("starting the run history's thread")?;
     let runs = Runs::new(env, bus.clone(), known, history).start();
     for u in unfinished {

@@ -104,6 +104,9 @@ pub enum StoreError {
     NotRecorded(String),
     #[error("page limit {0}: between 1 and {MAX_PAGE}")]
     Limit(u32),
+    /// The history could not be opened at start; `herd serve` runs without it.
+    #[error("the run history is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Where a run is: still going, or how it ended.
@@ -234,4 +237,32 @@ pub trait RunStore: Send {
     ) -> Result<Page, StoreError>;
     /// Removes the runs accepted before `cutoff_ms`; answers how many.
     fn prune(&self, cutoff_ms: u64) -> Result<u64, StoreError>;
+}
+
+/// The history `herd serve` runs with when its file could not be opened (not SQLite, not
+/// herd's, from a newer herd): every call fails saying why, so each write is logged and counted
+/// — and the runs themselves, whose durability is the journal's, go on and resume as ever.
+pub struct Unavailable(pub String);
+
+impl RunStore for Unavailable {
+    fn record_accepted(&self, _run: &Accepted) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn record_ended(&self, _run: &Finished) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn get(&self, _run_id: &str) -> Result<Option<RunRow>, StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn list(
+        &self,
+        _filter: &RunFilter,
+        _after: Option<&Cursor>,
+        _limit: u32,
+    ) -> Result<Page, StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn prune(&self, _cutoff_ms: u64) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
 }
