@@ -268,13 +268,24 @@ impl RunBus {
     /// alone, Start, Stop and Alive signed for all. QoS 1, except Alive: QoS 0, since a stale
     /// one redelivered after a reconnect says nothing about now.
     pub fn control(&self, seq: u64, body: Body) {
-        let sealed_for = match &body {
-            Body::Assign(a) => Some(a.agent),
-            _ => None,
-        };
         let qos = match &body {
             Body::Alive(_) => QoS::AtMostOnce,
             _ => QoS::AtLeastOnce,
+        };
+        self.send_control(seq, body, qos)
+    }
+
+    /// The run's last `Alive`, with the final confirmations: QoS 1, because agents waiting to
+    /// hear that their last batches are safe leave on it — lost, they would wait out their
+    /// confirmation timeout instead.
+    pub fn last_alive(&self, seq: u64, alive: wire::Alive) {
+        self.send_control(seq, Body::Alive(alive), QoS::AtLeastOnce)
+    }
+
+    fn send_control(&self, seq: u64, body: Body, qos: QoS) {
+        let sealed_for = match &body {
+            Body::Assign(a) => Some(a.agent),
+            _ => None,
         };
         let env = Envelope {
             version: wire::WIRE_VERSION,

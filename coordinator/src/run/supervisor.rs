@@ -311,7 +311,7 @@ impl RunSupervisor {
                 };
                 let mut alive = Alive::new(bus.epoch());
                 alive.confirmed = folded.confirmed.clone();
-                bus.control(last_seq, Body::Alive(alive));
+                bus.last_alive(last_seq, alive);
                 let result = build(
                     RunFacts {
                         run_id: &plan.run_id,
