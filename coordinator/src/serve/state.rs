@@ -6,7 +6,6 @@
 //! <state>/runs/<run>/plan.bin  the run as accepted — written before intake is acknowledged
 //!                  events.log  the state machine's events (run::durable)
 //!                  batches.log the batches the fold accepted (run::durable)
-//!                  results.done  results written (and uploaded)
 //!                  notified.done RunCompleted sent: the run is over; logs are dropped, the
 //!                                plan kept for the idempotency window
 //! ```
@@ -77,7 +76,6 @@ pub type KnownRequest = (String, String);
 pub struct Unfinished {
     pub record: RunRecord,
     pub dir: PathBuf,
-    pub results_written: bool,
 }
 
 pub struct StateDir {
@@ -144,10 +142,6 @@ impl StateDir {
         Ok(write_atomic(&path, b"")?)
     }
 
-    pub fn mark_results_written(&self, run: &str) -> Result<(), StateError> {
-        self.mark(run, "results.done")
-    }
-
     /// The run is over: its `RunCompleted` left. Its logs go; its plan stays for
     /// [`KEEP_FINISHED_S`] so a redelivered request is still recognised.
     pub fn mark_notified(&self, run: &str) -> Result<(), StateError> {
@@ -205,11 +199,7 @@ impl StateDir {
             }
             keys.push((record.idempotency_key.clone(), record.run_id.clone()));
             if !notified {
-                unfinished.push(Unfinished {
-                    results_written: dir.join("results.done").exists(),
-                    record,
-                    dir,
-                });
+                unfinished.push(Unfinished { record, dir });
             }
         }
         unfinished.sort_by_key(|u| u.record.accepted_at_ms);
@@ -251,11 +241,10 @@ mod tests {
         let state = StateDir::open(dir.path()).expect("open");
         state.accept(&record("a", 1_000)).expect("a");
         state.accept(&record("b", 2_000)).expect("b");
-        state.mark_results_written("b").expect("results");
         let (unfinished, keys) = state.scan(3_000).expect("scan");
         assert_eq!(unfinished.len(), 2);
         assert_eq!(unfinished[0].record, record("a", 1_000));
-        assert!(!unfinished[0].results_written && unfinished[1].results_written);
+        assert_eq!(unfinished[1].record, record("b", 2_000), "oldest first");
         assert_eq!(keys.len(), 2);
         state.mark_notified("a").expect("notified");
         let (unfinished, keys) = state.scan(3_000).expect("scan");
