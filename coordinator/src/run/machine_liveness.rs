@@ -71,6 +71,12 @@ impl RunMachine {
             ms,
             "this coordinator stood still (stopped, paused or starved): its agents get time again"
         );
+        self.give_agents_time(now);
+    }
+
+    /// The coordinator could not hear its agents for a while (it stood still, or it restarted):
+    /// every agent counts as heard `now`, and no drain deadline loses one for a drain timeout.
+    pub(super) fn give_agents_time(&mut self, now: u64) {
         for s in &mut self.slots {
             s.last_seen_ms = s.last_seen_ms.max(now);
         }

@@ -80,9 +80,7 @@ impl RunMachine {
                     self.check_done();
                     return;
                 }
-                for s in &mut self.slots {
-                    s.last_seen_ms = now;
-                }
+                self.give_agents_time(now);
                 if let Some(at_ms) = self.start_at_ms {
                     self.effects.push(Effect::Start { at_ms });
                 }
@@ -90,11 +88,7 @@ impl RunMachine {
                     self.effects.push(Effect::Stop { reason });
                 }
             }
-            _ => {
-                for s in &mut self.slots {
-                    s.last_seen_ms = now;
-                }
-            }
+            _ => self.give_agents_time(now),
         }
     }
 

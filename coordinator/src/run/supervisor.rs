@@ -165,32 +165,39 @@ impl RunSupervisor {
     fn apply_one(&mut self, event: Event, ctx: &mut Context<Self>) {
         let now = unix_ms();
         let before = self.machine.state().clone();
-        let lost_before = self.machine.lost();
+        // Only a Tick is judged against what is not journaled (heartbeats): what it found is
+        // kept instead of it, as `Silent`.
+        let lost_before = matches!(event, Event::Tick).then(|| self.machine.lost());
         let kept = match &event {
-            // A Backlog is kept: the deadlines it held off replay the same way. (After a restart
-            // the next Tick tells the machine the new, empty queue.)
+            // A heartbeat matters to the journal only when it got the agent its Assign (below).
+            // A Backlog is kept: the deadlines it held off replay the same way (after a restart
+            // the next Tick tells the machine the new, empty queue).
             Event::Tick | Event::Heartbeat { .. } | Event::Stalled { .. } => None,
             e => Some(e.clone()),
         };
-        let heartbeat = matches!(event, Event::Heartbeat { .. });
-        let tick = matches!(event, Event::Tick);
-        let effects = self.machine.on(event.clone(), now);
-        let kept = kept.or_else(|| {
-            if tick {
-                let lost = self.machine.lost();
-                let newly: Vec<u32> = lost
+        let heartbeat = match &event {
+            Event::Heartbeat { agent } => Some(*agent),
+            _ => None,
+        };
+        let effects = self.machine.on(event, now);
+        let kept = kept
+            .or_else(|| {
+                let lost_before = lost_before?;
+                let agents: Vec<u32> = self
+                    .machine
+                    .lost()
                     .into_iter()
                     .filter(|a| !lost_before.contains(a))
                     .collect();
-                (!newly.is_empty()).then(|| Event::Silent {
-                    agents: newly,
+                (!agents.is_empty()).then(|| Event::Silent {
+                    agents,
                     ms: self.machine.heartbeat_timeout_ms(),
                 })
-            } else {
-                // A heartbeat matters to the journal only when it got the agent its Assign.
-                (heartbeat && !effects.is_empty()).then_some(event)
-            }
-        });
+            })
+            .or_else(|| {
+                let agent = heartbeat.filter(|_| !effects.is_empty())?;
+                Some(Event::Heartbeat { agent })
+            });
         if let (Some(event), Some(journal)) = (kept, self.journal.as_mut()) {
             if let Err(e) = journal.record(now, &event) {
                 if !std::mem::replace(&mut self.journal_failed, true) {
