@@ -171,6 +171,12 @@ impl BatchJournal {
     }
 }
 
+/// Durable batches of one agent held past a gap, at most. An agent numbers its batches without
+/// gaps and keeps them until confirmed, so a gap closes within seconds; more than this many
+/// ahead of it is no agent of ours (it is still folded, only not confirmed — a real agent
+/// would send it again).
+pub const MAX_AHEAD: usize = 100_000;
+
 /// Per agent, the longest run of batch sequence numbers 1, 2, 3… all durable. Agents number
 /// their batches without gaps, so this is exactly what they can drop.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -187,6 +193,9 @@ impl Confirmations {
             return;
         }
         let ahead = self.ahead.entry(agent).or_default();
+        if ahead.len() >= MAX_AHEAD && seq != *through + 1 {
+            return;
+        }
         ahead.insert(seq);
         while ahead.remove(&(*through + 1)) {
             *through += 1;
@@ -229,6 +238,20 @@ mod tests {
         c.add(0, 4);
         assert_eq!(c.through(0), 2);
         assert_eq!(c.through(1), 0);
+    }
+
+    #[test]
+    fn seqs_held_past_a_gap_are_bounded() {
+        let mut c = Confirmations::default();
+        // A hostile agent: never seq 1, ever more seqs after the gap.
+        for seq in 2..(MAX_AHEAD as u64 + 1_000) {
+            c.add(0, seq);
+        }
+        assert_eq!(c.ahead.get(&0).map(|a| a.len()), Some(MAX_AHEAD));
+        assert_eq!(c.through(0), 0);
+        // The gap closing still confirms what is held.
+        c.add(0, 1);
+        assert_eq!(c.through(0), MAX_AHEAD as u64 + 1);
     }
 
     #[test]
