@@ -7,9 +7,13 @@
 //! measures their wire size, then decodes and folds them on one thread the way the aggregator
 //! does (envelope decode → every bound checked and the sparse histogram decoded
 //! (`MetricBatch::check`) → exact merge → per-second state, with late-window finalization). Runs N = 100 (1,000 requests per agent-second) and N = 1000.
+//! Then the same, as `herd serve`'s aggregator does it: each batch also appended to the run's
+//! batch journal (`run::durable::BatchJournal`, in a temp folder on this disk), synced once per
+//! simulated second.
 
 use std::time::Instant;
 
+use coordinator::run::durable::{BatchJournal, StoredBatch};
 use coordinator::run::fold::Fold;
 use messages::metrics::{LabelStats, MetricBatch};
 use messages::wire::{self, Body, Envelope, WIRE_VERSION};
@@ -95,6 +99,7 @@ fn bench(n: u64) {
         "folded {} batches ({} agents × {} s, 10 labels each) in {:.2} s on one thread: {:.0} batches/s, {:.0} label-merges/s",
         payloads.len(), agents, seconds, took, batches / took, batches * 10.0 / took
     );
+
     let total = fold.total().expect("total");
     assert_eq!(
         total.requests,
@@ -105,5 +110,37 @@ fn bench(n: u64) {
         "check: {} requests folded, p99 {:.1} ms",
         total.requests,
         total.latency.value_at_quantile(0.99) as f64 / 1000.0
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = BatchJournal::open(&dir.path().join("batches.log")).expect("journal");
+    let mut journaled = Fold::new(10, Vec::new(), 1_800_000_000);
+    let start = Instant::now();
+    let mut last_sec = 0;
+    for (agent, seq, bytes) in &payloads {
+        let env = wire::decode(bytes).expect("decode");
+        if let Body::Metrics(b) = env.body {
+            if b.second != last_sec {
+                last_sec = b.second;
+                journaled.tick(b.second);
+                journal.sync().expect("sync");
+            }
+            journaled.add(*agent, *seq, &b, b.second + 1).expect("fold");
+            journal
+                .record(&StoredBatch {
+                    now_s: b.second + 1,
+                    agent: *agent,
+                    seq: *seq,
+                    batch: b,
+                })
+                .expect("journal");
+        }
+    }
+    journal.sync().expect("sync");
+    journaled.finish();
+    let took = start.elapsed().as_secs_f64();
+    println!(
+        "folded and journaled the same batches (synced once per second of the run) in {:.2} s: {:.0} batches/s",
+        took,
+        batches / took
     );
 }
