@@ -47,6 +47,101 @@ pub enum Command {
         /// The spec file (YAML or JSON).
         spec: PathBuf,
     },
+    /// Submit a spec to a `herd serve` API; with --wait, follow it and exit as `herd run` does
+    /// (0 passed, 99 thresholds failed, 130 cancelled, 1 failed, 2 invalid spec).
+    Submit {
+        /// The spec file (YAML or JSON; it names no data files).
+        spec: PathBuf,
+        /// Stream the live lines and wait for the result.
+        #[arg(long)]
+        wait: bool,
+        /// The same key makes one run, however often the step is retried.
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List runs from a `herd serve` API, newest first.
+    Runs {
+        #[arg(long)]
+        spec: Option<String>,
+        /// running, completed, failed or cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        /// passed or failed.
+        #[arg(long)]
+        verdict: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// The `next` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show one run from a `herd serve` API.
+    Show {
+        run: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Cancel a run on a `herd serve` API.
+    Cancel {
+        run: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// API tokens in a serve config's state folder (the first admin token comes from here).
+    Token {
+        /// The serve configuration file (TOML). Default: `HERD_CONFIG`.
+        #[arg(long, env = "HERD_CONFIG", value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenAction {
+    /// Make a token; it is printed once, alone on stdout.
+    Create {
+        /// viewer (reads), runner (also starts and cancels runs), admin (also tokens).
+        #[arg(long)]
+        role: String,
+        /// Who or what holds it.
+        #[arg(long)]
+        name: String,
+    },
+    /// Every token (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
+}
+
+/// Where a `herd serve` API is and the token to call it with.
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// The API's base URL (`http://host:8080`).
+    #[arg(long, env = "HERD_SERVER", value_name = "URL")]
+    pub server: String,
+    /// API token (`herd token create`).
+    #[arg(long, env = "HERD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// JSON documents on stdout instead of lines for people.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ServerArgs {
+    fn server(self) -> crate::commands::client::Server {
+        crate::commands::client::Server {
+            url: self.server,
+            token: self.token,
+            json: self.json,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -251,6 +346,54 @@ pub async fn dispatch(cli: Cli, program: PathBuf) -> Exit {
             crate::commands::target(cfg, Interrupts::from_os(false)).await
         }
         Command::Validate { spec } => crate::commands::validate(&spec).await,
+        Command::Submit {
+            spec,
+            wait,
+            idempotency_key,
+            server,
+        } => crate::commands::client::submit(&server.server(), &spec, wait, idempotency_key).await,
+        Command::Runs {
+            spec,
+            status,
+            verdict,
+            limit,
+            cursor,
+            server,
+        } => {
+            let mut q = vec![("limit", limit.to_string())];
+            for (k, v) in [
+                ("spec", spec),
+                ("status", status),
+                ("verdict", verdict),
+                ("cursor", cursor),
+            ] {
+                if let Some(v) = v {
+                    q.push((k, v));
+                }
+            }
+            crate::commands::client::runs(&server.server(), &q).await
+        }
+        Command::Show { run, server } => {
+            crate::commands::client::show(&server.server(), &run).await
+        }
+        Command::Cancel {
+            run,
+            reason,
+            server,
+        } => crate::commands::client::cancel(&server.server(), &run, reason).await,
+        Command::Token { config, action } => match ServeConfig::load(config.as_deref()) {
+            Ok(cfg) => match action {
+                TokenAction::Create { role, name } => {
+                    crate::commands::token::create(&cfg, &role, &name)
+                }
+                TokenAction::List => crate::commands::token::list(&cfg),
+                TokenAction::Revoke { id } => crate::commands::token::revoke(&cfg, &id),
+            },
+            Err(e) => {
+                eprintln!("herd token: {e}");
+                Ok(Exit::Invalid)
+            }
+        },
     };
     match result {
         Ok(exit) => exit,

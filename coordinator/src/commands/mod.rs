@@ -2,10 +2,14 @@
 //! `main` turns that into the process's exit.
 //!
 //! - [`run`]: `herd run` (the quickstart); [`agent`]: `herd agent`.
+//! - [`client`]: `herd submit`, `runs`, `show`, `cancel` — a client of `herd serve`'s API;
+//!   [`token`]: API tokens in a serve config's state folder.
 //! - `herd serve` is [`crate::serve::run`]; `validate` and `target` are below.
 
 pub mod agent;
+pub mod client;
 pub mod run;
+pub mod token;
 
 use std::path::Path;
 use std::time::Duration;

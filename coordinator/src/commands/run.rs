@@ -205,6 +205,7 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
         timing: Timing::default(),
         policy,
         journal: None,
+        live_tap: None,
     };
     let program = opts.program.clone();
     let handle = start_run(plan, settings, &bus, move |sup| {

@@ -2,6 +2,7 @@
 //! `docs/schemas/live.schema.json`) and a line in the terminal.
 
 use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use serde_json::json;
@@ -11,7 +12,61 @@ use super::fold::{Row, RowStats};
 use super::protocol::{LiveRow, Started};
 use crate::bus::RunBus;
 
+/// The most events a slow reader of a [`LiveTap`] may fall behind before it skips (and is told
+/// so); a reader never holds up the run.
+pub const TAP_BACKLOG: usize = 64;
+
+/// What a run's in-process live feed carries: each second's snapshot, then its final result.
+#[derive(Debug, Clone)]
+pub enum LiveEvent {
+    /// The live document (`docs/schemas/live.schema.json`), as published on MQTT.
+    Snapshot(Arc<str>),
+    /// The run's `RunCompleted`, as announced: the last event.
+    Result(Arc<str>),
+}
+
+/// The in-process side of a run's live topic, for `herd serve`'s API (SSE streams, `/metrics`):
+/// the same documents, without a broker round trip.
+#[derive(Clone)]
+pub struct LiveTap {
+    tx: tokio::sync::broadcast::Sender<LiveEvent>,
+    last: Arc<Mutex<Option<Arc<serde_json::Value>>>>,
+}
+
+impl Default for LiveTap {
+    fn default() -> LiveTap {
+        LiveTap {
+            tx: tokio::sync::broadcast::channel(TAP_BACKLOG).0,
+            last: Arc::default(),
+        }
+    }
+}
+
+impl LiveTap {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LiveEvent> {
+        self.tx.subscribe()
+    }
+
+    /// The latest snapshot, if a second has been reported.
+    pub fn last(&self) -> Option<Arc<serde_json::Value>> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn snapshot(&self, doc: serde_json::Value) {
+        let text: Arc<str> = doc.to_string().into();
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(doc));
+        // No reader is not an error.
+        let _ = self.tx.send(LiveEvent::Snapshot(text));
+    }
+
+    /// The run's result: the feed's last event.
+    pub fn finish(&self, completed: Arc<str>) {
+        let _ = self.tx.send(LiveEvent::Result(completed));
+    }
+}
+
 pub struct LivePublisher {
+    tap: Option<LiveTap>,
     bus: RunBus,
     run_id: String,
     planned_s: f64,
@@ -28,8 +83,10 @@ impl LivePublisher {
         planned_s: f64,
         agents: u32,
         quiet: bool,
+        tap: Option<LiveTap>,
     ) -> LivePublisher {
         LivePublisher {
+            tap,
             bus,
             run_id,
             planned_s,
@@ -109,6 +166,9 @@ impl Handler<LiveRow> for LivePublisher {
             QoS::AtMostOnce,
             false,
         );
+        if let Some(tap) = &self.tap {
+            tap.snapshot(doc);
+        }
         if self.quiet {
             return;
         }

@@ -108,6 +108,8 @@ pub struct RunSettings {
     /// `herd serve`: the run's journal folder, and when the run was accepted. `None` (`herd
     /// run`): nothing is journaled, batches are confirmed to agents as soon as they are folded.
     pub journal: Option<JournalAt>,
+    /// `herd serve`: the run's in-process live feed (the API's SSE streams and `/metrics`).
+    pub live_tap: Option<live::LiveTap>,
 }
 
 /// Where a run's journal lives (`serve::state`): a folder holding journals is a run a
@@ -209,6 +211,7 @@ pub async fn start_run(
         planned_s,
         count,
         settings.quiet,
+        settings.live_tap.clone(),
     )
     .start();
     let mut aggregator = Aggregator::new(

@@ -79,6 +79,29 @@ impl History {
         tracing::error!(failures = n, what, "run history not written: {why}");
     }
 
+    /// Runs `f` on the store's thread, after every write queued before it (so a caller sees
+    /// the runs it was just told were accepted), and answers with its result. A full queue
+    /// answers [`Call::Busy`] at once rather than waiting: the API says 503, writes keep room.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn RunStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Call> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |s| {
+            let _ = tx.send(f(s));
+            Ok(())
+        });
+        match self.tx.try_send(("call", job)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(Call::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(Call::Gone),
+        }
+        match rx.await {
+            Ok(r) => r.map_err(Call::Store),
+            Err(_) => Err(Call::Gone),
+        }
+    }
+
     /// A run accepted (or taken back after a restart: its row is already there).
     pub fn accepted(&self, run: Accepted) {
         self.submit("accepted", Box::new(move |s| s.record_accepted(&run)));
@@ -104,6 +127,17 @@ impl History {
         };
         self.submit("ended", Box::new(move |s| s.record_ended(&run)));
     }
+}
+
+/// Why [`History::call`] has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Call {
+    #[error("the run history is busy: try again")]
+    Busy,
+    #[error("the run history's thread is gone")]
+    Gone,
+    #[error(transparent)]
+    Store(StoreError),
 }
 
 fn failed(count: &AtomicU64, what: &str, e: &StoreError) {

@@ -8,6 +8,8 @@
 //! - The end: [`completion`] (results to S3, `RunCompleted`) through [`notifier`].
 //! - [`history`]: every run, from acceptance to its end, in the run history (`crate::store`).
 
+pub mod api;
+pub mod board;
 pub mod completion;
 pub mod history;
 pub mod inbox;
@@ -104,6 +106,7 @@ pub async fn run(
     // Opened before any run is taken. A file that is not a herd history does not stop the
     // start — the unfinished runs must be taken back whatever the history's state — but says
     // so loudly, and every write that cannot reach it is counted.
+    let mut history_error = None;
     let store: Box<dyn crate::store::RunStore> = match crate::store::SqliteStore::open_in(
         &cfg.state_dir(),
     ) {
@@ -114,12 +117,22 @@ pub async fn run(
         Err(e) => {
             tracing::error!(error = %e, "the run history cannot be opened: serving without it (runs go on and resume; their records are not kept)");
             eprintln!("herd serve: WARNING: the run history cannot be opened: {e}");
+            history_error = Some(e.to_string());
             Box::new(crate::store::Unavailable(e.to_string()))
         }
     };
     let history = history::History::start(store, cfg.history.retention())
         .context("starting the run history's thread")?;
-    let runs = Runs::new(env, bus.clone(), known, history).start();
+    let board = board::Board::default();
+    let env = std::sync::Arc::new(env);
+    let runs = Runs::new(
+        env.clone(),
+        bus.clone(),
+        known,
+        history.clone(),
+        board.clone(),
+    )
+    .start();
     for u in unfinished {
         runs.do_send(registry::ResumeRun(u));
     }
@@ -151,17 +164,38 @@ pub async fn run(
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         inbox::Inbox::new(dir.clone(), runs.clone()).start();
     }
+    let api = match &cfg.api {
+        Some(c) => {
+            let state = api::Api::new(
+                runs.clone(),
+                env.clone(),
+                board.clone(),
+                history.clone(),
+                history_error.clone(),
+                c.max_streams,
+            );
+            Some(api::start(c, state).context("starting the API")?)
+        }
+        None => None,
+    };
     eprintln!(
-        "herd serve: ready — profile {:?}, broker {broker}, results {}{}",
+        "herd serve: ready — profile {:?}, broker {broker}, results {}{}{}",
         cfg.profile,
         cfg.results_dir.display(),
         cfg.inbox
             .as_ref()
             .map(|d| format!(", inbox {}", d.display()))
+            .unwrap_or_default(),
+        api.as_ref()
+            .map(|a| format!(", api {}", a.url()))
             .unwrap_or_default()
     );
 
     shutdown.await;
+    if let Some(a) = &api {
+        // Live streams end; runs are then cancelled or left as `on_shutdown` says.
+        a.handle.stop(true).await;
+    }
     if cfg.on_shutdown == crate::config::OnShutdown::Resume {
         let active = runs.send(ActiveRuns).await.unwrap_or_default();
         eprintln!(

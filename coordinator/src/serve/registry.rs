@@ -101,18 +101,26 @@ pub struct Runs {
     counter: u32,
     /// Every run, from acceptance to its end (a record: a failed write never stops a run).
     history: History,
+    /// What the API shows of the runs in flight.
+    board: super::board::Board,
 }
 
 impl Runs {
     /// `known`: the requests the state folder remembers (`StateDir::scan`), so a request
     /// delivered again after a restart is still one run.
-    pub fn new(env: Env, bus: Bus, known: Vec<KnownRequest>, history: History) -> Runs {
+    pub fn new(
+        env: Arc<Env>,
+        bus: Bus,
+        known: Vec<KnownRequest>,
+        history: History,
+        board: super::board::Board,
+    ) -> Runs {
         let mut seen = SeenKeys::default();
         for (key, run) in known {
             seen.insert(key, Seen::Run(run));
         }
         Runs {
-            env: Arc::new(env),
+            env,
             bus,
             active: HashMap::new(),
             starting: HashMap::new(),
@@ -120,6 +128,7 @@ impl Runs {
             seen,
             counter: 0,
             history,
+            board,
         }
     }
 }
@@ -140,7 +149,7 @@ impl Handler<ResumeRun> for Runs {
             u.record.idempotency_key.clone(),
             Seen::Run(u.record.run_id.clone()),
         );
-        self.launch(u.record, u.dir, ctx);
+        self.launch(u.record, u.dir, true, ctx);
     }
 }
 
@@ -208,6 +217,7 @@ impl Handler<Submit> for Runs {
                 Ok((req, Decided::Rejected(errors))) => {
                     tracing::warn!(origin = %req.origin, errors = ?errors, "run rejected");
                     act.seen.insert(key.clone(), Seen::Rejected);
+                    act.board.rejected();
                     act.env
                         .notifier
                         .do_send(Notify(Notification::RunRejected(RunRejected {
@@ -296,7 +306,7 @@ impl Runs {
             .map(move |marked, act, ctx| match marked {
                 Ok(()) => {
                     act.seen.insert(key, Seen::Run(run_id.clone()));
-                    act.launch(record, journal, ctx);
+                    act.launch(record, journal, false, ctx);
                     Ok(Submitted::Started(run_id))
                 }
                 Err(e) => {
@@ -310,7 +320,13 @@ impl Runs {
 
     /// Starts the actors of an accepted run, journaling into `journal` (resuming from it,
     /// when it holds a previous life's events).
-    fn launch(&mut self, record: RunRecord, journal: std::path::PathBuf, ctx: &mut Context<Self>) {
+    fn launch(
+        &mut self,
+        record: RunRecord,
+        journal: std::path::PathBuf,
+        resumed: bool,
+        ctx: &mut Context<Self>,
+    ) {
         let run_id = record.run_id.clone();
         let (late_window_s, policy) = (record.late_window_s, record.policy.clone());
         let journal = JournalAt {
@@ -328,6 +344,9 @@ impl Runs {
             agents: record.agents,
             spec_text: record.spec_text.clone(),
         });
+        let tap = self
+            .board
+            .open(&run_id, &record.spec.name, record.agents, resumed);
         let req = RunRequest {
             idempotency_key: record.idempotency_key.clone(),
             spec: crate::request::SpecSource::Inline(String::new()),
@@ -361,6 +380,7 @@ impl Runs {
             timing: Timing::default(),
             policy,
             journal: Some(journal),
+            live_tap: Some(tap),
         };
         self.starting.insert(
             run_id.clone(),
@@ -559,6 +579,8 @@ impl Runs {
     /// over, so a restart does not announce it again.
     fn completed(&mut self, run_id: &str, a: Announced) {
         self.completing.remove(run_id);
+        let result = serde_json::to_string(&a.note).unwrap_or_default();
+        self.board.close(run_id, a.note.state, result.into());
         self.history.ended(&a.note, a.ended_at_ms, a.summary);
         if let Err(e) = self.env.state.mark_notified(run_id) {
             tracing::error!(run = %run_id, error = %e, "could not mark the run announced: a restart would announce it again");

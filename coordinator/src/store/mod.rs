@@ -13,6 +13,8 @@
 //! implement it by blocking on its runtime handle from that thread.
 
 pub mod sqlite;
+mod sqlite_tokens;
+pub mod tokens;
 
 #[cfg(test)]
 mod sqlite_tests;
@@ -23,6 +25,7 @@ use messages::outcome::{EndState, Verdict};
 use serde::Deserialize;
 
 pub use sqlite::SqliteStore;
+pub use tokens::{Role, TokenRecord};
 
 /// The most rows one [`RunStore::list`] call returns: a page is built in memory.
 pub const MAX_PAGE: u32 = 1000;
@@ -102,6 +105,17 @@ pub enum StoreError {
     },
     #[error("run {0} is not in the history")]
     NotRecorded(String),
+    #[error("{path}: token {id}: {reason}")]
+    CorruptToken {
+        path: String,
+        id: String,
+        reason: String,
+    },
+    #[error(
+        "the history holds {} tokens already: revoke and remove some first",
+        tokens::MAX_TOKENS
+    )]
+    TooManyTokens,
     #[error("page limit {0}: between 1 and {MAX_PAGE}")]
     Limit(u32),
     /// The history could not be opened at start; `herd serve` runs without it.
@@ -237,6 +251,13 @@ pub trait RunStore: Send {
     ) -> Result<Page, StoreError>;
     /// Removes the runs accepted before `cutoff_ms`; answers how many.
     fn prune(&self, cutoff_ms: u64) -> Result<u64, StoreError>;
+    /// Keeps a new API token's record (at most [`tokens::MAX_TOKENS`]).
+    fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Every token, newest first.
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Revokes a token from `at_ms` on; answers whether a live one was found.
+    fn revoke_token(&self, id: &str, at_ms: u64) -> Result<bool, StoreError>;
 }
 
 /// The history `herd serve` runs with when its file could not be opened (not SQLite, not
@@ -263,6 +284,18 @@ impl RunStore for Unavailable {
         Err(StoreError::Unavailable(self.0.clone()))
     }
     fn prune(&self, _cutoff_ms: u64) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn create_token(&self, _token: &TokenRecord) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn token(&self, _id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn revoke_token(&self, _id: &str, _at_ms: u64) -> Result<bool, StoreError> {
         Err(StoreError::Unavailable(self.0.clone()))
     }
 }

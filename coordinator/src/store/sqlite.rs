@@ -25,7 +25,8 @@ const APPLICATION_ID: i64 = 0x6865_7264;
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Each migration takes the schema from its index to the next; `user_version` is how many ran.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE runs (
         run_id         TEXT PRIMARY KEY,
         spec           TEXT NOT NULL,
@@ -52,7 +53,18 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX runs_by_spec ON runs (spec, accepted_at_ms, run_id);
     CREATE INDEX runs_by_state ON runs (state, accepted_at_ms, run_id);
     CREATE INDEX runs_by_verdict ON runs (verdict, accepted_at_ms, run_id);
-"];
+",
+    "
+    CREATE TABLE tokens (
+        id             TEXT PRIMARY KEY,
+        hash           BLOB NOT NULL,
+        role           TEXT NOT NULL,
+        name           TEXT NOT NULL,
+        created_at_ms  INTEGER NOT NULL,
+        revoked_at_ms  INTEGER
+    ) STRICT;
+",
+];
 
 const COLUMNS: &str = "run_id, spec, source, correlation_id, accepted_at_ms, agents, spec_text, \
     state, ended_at_ms, reason, verdict, requests, errors, rps, p95_ms, p99_ms, agents_lost, \
@@ -64,11 +76,11 @@ pub struct SqliteStore {
 }
 
 /// SQLite keeps integers as i64; times and counts beyond that are clamped, not wrapped.
-fn int(v: u64) -> i64 {
+pub(super) fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn uint(v: i64) -> u64 {
+pub(super) fn uint(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
@@ -142,7 +154,7 @@ impl SqliteStore {
         self.with(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
     }
 
-    fn with<T>(
+    pub(super) fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
@@ -378,5 +390,18 @@ impl RunStore for SqliteStore {
             )
         })?;
         Ok(n as u64)
+    }
+
+    fn create_token(&self, token: &super::TokenRecord) -> Result<(), StoreError> {
+        self.insert_token(token)
+    }
+    fn token(&self, id: &str) -> Result<Option<super::TokenRecord>, StoreError> {
+        self.find_token(id)
+    }
+    fn tokens(&self) -> Result<Vec<super::TokenRecord>, StoreError> {
+        self.all_tokens()
+    }
+    fn revoke_token(&self, id: &str, at_ms: u64) -> Result<bool, StoreError> {
+        self.revoke(id, at_ms)
     }
 }

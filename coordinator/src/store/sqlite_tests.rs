@@ -185,12 +185,12 @@ fn rows_survive_a_reopen_and_an_empty_file_is_migrated() {
     std::fs::write(&path, b"").expect("empty file");
     {
         let s = SqliteStore::open(&path).expect("an empty file is a new history");
-        assert_eq!(s.schema_version().expect("version"), 1);
+        assert_eq!(s.schema_version().expect("version"), 2);
         s.record_accepted(&accepted("kept", "s", 1))
             .expect("accepted");
     }
     let s = SqliteStore::open(&path).expect("reopen");
-    assert_eq!(s.schema_version().expect("version"), 1);
+    assert_eq!(s.schema_version().expect("version"), 2);
     assert!(s.get("kept").expect("get").is_some());
 }
 
@@ -225,4 +225,60 @@ fn a_file_that_is_not_a_herd_history_is_refused_by_name() {
     let e = SqliteStore::open(&newer).err().expect("refused");
     assert!(matches!(e, StoreError::Newer { found: 99, .. }), "{e}");
     assert!(e.to_string().contains("newer.sqlite3"), "{e}");
+}
+
+#[test]
+fn a_history_of_schema_1_gains_the_tokens_table_and_keeps_its_runs() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join(sqlite::FILE);
+    {
+        let s = SqliteStore::open(&path).expect("new");
+        s.record_accepted(&accepted("old", "s", 1))
+            .expect("accepted");
+    }
+    // What herd wrote before tokens existed.
+    let c = rusqlite::Connection::open(&path).expect("sqlite");
+    c.execute_batch("DROP TABLE tokens").expect("drop");
+    c.pragma_update(None, "user_version", 1).expect("version");
+    drop(c);
+    let s = SqliteStore::open(&path).expect("migrated");
+    assert_eq!(s.schema_version().expect("version"), 2);
+    assert!(s.get("old").expect("get").is_some());
+    assert!(s.tokens().expect("tokens").is_empty());
+}
+
+#[test]
+fn tokens_are_kept_hashed_found_by_id_revoked_and_capped() {
+    use super::tokens::{generate, Role, MAX_TOKENS};
+    let dir = tempfile::tempdir().expect("dir");
+    let s = SqliteStore::open_in(dir.path()).expect("open");
+    let t = generate(Role::Runner, "pipeline", 10).expect("token");
+    s.create_token(&t.record).expect("create");
+    let raw = std::fs::read(dir.path().join(sqlite::FILE)).expect("file");
+    assert!(
+        !raw.windows(t.token.len()).any(|w| w == t.token.as_bytes()),
+        "the token itself is never written"
+    );
+    let found = s.token(&t.record.id).expect("get").expect("found");
+    assert!(found.admits(&t.token));
+    assert_eq!(found.role, Role::Runner);
+    assert!(s.token("00000000").expect("get").is_none());
+    assert!(s.revoke_token(&t.record.id, 20).expect("revoke"));
+    assert!(
+        !s.revoke_token(&t.record.id, 21).expect("again"),
+        "revoked once"
+    );
+    let found = s.token(&t.record.id).expect("get").expect("found");
+    assert_eq!(found.revoked_at_ms, Some(20));
+    assert!(!found.admits(&t.token));
+    for i in 1..MAX_TOKENS {
+        let t = generate(Role::Viewer, "v", i as u64).expect("token");
+        s.create_token(&t.record).expect("create");
+    }
+    assert_eq!(s.tokens().expect("list").len(), MAX_TOKENS);
+    let over = generate(Role::Viewer, "v", 0).expect("token");
+    assert!(matches!(
+        s.create_token(&over.record),
+        Err(StoreError::TooManyTokens)
+    ));
 }

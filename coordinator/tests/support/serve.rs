@@ -76,6 +76,38 @@ impl Serve {
         std::fs::read_to_string(self.work.path().join("serve.log")).unwrap_or_default()
     }
 
+    /// The API's base URL, from the ready line (`api http://127.0.0.1:PORT`).
+    pub fn api_url(&self) -> String {
+        let log = self.log();
+        let at = log.find(", api ").expect("the ready line names the API") + ", api ".len();
+        log[at..]
+            .split_whitespace()
+            .next()
+            .expect("API URL")
+            .to_string()
+    }
+
+    /// A new API token of `role`, made with `herd token create` on this serve's state folder
+    /// while it runs.
+    pub fn token(&self, role: &str) -> String {
+        let out = std::process::Command::new(herd())
+            .args(["token", "create", "--role", role, "--name"])
+            .arg(format!("test {role}"))
+            .arg("--config")
+            .arg(self.work.path().join("serve.toml"))
+            .output()
+            .expect("herd token create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("UTF-8")
+            .trim()
+            .to_string()
+    }
+
     /// The embedded broker's port, from the ready line (`broker mqtt://127.0.0.1:PORT`).
     pub fn broker_port(&self) -> u16 {
         herd_tests::broker_port_in(&self.log())

@@ -1,0 +1,79 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations: what
+//! `/api/v1/openapi.json` serves and `docs/api/openapi.json` commits (a test fails when they
+//! drift; `HERD_UPDATE_SCHEMAS=1` rewrites the committed copy). Each operation's `security`
+//! names the role it needs (`token: [runner]`); an empty requirement needs no token.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::error::{ErrorBody, ErrorDetail};
+use super::tokens::{CreateToken, NewTokenView, TokenView};
+use super::views::*;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("herd_<id>_<secret>")
+                    .description(Some(
+                        "An API token (`herd token create --role viewer|runner|admin`). The scopes name the least role: viewer < runner < admin.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "herd", description = "herd serve's API: runs, results, live streams, tokens."),
+    paths(
+        super::runs::submit, super::runs::list, super::runs::get, super::runs::cancel,
+        super::live::live,
+        super::files::list, super::files::file, super::files::timeseries,
+        super::ops::healthz, super::ops::readyz, super::ops::metrics, super::ops::validate,
+        super::ops::openapi,
+        super::tokens::list, super::tokens::create, super::tokens::revoke,
+    ),
+    components(schemas(
+        ErrorBody, ErrorDetail, RunView, RunDetail, RunPage, SubmitView, CancelView,
+        CancelRequest, FileView, SpecIssueView, ValidateView, ReadyView, TokenView, CreateToken,
+        NewTokenView,
+    )),
+    modifiers(&Bearer),
+)]
+struct Doc;
+
+/// The document, with the version of this herd.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut d = Doc::openapi();
+    d.info.version = env!("CARGO_PKG_VERSION").to_string();
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    /// The served document and docs/api/openapi.json must not drift apart.
+    #[test]
+    fn the_openapi_document_matches_the_committed_copy() {
+        let doc = super::document().to_pretty_json().expect("JSON");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api/openapi.json");
+        if std::env::var_os("HERD_UPDATE_SCHEMAS").is_some() {
+            std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api"))
+                .expect("docs/api");
+            std::fs::write(path, format!("{doc}\n")).expect("write");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert_eq!(
+            committed.trim_end(),
+            doc.trim_end(),
+            "the API changed: review the diff, then run with HERD_UPDATE_SCHEMAS=1 to commit it"
+        );
+    }
+}

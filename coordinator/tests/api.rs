@@ -1,0 +1,554 @@
+//! `herd serve`'s HTTP API over real HTTP, against a real serve (local profile: embedded
+//! broker, agents as child processes) and a real target whose own count is the ground truth:
+//! submit, the live SSE stream, history, results, cancel, `herd submit --wait`'s exit codes,
+//! and every endpoint's 401 and 403.
+
+use std::time::Duration;
+
+use herd_tests::start_target;
+use serde_json::Value;
+
+#[path = "support/serve.rs"]
+mod serve;
+use serve::{herd, Serve};
+
+const API: &str = "[api]\nlisten = \"127.0.0.1:0\"\n";
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+async fn json(r: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = r.send().await.expect("the API answers");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Reads a live stream to its end: every (event, data) in order.
+async fn sse(c: &reqwest::Client, url: &str, token: &str) -> Vec<(String, Value)> {
+    let mut resp = c.get(url).bearer_auth(token).send().await.expect("stream");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut buf = String::new();
+    let mut events = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(60), resp.chunk())
+        .await
+        .expect("the stream goes on")
+        .expect("chunk")
+    {
+        buf.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        while let Some(end) = buf.find("\n\n") {
+            let ev: String = buf.drain(..end + 2).collect();
+            let mut kind = None;
+            let mut data = None;
+            for l in ev.lines() {
+                if let Some(k) = l.strip_prefix("event: ") {
+                    kind = Some(k.to_string());
+                }
+                if let Some(d) = l.strip_prefix("data: ") {
+                    data = Some(serde_json::from_str(d).expect("data is JSON"));
+                }
+            }
+            if let (Some(k), Some(d)) = (kind, data) {
+                events.push((k, d));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_submitted_through_the_api_streams_each_second_and_its_numbers_match_the_target() {
+    let t = start_target().await;
+    let serve = Serve::start_with(&[], API).await;
+    let base = format!("{}/api/v1", serve.api_url());
+    let runner = serve.token("runner");
+    let viewer = serve.token("viewer");
+    let c = client();
+    let spec = format!(
+        "name: api-steady\ntarget: {}\nscenario: [{{request: GET /fast}}]\nload: {{executor: constant-vus, vus: 2, duration: 4s}}\nthresholds: ['error_rate < 1%']\n",
+        t.url()
+    );
+    let (status, v) = json(
+        c.post(format!("{base}/runs"))
+            .bearer_auth(&runner)
+            .header("content-type", "application/yaml")
+            .header("Idempotency-Key", "steady-1")
+            .body(spec.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let run = v["run_id"].as_str().expect("run id").to_string();
+
+    // The same key again is the same run.
+    let (status, again) = json(
+        c.post(format!("{base}/runs"))
+            .bearer_auth(&runner)
+            .header("Idempotency-Key", "steady-1")
+            .body(spec),
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["run_id"], run.as_str());
+
+    let events = sse(&c, &format!("{base}/runs/{run}/live"), &viewer).await;
+    let snapshots: Vec<&Value> = events
+        .iter()
+        .filter(|(k, _)| k == "snapshot")
+        .map(|(_, d)| d)
+        .collect();
+    let (last_kind, result) = events.last().expect("events");
+    assert_eq!(
+        last_kind, "result",
+        "the stream ends with the result: {events:?}"
+    );
+    assert!(
+        snapshots.len() >= 3,
+        "a 4 s run streams a snapshot each second: {events:?}"
+    );
+    let seconds: Vec<u64> = snapshots
+        .iter()
+        .map(|s| s["second"].as_u64().expect("second"))
+        .collect();
+    assert!(
+        seconds.windows(2).all(|w| w[1] > w[0]),
+        "one snapshot a second, in order: {seconds:?}"
+    );
+    assert!(snapshots.iter().all(|s| s["run"] == run.as_str()));
+    let streamed: u64 = snapshots.iter().map(|s| s["rps"].as_u64().unwrap()).sum();
+
+    let seen = t.stats().requests;
+    assert!(seen > 0);
+    assert_eq!(result["run_id"], run.as_str());
+    assert_eq!(result["state"], "completed");
+    assert_eq!(result["verdict"], "passed");
+    assert_eq!(
+        result["requests"].as_u64(),
+        Some(seen),
+        "the target's own count"
+    );
+    assert!(
+        streamed <= seen,
+        "live seconds never count more than the run: {streamed} > {seen}"
+    );
+    let summary = serve.summary(&run);
+    assert_eq!(
+        summary["total"]["requests"].as_u64(),
+        Some(seen),
+        "{summary}"
+    );
+
+    // The history, as the API pages it.
+    let (status, page) = json(
+        c.get(format!(
+            "{base}/runs?spec=api-steady&status=completed&verdict=passed"
+        ))
+        .bearer_auth(&viewer),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let rows = page["runs"].as_array().expect("runs");
+    assert_eq!(rows.len(), 1, "{page}");
+    assert_eq!(rows[0]["run_id"], run.as_str());
+    assert_eq!(rows[0]["requests"].as_u64(), Some(seen));
+    assert_eq!(rows[0]["source"], "api:test runner");
+    let (status, one) = json(c.get(format!("{base}/runs/{run}")).bearer_auth(&viewer)).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["summary"]["total"]["requests"].as_u64(), Some(seen));
+    assert!(one["spec_text"].as_str().unwrap().contains("api-steady"));
+    let (status, bad) = json(
+        c.get(format!("{base}/runs?status=sleeping"))
+            .bearer_auth(&viewer),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        bad["error"]["message"].as_str().unwrap().contains("status"),
+        "{bad}"
+    );
+
+    // The series: the TOTAL rows add up to the run.
+    let csv = c
+        .get(format!("{base}/runs/{run}/timeseries?format=csv"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .expect("csv");
+    assert_eq!(csv.status().as_u16(), 200);
+    assert!(csv.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let csv = csv.text().await.expect("text");
+    let total: u64 = csv
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(1) == Some("TOTAL"))
+        .map(|l| l.split(',').nth(2).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, seen, "{csv}");
+    let (status, series) = json(
+        c.get(format!("{base}/runs/{run}/timeseries"))
+            .bearer_auth(&viewer),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(series.is_array() || series.is_object(), "{series}");
+
+    // Result files: listed, served, confined.
+    let (status, files) = json(
+        c.get(format!("{base}/runs/{run}/files"))
+            .bearer_auth(&viewer),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"summary.json") && names.contains(&"junit.xml"),
+        "{names:?}"
+    );
+    let (status, s) = json(
+        c.get(format!("{base}/runs/{run}/files/summary.json"))
+            .bearer_auth(&viewer),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(s, summary);
+    std::fs::write(serve.work.path().join("secret.txt"), "not a result").unwrap();
+    std::os::unix::fs::symlink(
+        serve.work.path().join("secret.txt"),
+        serve.results.join(&run).join("link.txt"),
+    )
+    .unwrap();
+    for path in [
+        format!("runs/{run}/files/link.txt"),
+        format!("runs/{run}/files/..%2F..%2Fsecret.txt"),
+        format!("runs/{run}/files/%2E%2E"),
+        "runs/..%2F..%2Fserve.toml/files/x".to_string(),
+        "runs/nope/files/summary.json".to_string(),
+    ] {
+        let (status, body) = json(c.get(format!("{base}/{path}")).bearer_auth(&viewer)).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+
+    // A stream asked for after the end gets the result at once.
+    let late = sse(&c, &format!("{base}/runs/{run}/live"), &viewer).await;
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert_eq!(late[0].0, "result");
+    assert_eq!(late[0].1["requests"].as_u64(), Some(seen));
+
+    // Validation: positioned problems, nothing run.
+    let (status, v) = json(
+        c.post(format!("{base}/validate"))
+            .bearer_auth(&viewer)
+            .body("name: v\ntarget: http://127.0.0.1:1\nscenario: [{request: GET /}]\nload: {executor: constant-vus, vus: -3, duration: 1s}\n"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["valid"], false, "{v}");
+    assert!(v["errors"][0]["line"].as_u64() == Some(4), "{v}");
+    let (status, v) = json(
+        c.post(format!("{base}/runs"))
+            .bearer_auth(&runner)
+            .body("name: ["),
+    )
+    .await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_spec");
+
+    // Metrics, as Prometheus reads them.
+    let m = c
+        .get(format!("{base}/metrics"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("herd_runs_ended_total{state=\"completed\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("herd_runs_active 0"), "{m}");
+    assert!(m.contains("herd_runs_rejected_total 1"), "{m}");
+    serve.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herd_submit_wait_exits_as_the_run_ended_99_on_failed_thresholds_130_when_cancelled() {
+    let t = start_target().await;
+    let serve = Serve::start_with(&[], API).await;
+    let url = serve.api_url();
+    let runner = serve.token("runner");
+    let dir = tempfile::tempdir().unwrap();
+    let failing = dir.path().join("failing.yaml");
+    std::fs::write(
+        &failing,
+        format!(
+            "name: failing\ntarget: {}\nscenario: [{{request: GET /status/500}}]\nload: {{executor: per-vu-iterations, vus: 2, iterations: 5}}\nthresholds: ['error_rate < 1%']\n",
+            t.url()
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(herd())
+        .args(["submit", "--wait", "--server", &url])
+        .arg(&failing)
+        .env("HERD_TOKEN", &runner)
+        .output()
+        .await
+        .expect("herd submit");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(99),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("thresholds failed"), "{stdout}");
+    assert_eq!(t.stats().requests, 10, "the target saw the whole run");
+
+    // No token: refused before anything runs.
+    let out = tokio::process::Command::new(herd())
+        .args(["submit", "--wait", "--server", &url])
+        .arg(&failing)
+        .env_remove("HERD_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+
+    // Cancelled while it runs: 130, and the history says so.
+    let long = dir.path().join("long.yaml");
+    std::fs::write(
+        &long,
+        format!(
+            "name: long\ntarget: {}\nscenario: [{{request: GET /fast}}]\nload: {{executor: constant-vus, vus: 1, duration: 60s}}\n",
+            t.url()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(herd())
+        .args(["submit", "--wait", "--json", "--server", &url])
+        .arg(&long)
+        .env("HERD_TOKEN", &runner)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    let run = first["run_id"].as_str().unwrap().to_string();
+    // Let it load for a second or two, then cancel with the CLI.
+    let snap = lines.next_line().await.unwrap().unwrap();
+    assert!(snap.starts_with("{\"snapshot\":"), "{snap}");
+    let out = tokio::process::Command::new(herd())
+        .args(["cancel", &run, "--reason", "enough", "--server", &url])
+        .env("HERD_TOKEN", &runner)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut result = None;
+    while let Some(l) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        if l.starts_with("{\"result\":") {
+            result = Some(serde_json::from_str::<Value>(&l).unwrap());
+        }
+    }
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    let result = result.expect("the result line");
+    assert_eq!(result["result"]["state"], "cancelled");
+    assert!(
+        result["result"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("enough"),
+        "{result}"
+    );
+    // Cancelling again: the run is over.
+    let c = client();
+    let (status, v) = json(
+        c.post(format!("{url}/api/v1/runs/{run}/cancel"))
+            .bearer_auth(&runner),
+    )
+    .await;
+    assert_eq!(status, 409, "{v}");
+    serve.stop().await;
+}
+
+/// Fills `{run_id}`, `{name}`, `{id}` in a documented path.
+fn concrete(path: &str, run: &str) -> String {
+    path.replace("{run_id}", run)
+        .replace("{name}", "summary.json")
+        .replace("{id}", "00000000")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_endpoint_answers_401_without_a_valid_token_and_403_to_a_lesser_role() {
+    let t = start_target().await;
+    let serve = Serve::start_with(&[], API).await;
+    let url = serve.api_url();
+    let c = client();
+    let tokens = [
+        ("viewer", serve.token("viewer")),
+        ("runner", serve.token("runner")),
+        ("admin", serve.token("admin")),
+    ];
+    let role_token = |r: &str| tokens.iter().find(|(n, _)| *n == r).unwrap().1.clone();
+    // A revoked admin token is refused everywhere.
+    let (status, made) = json(
+        c.post(format!("{url}/api/v1/tokens"))
+            .bearer_auth(role_token("admin"))
+            .header("content-type", "application/json")
+            .body(r#"{"role": "admin", "name": "soon revoked"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let revoked = made["token"].as_str().unwrap().to_string();
+    let (status, _) = json(
+        c.delete(format!(
+            "{url}/api/v1/tokens/{}",
+            made["id"].as_str().unwrap()
+        ))
+        .bearer_auth(role_token("admin")),
+    )
+    .await;
+    assert_eq!(status, 204);
+    // A token listing never shows a secret.
+    let (_, list) = json(
+        c.get(format!("{url}/api/v1/tokens"))
+            .bearer_auth(role_token("admin")),
+    )
+    .await;
+    assert!(!list.to_string().contains(&revoked[14..]), "{list}");
+
+    // One finished run, for the paths that name one.
+    let spec = format!(
+        "name: auth\ntarget: {}\nscenario: [{{request: GET /fast}}]\nload: {{executor: per-vu-iterations, vus: 1, iterations: 1}}\n",
+        t.url()
+    );
+    let (status, v) = json(
+        c.post(format!("{url}/api/v1/runs"))
+            .bearer_auth(role_token("runner"))
+            .body(spec),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let run = v["run_id"].as_str().unwrap().to_string();
+    serve
+        .wait_for("RunCompleted", 1, Duration::from_secs(60))
+        .await;
+
+    let (_, doc) = json(c.get(format!("{url}/api/v1/openapi.json"))).await;
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/api/openapi.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(doc, committed, "the served document is the committed one");
+    let garbage = format!("herd_0000000a_{}", "0".repeat(64));
+    let order = ["viewer", "runner", "admin"];
+    let mut checked = 0;
+    let mut forbidden_checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let target = format!("{url}{}", concrete(path, &run));
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let need = op["security"][0]["token"]
+                .as_array()
+                .map(|s| s[0].as_str().unwrap().to_string());
+            let Some(need) = need else {
+                let (status, _) = json(c.request(m.clone(), &target)).await;
+                assert_eq!(status, 200, "{method} {path} needs no token");
+                continue;
+            };
+            for (what, auth) in [
+                ("no token", None),
+                ("a malformed token", Some("nope".to_string())),
+                ("an unknown token", Some(garbage.clone())),
+                ("a revoked token", Some(revoked.clone())),
+            ] {
+                let mut r = c.request(m.clone(), &target);
+                if let Some(a) = auth {
+                    r = r.bearer_auth(a);
+                }
+                let resp = r.send().await.unwrap();
+                assert_eq!(resp.status().as_u16(), 401, "{method} {path} with {what}");
+                assert!(resp.headers().contains_key("www-authenticate"));
+            }
+            checked += 1;
+            let need_at = order.iter().position(|r| *r == need).unwrap();
+            for lesser in &order[..need_at] {
+                // A body that would be accepted, so only the role can be the reason.
+                let resp = c
+                    .request(m.clone(), &target)
+                    .bearer_auth(role_token(lesser))
+                    .header("content-type", "application/json")
+                    .body(r#"{"role":"viewer","name":"x"}"#)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                let body = resp.text().await.unwrap();
+                assert_eq!(status, 403, "{method} {path} as {lesser}: {body}");
+                assert!(body.contains(&need), "{body}");
+                forbidden_checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 12, "every guarded endpoint was tried: {checked}");
+    assert!(forbidden_checked >= 6, "{forbidden_checked}");
+    let m = c
+        .get(format!("{url}/api/v1/metrics"))
+        .bearer_auth(role_token("viewer"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("herd_api_refused_logins_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        refused,
+        2 * checked as u64,
+        "unknown and revoked tokens are counted: {m}"
+    );
+    serve.stop().await;
+}
