@@ -162,6 +162,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
             .configure(ops::routes)
+            .configure(openapi::routes)
             .configure(runs::routes)
             .configure(live::routes)
             .configure(files::routes)

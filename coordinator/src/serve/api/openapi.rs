@@ -38,7 +38,7 @@ impl Modify for Bearer {
         super::live::live,
         super::files::list, super::files::file, super::files::timeseries,
         super::ops::healthz, super::ops::readyz, super::ops::metrics, super::ops::validate,
-        super::ops::openapi,
+        openapi,
         super::tokens::list, super::tokens::create, super::tokens::revoke,
     ),
     components(schemas(
@@ -49,6 +49,17 @@ impl Modify for Bearer {
     modifiers(&Bearer),
 )]
 struct Doc;
+
+pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
+    cfg.route("/openapi.json", actix_web::web::get().to(openapi));
+}
+
+/// This API's OpenAPI 3.1 document. No token.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object)), security(()))]
+pub async fn openapi() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(document())
+}
 
 /// The document, with the version of this herd.
 pub fn document() -> utoipa::openapi::OpenApi {

@@ -1,5 +1,5 @@
 //! Operations: `/healthz` (the process answers), `/readyz` (it can take runs), `/metrics`
-//! (Prometheus text), `/validate` (a spec's problems, positioned) and `/openapi.json`.
+//! (Prometheus text) and `/validate` (a spec's problems, positioned).
 
 use std::fmt::Write as _;
 
@@ -17,8 +17,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
-        .route("/validate", web::post().to(validate))
-        .route("/openapi.json", web::get().to(openapi));
+        .route("/validate", web::post().to(validate));
 }
 
 /// The process is up. No token: for load balancers and orchestrators.
@@ -252,11 +251,4 @@ pub async fn validate(
         valid: errors.is_empty(),
         errors,
     }))
-}
-
-/// This API's OpenAPI 3.1 document. No token.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
-    responses((status = 200, description = "OpenAPI 3.1", body = Object)), security(()))]
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(super::openapi::document())
 }
