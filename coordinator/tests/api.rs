@@ -477,7 +477,10 @@ async fn every_documented_endpoint_answers_401_without_a_valid_token_and_403_to_
         .unwrap(),
     )
     .unwrap();
-    assert_eq!(doc, committed, "the served document is the committed one");
+    assert!(
+        doc == committed,
+        "the served document differs from docs/api/openapi.json"
+    );
     let garbage = format!("herd_0000000a_{}", "0".repeat(64));
     let order = ["viewer", "runner", "admin"];
     let mut checked = 0;
@@ -549,6 +552,113 @@ async fn every_documented_endpoint_answers_401_without_a_valid_token_and_403_to_
         refused,
         2 * checked as u64,
         "unknown and revoked tokens are counted: {m}"
+    );
+    serve.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_over_the_queue_cap_wait_visibly_can_be_cancelled_and_start_when_room_is_made() {
+    let t = start_target().await;
+    let serve = Serve::start_with(&[], &format!("{API}[queue]\nmax_active_runs = 1\n")).await;
+    let base = format!("{}/api/v1", serve.api_url());
+    let runner = serve.token("runner");
+    let c = client();
+    let spec = |name: &str, load: &str| {
+        format!(
+            "name: {name}\ntarget: {}\nscenario: [{{request: GET /fast}}]\nload: {load}\n",
+            t.url()
+        )
+    };
+    let submit = |body: String| {
+        let c = c.clone();
+        let (base, runner) = (base.clone(), runner.clone());
+        async move {
+            let (status, v) = json(
+                c.post(format!("{base}/runs"))
+                    .bearer_auth(&runner)
+                    .body(body),
+            )
+            .await;
+            assert_eq!(status, 201, "{v}");
+            v["run_id"].as_str().unwrap().to_string()
+        }
+    };
+    let long = submit(spec(
+        "long",
+        "{executor: constant-vus, vus: 1, duration: 60s}",
+    ))
+    .await;
+    let doomed = submit(spec(
+        "doomed",
+        "{executor: per-vu-iterations, vus: 1, iterations: 3}",
+    ))
+    .await;
+    let later = submit(spec(
+        "later",
+        "{executor: per-vu-iterations, vus: 2, iterations: 7}",
+    ))
+    .await;
+
+    let status_of = |run: String| {
+        let c = c.clone();
+        let (base, runner) = (base.clone(), runner.clone());
+        async move {
+            let (_, v) = json(c.get(format!("{base}/runs/{run}")).bearer_auth(&runner)).await;
+            v["status"].as_str().unwrap_or_default().to_string()
+        }
+    };
+    assert_eq!(status_of(long.clone()).await, "running");
+    assert_eq!(status_of(doomed.clone()).await, "queued");
+    assert_eq!(status_of(later.clone()).await, "queued");
+    let (_, page) = json(
+        c.get(format!("{base}/runs?status=queued"))
+            .bearer_auth(&runner),
+    )
+    .await;
+    assert_eq!(page["runs"].as_array().unwrap().len(), 2, "{page}");
+    let m = c
+        .get(format!("{base}/metrics"))
+        .bearer_auth(&runner)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("herd_runs_queued 2") && m.contains("herd_runs_active 1"),
+        "{m}"
+    );
+
+    // A queued run cancelled ends at once, cancelled, having sent nothing.
+    let (status, v) = json(
+        c.post(format!("{base}/runs/{doomed}/cancel"))
+            .bearer_auth(&runner),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    let done = sse(&c, &format!("{base}/runs/{doomed}/live"), &runner).await;
+    let result = &done.last().unwrap().1;
+    assert_eq!(result["state"], "cancelled", "{result}");
+    assert_eq!(result["requests"], 0);
+
+    // The long run ends: the next waiting run starts by itself and runs whole.
+    let (status, _) = json(
+        c.post(format!("{base}/runs/{long}/cancel"))
+            .bearer_auth(&runner),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let events = sse(&c, &format!("{base}/runs/{later}/live"), &runner).await;
+    let result = &events.last().unwrap().1;
+    assert_eq!(result["state"], "completed", "{result}");
+    assert_eq!(result["requests"], 14);
+    let long_result = sse(&c, &format!("{base}/runs/{long}/live"), &runner).await;
+    let long_requests = long_result.last().unwrap().1["requests"].as_u64().unwrap();
+    assert_eq!(
+        t.stats().requests,
+        long_requests + 14,
+        "the target saw the long run and the one that waited, nothing of the cancelled one"
     );
     serve.stop().await;
 }

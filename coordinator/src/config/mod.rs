@@ -60,6 +60,9 @@ pub struct ServeConfig {
     pub history: crate::store::HistoryConfig,
     /// `[api]`: the HTTP API (`serve::api`); without it, none.
     pub api: Option<ApiConfig>,
+    /// `[queue]`: how many runs go at once (`serve::queue`).
+    #[serde(default)]
+    pub queue: crate::serve::queue::QueueConfig,
 }
 
 /// `on_shutdown`: what a shutdown does to the runs `herd serve` holds.
@@ -442,6 +445,7 @@ impl ServeConfig {
         if let Some(api) = &self.api {
             api.check()?;
         }
+        self.queue.check()?;
         match self.profile {
             Profile::Local => {
                 if self.inbox.is_none() {

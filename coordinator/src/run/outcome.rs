@@ -134,12 +134,25 @@ pub fn build(facts: RunFacts<'_>, folded: Folded) -> FinalResult {
 /// The result of a run that never got going (its broker refused it, its supervisor died):
 /// failed, with `reason`, and no numbers.
 pub fn not_started(run_id: &str, spec: &Spec, reason: String) -> FinalResult {
+    never_ran(
+        run_id,
+        spec,
+        &RunState::Failed(super::reasons::Reason::Setup(reason)),
+    )
+}
+
+/// The result of a run cancelled before it started (while queued).
+pub fn cancelled_before_start(run_id: &str, spec: &Spec, reason: String) -> FinalResult {
+    never_ran(run_id, spec, &RunState::Cancelled(reason))
+}
+
+fn never_ran(run_id: &str, spec: &Spec, state: &RunState) -> FinalResult {
     build(
         RunFacts {
             run_id,
             spec,
             regions: &[],
-            state: &RunState::Failed(super::reasons::Reason::Setup(reason)),
+            state,
             slots: &[],
             start_at_ms: None,
             ended_at_ms: crate::clock::unix_ms(),

@@ -14,6 +14,8 @@ use crate::run::live::LiveTap;
 #[derive(Clone)]
 pub struct OnBoard {
     pub spec: String,
+    /// Waiting in the run queue.
+    pub queued: bool,
     pub agents: u32,
     pub tap: LiveTap,
 }
@@ -61,11 +63,18 @@ impl Board {
             run_id.to_string(),
             OnBoard {
                 spec: spec.to_string(),
+                queued: false,
                 agents,
                 tap: tap.clone(),
             },
         );
         tap
+    }
+
+    pub fn set_queued(&self, run_id: &str, queued: bool) {
+        if let Some(r) = self.lock().get_mut(run_id) {
+            r.queued = queued;
+        }
     }
 
     pub fn get(&self, run_id: &str) -> Option<OnBoard> {

@@ -9,7 +9,7 @@ use messages::outcome::Notification;
 
 use super::notifier::Notify;
 use super::profile::Env;
-use crate::run::outcome::not_started;
+use crate::run::outcome::{cancelled_before_start, not_started};
 use crate::run::supervisor::Outcome;
 
 /// What is known of a request, kept with its run.
@@ -34,6 +34,8 @@ pub struct Ended {
     pub outcome: Option<Outcome>,
     /// What to say when there is no outcome.
     pub why_no_outcome: String,
+    /// No outcome because it was cancelled before it started (a queued run).
+    pub cancelled: bool,
 }
 
 /// What was announced, for the run history.
@@ -56,10 +58,12 @@ pub async fn complete(env: Arc<Env>, e: Ended) -> Announced {
         }
         None => {
             let why = format!("no results: {}", e.why_no_outcome);
-            (
-                not_started(&plan.run_id, &plan.spec, e.why_no_outcome),
-                Err(why),
-            )
+            let result = if e.cancelled {
+                cancelled_before_start(&plan.run_id, &plan.spec, e.why_no_outcome)
+            } else {
+                not_started(&plan.run_id, &plan.spec, e.why_no_outcome)
+            };
+            (result, Err(why))
         }
     };
     // Only a folder written whole is uploaded or announced.

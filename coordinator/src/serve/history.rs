@@ -107,6 +107,15 @@ impl History {
         self.submit("accepted", Box::new(move |s| s.record_accepted(&run)));
     }
 
+    /// A run not yet ended waits in the queue, or has started.
+    pub fn status(&self, run_id: &str, status: crate::store::RunStatus) {
+        let run_id = run_id.to_string();
+        self.submit(
+            "status",
+            Box::new(move |s| s.record_status(&run_id, status)),
+        );
+    }
+
     /// A run ended, as announced in `note`; `summary` is its `summary.json` as JSON text.
     pub fn ended(&self, note: &RunCompleted, ended_at_ms: u64, summary: String) {
         let run = Finished {

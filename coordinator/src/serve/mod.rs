@@ -16,6 +16,7 @@ pub mod inbox;
 pub mod notifier;
 pub mod prepare;
 pub mod profile;
+pub mod queue;
 pub mod registry;
 pub mod seen;
 pub mod sqs_intake;
@@ -131,6 +132,7 @@ pub async fn run(
         known,
         history.clone(),
         board.clone(),
+        cfg.queue.clone(),
     )
     .start();
     for u in unfinished {

@@ -16,6 +16,7 @@ use super::history::History;
 use super::notifier::Notify;
 use super::prepare::{prepare, PrepareError, Prepared};
 use super::profile::Env;
+use super::queue::{Going, QueueConfig, RunQueue};
 use super::seen::{Seen, SeenKeys};
 use super::state::{KnownRequest, RunRecord, Unfinished};
 use crate::aws::ecs_launcher::{EcsLauncher, TaskStopped};
@@ -23,6 +24,7 @@ use crate::aws::store::Marker;
 use crate::bus::{Bus, RunBus};
 use crate::request::RunRequest;
 use crate::run::launcher::LocalLauncher;
+use crate::run::live::LiveTap;
 use crate::run::machine::Timing;
 use crate::run::supervisor::{Cancel, Outcome, RunSupervisor};
 use crate::run::{start_run, JournalAt, LauncherLink, RunPlan, RunSettings};
@@ -68,6 +70,10 @@ pub struct TaskEvent {
 #[rtype(result = "Vec<String>")]
 pub struct ActiveRuns;
 
+#[path = "registry_queue.rs"]
+mod queued;
+use queued::Queued;
+
 #[derive(Message)]
 #[rtype(result = "()")]
 struct RunEnded {
@@ -103,6 +109,10 @@ pub struct Runs {
     history: History,
     /// What the API shows of the runs in flight.
     board: super::board::Board,
+    /// Runs accepted over the `[queue]` caps, waiting for room.
+    queue: RunQueue<Queued>,
+    /// Runs started and not yet ended (what the caps count).
+    going: Going,
 }
 
 impl Runs {
@@ -114,6 +124,7 @@ impl Runs {
         known: Vec<KnownRequest>,
         history: History,
         board: super::board::Board,
+        queue: QueueConfig,
     ) -> Runs {
         let mut seen = SeenKeys::default();
         for (key, run) in known {
@@ -129,6 +140,8 @@ impl Runs {
             counter: 0,
             history,
             board,
+            queue: RunQueue::new(queue),
+            going: Going::default(),
         }
     }
 }
@@ -149,7 +162,12 @@ impl Handler<ResumeRun> for Runs {
             u.record.idempotency_key.clone(),
             Seen::Run(u.record.run_id.clone()),
         );
-        self.launch(u.record, u.dir, true, ctx);
+        // A run whose journal holds events had started: its agents may be loading, so it goes
+        // on whatever the caps. One with none was waiting in the queue, and waits again.
+        let started = ["events.log", "batches.log"]
+            .iter()
+            .any(|f| std::fs::metadata(u.dir.join(f)).is_ok_and(|m| m.len() > 0));
+        self.admit(u.record, u.dir, true, started, ctx);
     }
 }
 
@@ -279,6 +297,13 @@ impl Runs {
             late_window_s: self.env.late_window_s,
             policy: self.env.policy.clone(),
         };
+        if self.queue.is_full() && self.queue.must_wait(&record.spec.name, &self.going) {
+            self.seen.remove(&key);
+            return Box::pin(fut::ready(Err(Transient(format!(
+                "the run queue is full ({} runs waiting)",
+                self.queue.len()
+            )))));
+        }
         let accepted = std::fs::create_dir_all(&dir)
             .map_err(|e| format!("creating {}: {e}", dir.display()))
             .and_then(|()| self.env.state.accept(&record).map_err(|e| e.to_string()));
@@ -306,7 +331,7 @@ impl Runs {
             .map(move |marked, act, ctx| match marked {
                 Ok(()) => {
                     act.seen.insert(key, Seen::Run(run_id.clone()));
-                    act.launch(record, journal, false, ctx);
+                    act.admit(record, journal, false, false, ctx);
                     Ok(Submitted::Started(run_id))
                 }
                 Err(e) => {
@@ -318,25 +343,11 @@ impl Runs {
         )
     }
 
-    /// Starts the actors of an accepted run, journaling into `journal` (resuming from it,
-    /// when it holds a previous life's events).
-    fn launch(
-        &mut self,
-        record: RunRecord,
-        journal: std::path::PathBuf,
-        resumed: bool,
-        ctx: &mut Context<Self>,
-    ) {
-        let run_id = record.run_id.clone();
-        let (late_window_s, policy) = (record.late_window_s, record.policy.clone());
-        let journal = JournalAt {
-            dir: journal,
-            accepted_at_ms: record.accepted_at_ms,
-        };
-        tracing::info!(run = %run_id, origin = %record.source, agents = record.agents, "starting a run");
+    /// A run enters the history and the board once, when accepted (or taken back).
+    fn enter(&mut self, record: &RunRecord, resumed: bool) -> LiveTap {
         // Whatever the intake; a resumed run's row is already there and stays as it is.
         self.history.accepted(crate::store::Accepted {
-            run_id: run_id.clone(),
+            run_id: record.run_id.clone(),
             spec: record.spec.name.clone(),
             source: record.source.clone(),
             correlation_id: record.correlation_id.clone(),
@@ -344,9 +355,27 @@ impl Runs {
             agents: record.agents,
             spec_text: record.spec_text.clone(),
         });
-        let tap = self
-            .board
-            .open(&run_id, &record.spec.name, record.agents, resumed);
+        self.board
+            .open(&record.run_id, &record.spec.name, record.agents, resumed)
+    }
+
+    /// Starts the actors of an accepted run, journaling into `journal` (resuming from it,
+    /// when it holds a previous life's events).
+    fn launch(
+        &mut self,
+        record: RunRecord,
+        journal: std::path::PathBuf,
+        tap: LiveTap,
+        ctx: &mut Context<Self>,
+    ) {
+        let run_id = record.run_id.clone();
+        self.going.insert(&run_id, &record.spec.name);
+        let (late_window_s, policy) = (record.late_window_s, record.policy.clone());
+        let journal = JournalAt {
+            dir: journal,
+            accepted_at_ms: record.accepted_at_ms,
+        };
+        tracing::info!(run = %run_id, origin = %record.source, agents = record.agents, "starting a run");
         let req = RunRequest {
             idempotency_key: record.idempotency_key.clone(),
             spec: crate::request::SpecSource::Inline(String::new()),
@@ -454,6 +483,8 @@ impl Runs {
                 Err(e) => {
                     tracing::error!(run = %info.run_id, error = %e, "the run could not attach to its broker");
                     let run_id = info.run_id.clone();
+                    act.going.remove(&run_id);
+                    act.start_waiting(ctx);
                     act.completing.insert(run_id.clone());
                     ctx.spawn(
                         complete(
@@ -465,6 +496,7 @@ impl Runs {
                                 why_no_outcome: format!(
                                     "the run could not start: {e}"
                                 ),
+                                cancelled: false,
                             },
                         )
                         .into_actor(act)
@@ -482,7 +514,7 @@ impl Runs {
 impl Handler<CancelRuns> for Runs {
     type Result = usize;
 
-    fn handle(&mut self, msg: CancelRuns, _ctx: &mut Context<Self>) -> usize {
+    fn handle(&mut self, msg: CancelRuns, ctx: &mut Context<Self>) -> usize {
         let mut n = 0;
         for (id, s) in &mut self.starting {
             let hit = msg.run_id.as_deref() == Some(id.as_str())
@@ -504,6 +536,7 @@ impl Handler<CancelRuns> for Runs {
                 n += 1;
             }
         }
+        n += self.cancel_queued(&msg, ctx);
         if n == 0 {
             tracing::warn!(run_id = ?msg.run_id, correlation_id = ?msg.correlation_id, "cancel for no active run");
         }
@@ -540,6 +573,7 @@ impl Handler<ActiveRuns> for Runs {
                 .chain(self.starting.keys())
                 .chain(self.completing.iter())
                 .cloned()
+                .chain(self.queue.ids().map(str::to_string))
                 .collect(),
         )
     }
@@ -554,6 +588,8 @@ impl Handler<RunEnded> for Runs {
         };
         // The run's result is in: its agent topics are no longer this coordinator's business.
         a.bus.detach();
+        self.going.remove(&msg.run_id);
+        self.start_waiting(ctx);
         self.completing.insert(msg.run_id.clone());
         let run_id = msg.run_id;
         ctx.spawn(
@@ -564,6 +600,7 @@ impl Handler<RunEnded> for Runs {
                     origin: a.origin,
                     outcome: msg.outcome,
                     why_no_outcome: "the run supervisor ended without a result".into(),
+                    cancelled: false,
                 },
             )
             .into_actor(self)

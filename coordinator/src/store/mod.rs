@@ -12,7 +12,9 @@
 //! acceptance, and no actix arbiter ever waits on a disk. An async backend (DynamoDB) can
 //! implement it by blocking on its runtime handle from that thread.
 
+pub mod catalog;
 pub mod sqlite;
+mod sqlite_catalog;
 mod sqlite_tokens;
 pub mod tokens;
 
@@ -116,6 +118,9 @@ pub enum StoreError {
         tokens::MAX_TOKENS
     )]
     TooManyTokens,
+    /// A cap of the history's is reached (`catalog::MAX_*`, `tokens::MAX_TOKENS`).
+    #[error("{0}")]
+    Full(String),
     #[error("page limit {0}: between 1 and {MAX_PAGE}")]
     Limit(u32),
     /// The history could not be opened at start; `herd serve` runs without it.
@@ -126,7 +131,9 @@ pub enum StoreError {
 /// Where a run is: still going, or how it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RunStatus {
-    /// Accepted, not yet ended.
+    /// Accepted, waiting for room under the `[queue]` caps.
+    Queued,
+    /// Accepted and started, not yet ended.
     Running,
     Ended(EndState),
 }
@@ -134,6 +141,7 @@ pub enum RunStatus {
 impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::Queued => "queued",
             RunStatus::Running => "running",
             RunStatus::Ended(s) => s.as_str(),
         }
@@ -141,6 +149,7 @@ impl RunStatus {
 
     pub fn parse(s: &str) -> Option<RunStatus> {
         Some(match s {
+            "queued" => RunStatus::Queued,
             "running" => RunStatus::Running,
             "completed" => RunStatus::Ended(EndState::Completed),
             "failed" => RunStatus::Ended(EndState::Failed),
@@ -239,6 +248,8 @@ pub struct Page {
 pub trait RunStore: Send {
     /// Keeps a run as accepted. A run already there (a resumed run) is left as it is.
     fn record_accepted(&self, run: &Accepted) -> Result<(), StoreError>;
+    /// A run not yet ended is now `queued` or `running`.
+    fn record_status(&self, run_id: &str, status: RunStatus) -> Result<(), StoreError>;
     /// Keeps how a run ended; the run must have been recorded as accepted.
     fn record_ended(&self, run: &Finished) -> Result<(), StoreError>;
     fn get(&self, run_id: &str) -> Result<Option<RunRow>, StoreError>;
@@ -251,6 +262,37 @@ pub trait RunStore: Send {
     ) -> Result<Page, StoreError>;
     /// Removes the runs accepted before `cutoff_ms`; answers how many.
     fn prune(&self, cutoff_ms: u64) -> Result<u64, StoreError>;
+    /// Keeps `text` as the next version of spec `name` (the latest, unchanged, if the same).
+    fn put_spec(
+        &self,
+        name: &str,
+        text: &str,
+        by: &str,
+        at_ms: u64,
+    ) -> Result<catalog::SpecVersion, StoreError>;
+    /// A version of a stored spec; the latest when `version` is None.
+    fn spec(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<catalog::SpecVersion>, StoreError>;
+    /// Every version of a spec, newest first, without texts.
+    fn spec_versions(&self, name: &str) -> Result<Vec<catalog::SpecVersion>, StoreError>;
+    fn specs(&self) -> Result<Vec<catalog::SpecEntry>, StoreError>;
+    fn set_baseline(&self, b: &catalog::Baseline) -> Result<(), StoreError>;
+    fn baseline(&self, spec: &str) -> Result<Option<catalog::Baseline>, StoreError>;
+    fn add_schedule(&self, s: &catalog::Schedule) -> Result<(), StoreError>;
+    fn schedules(&self) -> Result<Vec<catalog::Schedule>, StoreError>;
+    fn remove_schedule(&self, id: &str) -> Result<bool, StoreError>;
+    fn set_schedule_enabled(&self, id: &str, enabled: bool) -> Result<bool, StoreError>;
+    /// A schedule fired the occurrence at `at_ms` (with `error` if no run came of it).
+    fn record_fired(
+        &self,
+        id: &str,
+        at_ms: u64,
+        error: Option<&str>,
+        still_enabled: bool,
+    ) -> Result<(), StoreError>;
     /// Keeps a new API token's record (at most [`tokens::MAX_TOKENS`]).
     fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
     fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
@@ -272,6 +314,9 @@ impl RunStore for Unavailable {
     fn record_ended(&self, _run: &Finished) -> Result<(), StoreError> {
         Err(StoreError::Unavailable(self.0.clone()))
     }
+    fn record_status(&self, _run_id: &str, _status: RunStatus) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
     fn get(&self, _run_id: &str) -> Result<Option<RunRow>, StoreError> {
         Err(StoreError::Unavailable(self.0.clone()))
     }
@@ -287,6 +332,55 @@ impl RunStore for Unavailable {
         Err(StoreError::Unavailable(self.0.clone()))
     }
     fn create_token(&self, _token: &TokenRecord) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn put_spec(
+        &self,
+        _name: &str,
+        _text: &str,
+        _by: &str,
+        _at_ms: u64,
+    ) -> Result<catalog::SpecVersion, StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn spec(
+        &self,
+        _name: &str,
+        _version: Option<u32>,
+    ) -> Result<Option<catalog::SpecVersion>, StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn spec_versions(&self, _name: &str) -> Result<Vec<catalog::SpecVersion>, StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn specs(&self) -> Result<Vec<catalog::SpecEntry>, StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn set_baseline(&self, _b: &catalog::Baseline) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn baseline(&self, _spec: &str) -> Result<Option<catalog::Baseline>, StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn add_schedule(&self, _s: &catalog::Schedule) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn schedules(&self) -> Result<Vec<catalog::Schedule>, StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn remove_schedule(&self, _id: &str) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn set_schedule_enabled(&self, _id: &str, _enabled: bool) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable(self.0.clone()))
+    }
+    fn record_fired(
+        &self,
+        _id: &str,
+        _at_ms: u64,
+        _error: Option<&str>,
+        _still_enabled: bool,
+    ) -> Result<(), StoreError> {
         Err(StoreError::Unavailable(self.0.clone()))
     }
     fn token(&self, _id: &str) -> Result<Option<TokenRecord>, StoreError> {

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
+use super::catalog::{Baseline, Schedule, SpecEntry, SpecVersion};
 use super::{
     parse_verdict, verdict_str, Accepted, Cursor, Finished, Page, RunFilter, RunRow, RunStatus,
     RunStore, StoreError, MAX_PAGE,
@@ -62,6 +63,36 @@ const MIGRATIONS: &[&str] = &[
         name           TEXT NOT NULL,
         created_at_ms  INTEGER NOT NULL,
         revoked_at_ms  INTEGER
+    ) STRICT;
+",
+    "
+    CREATE TABLE specs (
+        name           TEXT NOT NULL,
+        version        INTEGER NOT NULL,
+        text           TEXT NOT NULL,
+        created_at_ms  INTEGER NOT NULL,
+        created_by     TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+    ) STRICT;
+    CREATE TABLE baselines (
+        spec           TEXT PRIMARY KEY,
+        run_id         TEXT NOT NULL,
+        set_at_ms      INTEGER NOT NULL,
+        set_by         TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE schedules (
+        id             TEXT PRIMARY KEY,
+        name           TEXT NOT NULL,
+        spec_name      TEXT,
+        spec_text      TEXT,
+        cron           TEXT,
+        at_ms          INTEGER,
+        timezone       TEXT NOT NULL,
+        enabled        INTEGER NOT NULL,
+        created_at_ms  INTEGER NOT NULL,
+        created_by     TEXT NOT NULL,
+        last_fired_ms  INTEGER,
+        last_error     TEXT
     ) STRICT;
 ",
 ];
@@ -179,7 +210,7 @@ impl SqliteStore {
         let status = RunStatus::parse(&raw.state)
             .ok_or_else(|| self.corrupt(&raw.accepted.run_id, format!("state {:?}", raw.state)))?;
         let finished = match status {
-            RunStatus::Running => None,
+            RunStatus::Queued | RunStatus::Running => None,
             RunStatus::Ended(state) => {
                 let verdict = raw
                     .verdict
@@ -311,6 +342,19 @@ impl RunStore for SqliteStore {
         Ok(())
     }
 
+    fn record_status(&self, run_id: &str, status: RunStatus) -> Result<(), StoreError> {
+        let changed = self.with(|c| {
+            c.execute(
+                "UPDATE runs SET state = ?2 WHERE run_id = ?1 AND state IN ('queued', 'running')",
+                params![run_id, status.as_str()],
+            )
+        })?;
+        if changed == 0 {
+            return Err(StoreError::NotRecorded(run_id.to_string()));
+        }
+        Ok(())
+    }
+
     fn get(&self, run_id: &str) -> Result<Option<RunRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM runs WHERE run_id = ?1");
         let raw = self.with(|c| c.query_row(&sql, [run_id], raw).optional())?;
@@ -385,11 +429,59 @@ impl RunStore for SqliteStore {
     fn prune(&self, cutoff_ms: u64) -> Result<u64, StoreError> {
         let n = self.with(|c| {
             c.execute(
-                "DELETE FROM runs WHERE accepted_at_ms < ?1",
+                // A baseline is kept whatever its age: later runs are compared with it.
+                "DELETE FROM runs WHERE accepted_at_ms < ?1 \
+                 AND run_id NOT IN (SELECT run_id FROM baselines)",
                 [int(cutoff_ms)],
             )
         })?;
         Ok(n as u64)
+    }
+
+    fn put_spec(
+        &self,
+        name: &str,
+        text: &str,
+        by: &str,
+        at_ms: u64,
+    ) -> Result<SpecVersion, StoreError> {
+        self.insert_spec(name, text, by, at_ms)
+    }
+    fn spec(&self, name: &str, version: Option<u32>) -> Result<Option<SpecVersion>, StoreError> {
+        self.find_spec(name, version)
+    }
+    fn spec_versions(&self, name: &str) -> Result<Vec<SpecVersion>, StoreError> {
+        self.versions_of(name)
+    }
+    fn specs(&self) -> Result<Vec<SpecEntry>, StoreError> {
+        self.all_specs()
+    }
+    fn set_baseline(&self, b: &Baseline) -> Result<(), StoreError> {
+        self.upsert_baseline(b)
+    }
+    fn baseline(&self, spec: &str) -> Result<Option<Baseline>, StoreError> {
+        self.find_baseline(spec)
+    }
+    fn add_schedule(&self, s: &Schedule) -> Result<(), StoreError> {
+        self.insert_schedule(s)
+    }
+    fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.all_schedules()
+    }
+    fn remove_schedule(&self, id: &str) -> Result<bool, StoreError> {
+        self.drop_schedule(id)
+    }
+    fn set_schedule_enabled(&self, id: &str, enabled: bool) -> Result<bool, StoreError> {
+        self.enable_schedule(id, enabled)
+    }
+    fn record_fired(
+        &self,
+        id: &str,
+        at_ms: u64,
+        error: Option<&str>,
+        still_enabled: bool,
+    ) -> Result<(), StoreError> {
+        self.fired(id, at_ms, error, still_enabled)
     }
 
     fn create_token(&self, token: &super::TokenRecord) -> Result<(), StoreError> {

@@ -185,12 +185,12 @@ fn rows_survive_a_reopen_and_an_empty_file_is_migrated() {
     std::fs::write(&path, b"").expect("empty file");
     {
         let s = SqliteStore::open(&path).expect("an empty file is a new history");
-        assert_eq!(s.schema_version().expect("version"), 2);
+        assert_eq!(s.schema_version().expect("version"), 3);
         s.record_accepted(&accepted("kept", "s", 1))
             .expect("accepted");
     }
     let s = SqliteStore::open(&path).expect("reopen");
-    assert_eq!(s.schema_version().expect("version"), 2);
+    assert_eq!(s.schema_version().expect("version"), 3);
     assert!(s.get("kept").expect("get").is_some());
 }
 
@@ -228,7 +228,7 @@ fn a_file_that_is_not_a_herd_history_is_refused_by_name() {
 }
 
 #[test]
-fn a_history_of_schema_1_gains_the_tokens_table_and_keeps_its_runs() {
+fn a_history_of_schema_1_gains_the_later_tables_and_keeps_its_runs() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join(sqlite::FILE);
     {
@@ -238,13 +238,18 @@ fn a_history_of_schema_1_gains_the_tokens_table_and_keeps_its_runs() {
     }
     // What herd wrote before tokens existed.
     let c = rusqlite::Connection::open(&path).expect("sqlite");
-    c.execute_batch("DROP TABLE tokens").expect("drop");
+    c.execute_batch(
+        "DROP TABLE tokens; DROP TABLE specs; DROP TABLE baselines; DROP TABLE schedules",
+    )
+    .expect("drop");
     c.pragma_update(None, "user_version", 1).expect("version");
     drop(c);
     let s = SqliteStore::open(&path).expect("migrated");
-    assert_eq!(s.schema_version().expect("version"), 2);
+    assert_eq!(s.schema_version().expect("version"), 3);
     assert!(s.get("old").expect("get").is_some());
     assert!(s.tokens().expect("tokens").is_empty());
+    assert!(s.specs().expect("specs").is_empty());
+    assert!(s.schedules().expect("schedules").is_empty());
 }
 
 #[test]
@@ -281,4 +286,106 @@ fn tokens_are_kept_hashed_found_by_id_revoked_and_capped() {
         s.create_token(&over.record),
         Err(StoreError::TooManyTokens)
     ));
+}
+
+#[test]
+fn a_spec_gets_a_new_version_only_when_its_text_changes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = SqliteStore::open_in(dir.path()).expect("open");
+    let v1 = s.put_spec("shop", "name: shop\n", "ci", 1).expect("v1");
+    assert_eq!(v1.version, 1);
+    let same = s.put_spec("shop", "name: shop\n", "ci", 2).expect("same");
+    assert_eq!(same, v1, "the same text is the same version");
+    let v2 = s
+        .put_spec("shop", "name: shop\n# tuned\n", "alice", 3)
+        .expect("v2");
+    assert_eq!(v2.version, 2);
+    assert_eq!(s.spec("shop", None).expect("latest").expect("some"), v2);
+    assert_eq!(
+        s.spec("shop", Some(1)).expect("v1").expect("some").text,
+        "name: shop\n"
+    );
+    assert!(s.spec("shop", Some(9)).expect("none").is_none());
+    let versions: Vec<u32> = s
+        .spec_versions("shop")
+        .expect("versions")
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(versions, [2, 1]);
+    let all = s.specs().expect("specs");
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].latest, all[0].baseline.as_deref()), (2, None));
+}
+
+#[test]
+fn a_baseline_outlives_the_retention_that_prunes_other_runs() {
+    use super::catalog::Baseline;
+    let dir = tempfile::tempdir().expect("dir");
+    let s = SqliteStore::open_in(dir.path()).expect("open");
+    for run in ["base", "old"] {
+        s.record_accepted(&accepted(run, "shop", 10))
+            .expect("accepted");
+    }
+    s.put_spec("shop", "name: shop\n", "ci", 1).expect("spec");
+    s.set_baseline(&Baseline {
+        spec: "shop".into(),
+        run_id: "base".into(),
+        set_at_ms: 20,
+        set_by: "alice".into(),
+    })
+    .expect("baseline");
+    assert_eq!(
+        s.prune(100).expect("prune"),
+        1,
+        "only the run that is no baseline"
+    );
+    assert!(s.get("base").expect("get").is_some());
+    assert_eq!(
+        s.baseline("shop").expect("baseline").map(|b| b.run_id),
+        Some("base".to_string())
+    );
+    assert_eq!(
+        s.specs().expect("specs")[0].baseline.as_deref(),
+        Some("base")
+    );
+}
+
+#[test]
+fn schedules_are_kept_whole_fired_and_removed() {
+    use super::catalog::{Schedule, ScheduledSpec, When};
+    let dir = tempfile::tempdir().expect("dir");
+    let s = SqliteStore::open_in(dir.path()).expect("open");
+    let daily = Schedule {
+        id: "s1".into(),
+        name: "weekday mornings".into(),
+        spec: ScheduledSpec::Stored("shop".into()),
+        when: When::Cron("0 9 * * MON-FRI".into()),
+        timezone: "Europe/Paris".into(),
+        enabled: true,
+        created_at_ms: 1,
+        created_by: "admin".into(),
+        last_fired_ms: None,
+        last_error: None,
+    };
+    let once = Schedule {
+        id: "s2".into(),
+        spec: ScheduledSpec::Inline("name: x\n".into()),
+        when: When::Once(5_000),
+        created_at_ms: 2,
+        ..daily.clone()
+    };
+    s.add_schedule(&daily).expect("daily");
+    s.add_schedule(&once).expect("once");
+    assert_eq!(s.schedules().expect("list"), [daily.clone(), once.clone()]);
+    s.record_fired("s2", 5_000, Some("spec invalid"), false)
+        .expect("fired");
+    assert!(s.set_schedule_enabled("s1", false).expect("disable"));
+    let after = s.schedules().expect("list");
+    assert_eq!(after[1].last_fired_ms, Some(5_000));
+    assert_eq!(after[1].last_error.as_deref(), Some("spec invalid"));
+    assert!(!after[1].enabled && !after[0].enabled);
+    assert!(s.remove_schedule("s1").expect("rm"));
+    assert!(!s.remove_schedule("s1").expect("rm again"));
+    assert_eq!(s.schedules().expect("list").len(), 1);
 }

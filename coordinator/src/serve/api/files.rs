@@ -103,7 +103,7 @@ async fn stream(path: PathBuf, name: &str) -> Result<HttpResponse, ApiError> {
 
 /// The run's result files.
 #[utoipa::path(
-    get, path = "/api/v1/runs/{run_id}/files", tag = "results",
+    get, path = "/api/v1/runs/{run_id}/files", operation_id = "list_files", tag = "results",
     params(("run_id" = String, Path, description = "The run")),
     responses(
         (status = 200, body = Vec<FileView>),
@@ -136,7 +136,7 @@ pub async fn list(
 
 /// One result file.
 #[utoipa::path(
-    get, path = "/api/v1/runs/{run_id}/files/{name}", tag = "results",
+    get, path = "/api/v1/runs/{run_id}/files/{name}", operation_id = "get_file", tag = "results",
     params(("run_id" = String, Path, description = "The run"), ("name" = String, Path, description = "A name from the run's file list")),
     responses(
         (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
@@ -165,7 +165,7 @@ pub struct SeriesQuery {
 /// The run's per-second series: every second, per label and `TOTAL` (requests, errors,
 /// latency percentiles from merged histograms, VUs).
 #[utoipa::path(
-    get, path = "/api/v1/runs/{run_id}/timeseries", tag = "results",
+    get, path = "/api/v1/runs/{run_id}/timeseries", operation_id = "get_timeseries", tag = "results",
     params(("run_id" = String, Path, description = "The run"), SeriesQuery),
     responses(
         (status = 200, description = "timeseries.json or timeseries.csv", content_type = "application/json", body = Object),

@@ -68,7 +68,7 @@ where
 
 /// The run's live stream.
 #[utoipa::path(
-    get, path = "/api/v1/runs/{run_id}/live", tag = "runs",
+    get, path = "/api/v1/runs/{run_id}/live", operation_id = "follow_run", tag = "runs",
     params(("run_id" = String, Path, description = "The run")),
     responses(
         (status = 200, description = "text/event-stream: `snapshot` events (live.schema.json) each second, then one `result` (RunCompleted)", content_type = "text/event-stream", body = String),

@@ -70,6 +70,25 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_operation_has_its_own_id_and_says_which_role_it_needs() {
+        let doc = serde_json::to_value(super::document()).expect("JSON");
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in ops.as_object().expect("operations") {
+                let id = op["operationId"].as_str().expect("operationId");
+                assert!(
+                    ids.insert(id.to_string()),
+                    "{method} {path}: operationId {id} twice"
+                );
+                assert!(
+                    op["security"].is_array(),
+                    "{method} {path}: no security requirement"
+                );
+            }
+        }
+    }
+
     /// The served document and docs/api/openapi.json must not drift apart.
     #[test]
     fn the_openapi_document_matches_the_committed_copy() {

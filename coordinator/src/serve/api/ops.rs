@@ -73,10 +73,15 @@ pub fn exposition(api: &Api) -> String {
     let mut out = String::new();
     let runs = api.board.runs();
     let t = api.board.totals();
+    let queued = runs.iter().filter(|(_, r)| r.queued).count();
     let _ = writeln!(
         out,
-        "# HELP herd_runs_active Runs accepted and not yet announced.\n# TYPE herd_runs_active gauge\nherd_runs_active {}",
-        runs.len()
+        "# HELP herd_runs_active Runs started and not yet announced.\n# TYPE herd_runs_active gauge\nherd_runs_active {}",
+        runs.len() - queued
+    );
+    let _ = writeln!(
+        out,
+        "# HELP herd_runs_queued Runs waiting under the [queue] caps.\n# TYPE herd_runs_queued gauge\nherd_runs_queued {queued}"
     );
     let per_run: [Gauge; 7] = [
         (

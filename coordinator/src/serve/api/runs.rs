@@ -72,7 +72,7 @@ fn header_value(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiErro
 
 /// Starts a run of the spec in the body.
 #[utoipa::path(
-    post, path = "/api/v1/runs", tag = "runs",
+    post, path = "/api/v1/runs", operation_id = "submit_run", tag = "runs",
     request_body(content = String, content_type = "application/yaml",
         description = "The spec, YAML or JSON (at most 1 MiB). It names no data files: a spec that needs them comes through the inbox or S3."),
     params(
@@ -148,7 +148,7 @@ fn random_key() -> String {
 pub struct ListQuery {
     /// Only runs of this spec name.
     pub spec: Option<String>,
-    /// `running`, `completed`, `failed` or `cancelled`.
+    /// `queued`, `running`, `completed`, `failed` or `cancelled`.
     pub status: Option<String>,
     /// `passed` or `failed`.
     pub verdict: Option<String>,
@@ -200,7 +200,7 @@ pub fn filter_of(q: &ListQuery) -> Result<(RunFilter, Option<Cursor>, u32), ApiE
         .map(|s| {
             RunStatus::parse(s).ok_or_else(|| {
                 ApiError::bad_request(format!(
-                    "status={s:?}: one of running, completed, failed, cancelled"
+                    "status={s:?}: one of queued, running, completed, failed, cancelled"
                 ))
             })
         })
@@ -236,7 +236,7 @@ pub fn filter_of(q: &ListQuery) -> Result<(RunFilter, Option<Cursor>, u32), ApiE
 
 /// The run history, newest accepted first, filtered and paged.
 #[utoipa::path(
-    get, path = "/api/v1/runs", tag = "runs", params(ListQuery),
+    get, path = "/api/v1/runs", operation_id = "list_runs", tag = "runs", params(ListQuery),
     responses(
         (status = 200, body = RunPage),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -264,7 +264,7 @@ pub async fn list(
 
 /// One run: how it stands or how it ended, with its summary.
 #[utoipa::path(
-    get, path = "/api/v1/runs/{run_id}", tag = "runs",
+    get, path = "/api/v1/runs/{run_id}", operation_id = "get_run", tag = "runs",
     params(("run_id" = String, Path, description = "The run")),
     responses(
         (status = 200, body = RunDetail),
@@ -284,7 +284,7 @@ pub async fn get(
 
 /// Stops a run gracefully: its agents stop, its partial results are written and announced.
 #[utoipa::path(
-    post, path = "/api/v1/runs/{run_id}/cancel", tag = "runs",
+    post, path = "/api/v1/runs/{run_id}/cancel", operation_id = "cancel_run", tag = "runs",
     params(("run_id" = String, Path, description = "The run")),
     request_body(content = Option<CancelRequest>, content_type = "application/json"),
     responses(
@@ -335,8 +335,8 @@ pub async fn cancel(
         }));
     }
     let row = row(&api, &run_id).await?;
-    Err(ApiError::conflict(format!(
-        "run {run_id} has already ended ({})",
-        row.status.as_str()
-    )))
+    Err(ApiError::conflict(match row.status {
+        RunStatus::Ended(s) => format!("run {run_id} has already ended ({})", s.as_str()),
+        _ => format!("run {run_id} is writing its results: it has ended"),
+    }))
 }

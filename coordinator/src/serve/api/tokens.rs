@@ -57,7 +57,7 @@ pub struct NewTokenView {
 }
 
 /// Every token, newest first.
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+#[utoipa::path(get, path = "/api/v1/tokens", operation_id = "list_tokens", tag = "tokens",
     responses(
         (status = 200, body = Vec<TokenView>),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody),
@@ -70,7 +70,7 @@ pub async fn list(_caller: Caller<Admin>, api: web::Data<Api>) -> Result<HttpRes
 }
 
 /// Makes a token.
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens",
+#[utoipa::path(post, path = "/api/v1/tokens", operation_id = "create_token", tag = "tokens",
     request_body = CreateToken,
     responses(
         (status = 201, body = NewTokenView),
@@ -111,7 +111,7 @@ pub async fn create(
 }
 
 /// Revokes a token: it is refused from now on.
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", operation_id = "revoke_token", tag = "tokens",
     params(("id" = String, Path, description = "The token's id")),
     responses(
         (status = 204, description = "Revoked"),

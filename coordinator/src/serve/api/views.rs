@@ -16,7 +16,7 @@ pub struct RunView {
     pub correlation_id: Option<String>,
     pub accepted_at_ms: u64,
     pub agents: u32,
-    /// `running`, `completed`, `failed` or `cancelled`.
+    /// `queued`, `running`, `completed`, `failed` or `cancelled`.
     pub status: String,
     pub ended_at_ms: Option<u64>,
     /// Why it failed or was cancelled.
