@@ -93,6 +93,16 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Schedules on a `herd serve` API.
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
+    /// Baselines on a `herd serve` API.
+    Baseline {
+        #[command(subcommand)]
+        action: BaselineAction,
+    },
     /// API tokens in a serve config's state folder (the first admin token comes from here).
     Token {
         /// The serve configuration file (TOML). Default: `HERD_CONFIG`.
@@ -118,6 +128,53 @@ pub enum TokenAction {
     List,
     /// Revoke a token by id.
     Revoke { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleAction {
+    /// Make a schedule: a stored spec (--spec) or a file (--file), by cron or once (--at).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// A stored spec's name (each firing runs its latest version).
+        #[arg(long, conflicts_with = "file")]
+        spec: Option<String>,
+        /// A spec file, sent inline.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Five fields: `0 9 * * MON-FRI`.
+        #[arg(long, conflicts_with = "at")]
+        cron: Option<String>,
+        /// Once, at this RFC 3339 instant.
+        #[arg(long)]
+        at: Option<String>,
+        /// IANA zone the cron is read in (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Every schedule with its next fire time.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Remove a schedule.
+    Rm {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BaselineAction {
+    /// Make a completed run its spec's baseline.
+    Set {
+        run: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 /// Where a `herd serve` API is and the token to call it with.
@@ -381,6 +438,36 @@ pub async fn dispatch(cli: Cli, program: PathBuf) -> Exit {
             reason,
             server,
         } => crate::commands::client::cancel(&server.server(), &run, reason).await,
+        Command::Schedule { action } => match action {
+            ScheduleAction::Add {
+                name,
+                spec,
+                file,
+                cron,
+                at,
+                timezone,
+                server,
+            } => {
+                let n = crate::commands::client::NewSchedule {
+                    name,
+                    spec,
+                    file,
+                    cron,
+                    at,
+                    timezone,
+                };
+                crate::commands::client::schedule_add(&server.server(), n).await
+            }
+            ScheduleAction::List { server } => {
+                crate::commands::client::schedule_list(&server.server()).await
+            }
+            ScheduleAction::Rm { id, server } => {
+                crate::commands::client::schedule_rm(&server.server(), &id).await
+            }
+        },
+        Command::Baseline {
+            action: BaselineAction::Set { run, server },
+        } => crate::commands::client::baseline_set(&server.server(), &run).await,
         Command::Token { config, action } => match ServeConfig::load(config.as_deref()) {
             Ok(cfg) => match action {
                 TokenAction::Create { role, name } => {

@@ -367,3 +367,133 @@ pub async fn cancel(s: &Server, run_id: &str, reason: Option<String>) -> anyhow:
     }
     Ok(Exit::Ok)
 }
+
+/// `herd schedule add`: one of `spec` (stored) and `file` (inline); one of `cron` and `at`.
+pub struct NewSchedule {
+    pub name: String,
+    pub spec: Option<String>,
+    pub file: Option<std::path::PathBuf>,
+    pub cron: Option<String>,
+    pub at: Option<String>,
+    pub timezone: Option<String>,
+}
+
+pub async fn schedule_add(s: &Server, n: NewSchedule) -> anyhow::Result<Exit> {
+    let spec_text = match &n.file {
+        Some(f) => {
+            Some(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?)
+        }
+        None => None,
+    };
+    let body = serde_json::json!({
+        "name": n.name, "spec": n.spec, "spec_text": spec_text, "cron": n.cron, "at": n.at,
+        "timezone": n.timezone,
+    });
+    // Absent rather than null: the API refuses what it does not know, and null is a value.
+    let body: serde_json::Map<String, Value> = body
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .collect();
+    let c = s.client()?;
+    let v = json_of(
+        "making the schedule",
+        s.req(&c, reqwest::Method::POST, "/schedules")
+            .header("content-type", "application/json")
+            .body(Value::Object(body).to_string())
+            .send()
+            .await
+            .with_context(|| format!("reaching {}", s.base()))?,
+    )
+    .await?;
+    if s.json {
+        println!("{v}");
+    } else {
+        println!("{}", v["id"].as_str().unwrap_or_default());
+        for f in v["next_fires"].as_array().into_iter().flatten() {
+            eprintln!("  fires {}", f.as_str().unwrap_or_default());
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+pub async fn schedule_list(s: &Server) -> anyhow::Result<Exit> {
+    let c = s.client()?;
+    let v = json_of(
+        "listing schedules",
+        s.req(&c, reqwest::Method::GET, "/schedules")
+            .send()
+            .await
+            .with_context(|| format!("reaching {}", s.base()))?,
+    )
+    .await?;
+    if s.json {
+        println!("{v}");
+        return Ok(Exit::Ok);
+    }
+    println!(
+        "{:<16} {:<24} {:<20} {:<8} NEXT",
+        "ID", "NAME", "WHEN", "ENABLED"
+    );
+    for r in v.as_array().into_iter().flatten() {
+        let when = r["cron"]
+            .as_str()
+            .map(|c| format!("{c} {}", r["timezone"].as_str().unwrap_or_default()))
+            .unwrap_or_else(|| "once".into());
+        println!(
+            "{:<16} {:<24} {:<20} {:<8} {}",
+            r["id"].as_str().unwrap_or_default(),
+            r["name"].as_str().unwrap_or_default(),
+            when,
+            r["enabled"],
+            r["next_fires"][0].as_str().unwrap_or("-")
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+pub async fn schedule_rm(s: &Server, id: &str) -> anyhow::Result<Exit> {
+    let c = s.client()?;
+    let r = s
+        .req(&c, reqwest::Method::DELETE, &format!("/schedules/{id}"))
+        .send()
+        .await
+        .with_context(|| format!("reaching {}", s.base()))?;
+    if !r.status().is_success() {
+        return Err(failure("removing the schedule", r).await);
+    }
+    eprintln!("schedule {id} removed");
+    Ok(Exit::Ok)
+}
+
+/// `herd baseline set RUN`: the run becomes its spec's baseline.
+pub async fn baseline_set(s: &Server, run_id: &str) -> anyhow::Result<Exit> {
+    let c = s.client()?;
+    let run = json_of(
+        "reading the run",
+        s.req(&c, reqwest::Method::GET, &format!("/runs/{run_id}"))
+            .send()
+            .await
+            .with_context(|| format!("reaching {}", s.base()))?,
+    )
+    .await?;
+    let spec = run["spec"].as_str().context("the run names no spec")?;
+    let v = json_of(
+        "setting the baseline",
+        s.req(&c, reqwest::Method::PUT, &format!("/specs/{spec}/baseline"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "run": run_id }).to_string())
+            .send()
+            .await
+            .with_context(|| format!("reaching {}", s.base()))?,
+    )
+    .await?;
+    if s.json {
+        println!("{v}");
+    } else {
+        println!("run {run_id} is the baseline of spec {spec}");
+    }
+    Ok(Exit::Ok)
+}

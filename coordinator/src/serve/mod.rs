@@ -18,9 +18,11 @@ pub mod prepare;
 pub mod profile;
 pub mod queue;
 pub mod registry;
+pub mod scheduler;
 pub mod seen;
 pub mod sqs_intake;
 pub mod state;
+pub mod when;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -162,6 +164,7 @@ pub async fn run(
         )
         .start();
     }
+    scheduler::Scheduler::new(history.clone(), runs.clone(), cfg.schedules.catch_up_s).start();
     if let Some(dir) = &cfg.inbox {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         inbox::Inbox::new(dir.clone(), runs.clone()).start();

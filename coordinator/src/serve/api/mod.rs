@@ -18,6 +18,8 @@ pub mod live;
 pub mod openapi;
 pub mod ops;
 pub mod runs;
+pub mod schedules;
+pub mod specs;
 pub mod tokens;
 pub mod views;
 
@@ -41,6 +43,13 @@ use error::ApiError;
 pub const MAX_CALLS: usize = 64;
 /// Largest JSON body (token requests, cancel reasons).
 pub const MAX_JSON_BYTES: usize = 64 << 10;
+
+/// A spec name in a path: what `messages::spec::check_name` accepts of a spec's `name`.
+pub fn checked_spec_name(name: &str) -> Result<&str, ApiError> {
+    messages::spec::check_name(name)
+        .map(|()| name)
+        .map_err(|e| ApiError::not_found(format!("no spec {name:?} ({e})")))
+}
 
 /// The query string as `T`, read in the handler — after the caller's role was checked, so a
 /// bad query never answers before a missing token does.
@@ -166,6 +175,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(runs::routes)
             .configure(live::routes)
             .configure(files::routes)
+            .configure(specs::routes)
+            .configure(schedules::routes)
             .configure(tokens::routes),
     )
     .default_service(web::to(|| async {

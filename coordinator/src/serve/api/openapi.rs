@@ -7,6 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
+use super::schedules::{CreateSchedule, PatchSchedule, ScheduleView};
+use super::specs::{BaselineView, SetBaseline, SpecEntryView, SpecView, VersionView};
 use super::tokens::{CreateToken, NewTokenView, TokenView};
 use super::views::*;
 
@@ -32,7 +34,7 @@ impl Modify for Bearer {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "herd", description = "herd serve's API: runs, results, live streams, tokens."),
+    info(title = "herd", description = "herd serve's API: runs, results, live streams, stored specs and baselines, schedules, tokens."),
     paths(
         super::runs::submit, super::runs::list, super::runs::get, super::runs::cancel,
         super::live::live,
@@ -40,11 +42,16 @@ impl Modify for Bearer {
         super::ops::healthz, super::ops::readyz, super::ops::metrics, super::ops::validate,
         openapi,
         super::tokens::list, super::tokens::create, super::tokens::revoke,
+        super::specs::list, super::specs::get, super::specs::put, super::specs::get_baseline,
+        super::specs::put_baseline,
+        super::schedules::list, super::schedules::get, super::schedules::create,
+        super::schedules::patch, super::schedules::remove,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, RunView, RunDetail, RunPage, SubmitView, CancelView,
         CancelRequest, FileView, SpecIssueView, ValidateView, ReadyView, TokenView, CreateToken,
-        NewTokenView,
+        NewTokenView, SpecEntryView, VersionView, SpecView, BaselineView, SetBaseline,
+        CreateSchedule, PatchSchedule, ScheduleView, Comparison, Change,
     )),
     modifiers(&Bearer),
 )]

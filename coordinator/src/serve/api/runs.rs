@@ -70,12 +70,22 @@ fn header_value(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiErro
     Ok(Some(v.to_string()))
 }
 
-/// Starts a run of the spec in the body.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StoredQuery {
+    /// Run this stored spec (`PUT /specs/{name}`) instead of a body.
+    pub spec: Option<String>,
+    /// Its version; the latest without it.
+    pub version: Option<u32>,
+}
+
+/// Starts a run of the spec in the body, or of a stored spec (`?spec=NAME[&version=N]`).
 #[utoipa::path(
     post, path = "/api/v1/runs", operation_id = "submit_run", tag = "runs",
     request_body(content = String, content_type = "application/yaml",
         description = "The spec, YAML or JSON (at most 1 MiB). It names no data files: a spec that needs them comes through the inbox or S3."),
     params(
+        StoredQuery,
         ("Idempotency-Key" = Option<String>, Header, description = "The same key from the same token makes one run, however often it is sent."),
         ("X-Correlation-Id" = Option<String>, Header, description = "Carried into the run's RunCompleted."),
     ),
@@ -96,14 +106,41 @@ pub async fn submit(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = super::read_body(payload, crate::bundle::MAX_SPEC_BYTES as usize).await?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::bad_request(format!("the spec is not UTF-8: {e}")))?
-        .to_string();
-    if text.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "the body is empty: send the spec (YAML or JSON)",
-        ));
-    }
+    let stored = super::query::<StoredQuery>(&req)?;
+    let text = match stored.spec {
+        Some(name) => {
+            if !body.iter().all(u8::is_ascii_whitespace) {
+                return Err(ApiError::bad_request(
+                    "give the spec in the body or name a stored one with ?spec=, not both",
+                ));
+            }
+            let name = super::checked_spec_name(&name)?.to_string();
+            let _permit = api.call_permit()?;
+            let n = name.clone();
+            let v = api
+                .history
+                .call(move |s| s.spec(&n, stored.version))
+                .await?;
+            v.ok_or_else(|| {
+                ApiError::not_found(match stored.version {
+                    Some(n) => format!("stored spec {name:?} has no version {n}"),
+                    None => format!("no stored spec {name:?}"),
+                })
+            })?
+            .text
+        }
+        None => {
+            let text = std::str::from_utf8(&body)
+                .map_err(|e| ApiError::bad_request(format!("the spec is not UTF-8: {e}")))?
+                .to_string();
+            if text.trim().is_empty() {
+                return Err(ApiError::bad_request(
+                    "the body is empty: send the spec (YAML or JSON), or name a stored one with ?spec=",
+                ));
+            }
+            text
+        }
+    };
     let key = match header_value(&req, "Idempotency-Key")? {
         Some(k) => format!("api:{}:{k}", caller.id),
         None => format!("api:{}:{}", caller.id, random_key()),
@@ -279,7 +316,22 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let row = row(&api, &path).await?;
-    Ok(HttpResponse::Ok().json(RunDetail::of(&row)))
+    let mut detail = RunDetail::of(&row);
+    if row.finished.is_some() {
+        let _permit = api.call_permit()?;
+        let spec = row.accepted.spec.clone();
+        let base = api
+            .history
+            .call(move |s| match s.baseline(&spec)? {
+                Some(b) => s.get(&b.run_id),
+                None => Ok(None),
+            })
+            .await?;
+        detail.baseline = base
+            .filter(|b| b.accepted.run_id != row.accepted.run_id)
+            .and_then(|b| super::views::Comparison::of(&row, &b));
+    }
+    Ok(HttpResponse::Ok().json(detail))
 }
 
 /// Stops a run gracefully: its agents stop, its partial results are written and announced.

@@ -45,6 +45,58 @@ pub struct RunDetail {
     pub summary: Option<serde_json::Value>,
     /// The spec as written.
     pub spec_text: String,
+    /// This run against its spec's baseline, when both have ended and they differ.
+    pub baseline: Option<Comparison>,
+}
+
+/// One number, this run against the baseline.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Change {
+    pub baseline: f64,
+    pub this: f64,
+    /// (this − baseline) / baseline × 100; absent when the baseline is 0.
+    pub change_pct: Option<f64>,
+}
+
+/// A finished run against its spec's baseline run.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Comparison {
+    pub baseline_run: String,
+    pub requests: Change,
+    pub rps: Change,
+    pub p95_ms: Change,
+    pub p99_ms: Change,
+    pub error_rate: Change,
+}
+
+fn change(baseline: f64, this: f64) -> Change {
+    Change {
+        baseline,
+        this,
+        change_pct: (baseline != 0.0).then(|| (this - baseline) / baseline * 100.0),
+    }
+}
+
+impl Comparison {
+    /// `this` against `base`; None unless both have ended.
+    pub fn of(this: &RunRow, base: &RunRow) -> Option<Comparison> {
+        let (t, b) = (this.finished.as_ref()?, base.finished.as_ref()?);
+        let rate = |f: &crate::store::Finished| {
+            if f.requests > 0 {
+                f.errors as f64 / f.requests as f64
+            } else {
+                0.0
+            }
+        };
+        Some(Comparison {
+            baseline_run: base.accepted.run_id.clone(),
+            requests: change(b.requests as f64, t.requests as f64),
+            rps: change(b.rps, t.rps),
+            p95_ms: change(b.p95_ms, t.p95_ms),
+            p99_ms: change(b.p99_ms, t.p99_ms),
+            error_rate: change(rate(b), rate(t)),
+        })
+    }
 }
 
 /// A page of runs, newest accepted first.
@@ -148,6 +200,7 @@ impl RunDetail {
                 .as_ref()
                 .and_then(|f| serde_json::from_str(&f.summary).ok()),
             spec_text: row.accepted.spec_text.clone(),
+            baseline: None,
         }
     }
 }

@@ -1,0 +1,284 @@
+//! Stored specs, baselines and schedules through `herd serve`'s API and the `herd` client,
+//! against a real serve and a real target: versions, a run of a stored spec compared with its
+//! baseline, a one-time schedule firing a run, cron schedules listing their next fire times.
+
+use std::time::Duration;
+
+use herd_tests::start_target;
+use serde_json::Value;
+
+#[path = "support/serve.rs"]
+mod serve;
+use serve::{herd, Serve};
+
+#[path = "support/api.rs"]
+mod api;
+use api::{client, json, sse, API};
+
+async fn herd_cli(args: &[&str], url: &str, token: &str) -> (i32, String, String) {
+    let out = tokio::process::Command::new(herd())
+        .args(args)
+        .args(["--server", url])
+        .env("HERD_TOKEN", token)
+        .output()
+        .await
+        .expect("herd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_specs_keep_versions_and_a_run_is_compared_with_its_baseline() {
+    let t = start_target().await;
+    let serve = Serve::start_with(&[], API).await;
+    let url = serve.api_url();
+    let base = format!("{url}/api/v1");
+    let (runner, admin) = (serve.token("runner"), serve.token("admin"));
+    let c = client();
+    let text = |iterations: u32| {
+        format!(
+            "name: stored\ntarget: {}\nscenario: [{{request: GET /fast}}]\nload: {{executor: per-vu-iterations, vus: 2, iterations: {iterations}}}\n",
+            t.url()
+        )
+    };
+    let put = |body: String| {
+        let c = c.clone();
+        let (base, runner) = (base.clone(), runner.clone());
+        async move {
+            json(
+                c.put(format!("{base}/specs/stored"))
+                    .bearer_auth(&runner)
+                    .body(body),
+            )
+            .await
+        }
+    };
+    let (status, v1) = put(text(5)).await;
+    assert_eq!((status, v1["version"].as_u64()), (201, Some(1)), "{v1}");
+    let (status, same) = put(text(5)).await;
+    assert_eq!(
+        (status, same["version"].as_u64()),
+        (200, Some(1)),
+        "the same text is no new version"
+    );
+    let (status, v2) = put(text(8)).await;
+    assert_eq!((status, v2["version"].as_u64()), (201, Some(2)));
+    let (status, wrong) = json(
+        c.put(format!("{base}/specs/other"))
+            .bearer_auth(&runner)
+            .body(text(1)),
+    )
+    .await;
+    assert_eq!(status, 400, "the path names the spec: {wrong}");
+    let (_, spec) = json(c.get(format!("{base}/specs/stored")).bearer_auth(&runner)).await;
+    assert_eq!(spec["version"], 2);
+    assert_eq!(spec["versions"].as_array().unwrap().len(), 2);
+    let (_, old) = json(
+        c.get(format!("{base}/specs/stored?version=1"))
+            .bearer_auth(&runner),
+    )
+    .await;
+    assert!(
+        old["text"].as_str().unwrap().contains("iterations: 5"),
+        "{old}"
+    );
+
+    // Version 1 runs and becomes the baseline; the latest (8 iterations a VU) is compared.
+    let (status, first) = json(
+        c.post(format!("{base}/runs?spec=stored&version=1"))
+            .bearer_auth(&runner),
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    let first = first["run_id"].as_str().unwrap().to_string();
+    let done = sse(&c, &format!("{base}/runs/{first}/live"), &runner).await;
+    assert_eq!(done.last().unwrap().1["requests"], 10);
+    let (code, out, err) = herd_cli(&["baseline", "set", &first], &url, &runner).await;
+    assert_eq!(code, 1, "a runner may not set baselines: {out}{err}");
+    assert!(err.contains("403"), "{err}");
+    let (code, out, err) = herd_cli(&["baseline", "set", &first], &url, &admin).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (status, second) = json(
+        c.post(format!("{base}/runs?spec=stored"))
+            .bearer_auth(&runner),
+    )
+    .await;
+    assert_eq!(status, 201, "{second}");
+    let second = second["run_id"].as_str().unwrap().to_string();
+    sse(&c, &format!("{base}/runs/{second}/live"), &runner).await;
+    let (_, detail) = json(c.get(format!("{base}/runs/{second}")).bearer_auth(&runner)).await;
+    let cmp = &detail["baseline"];
+    assert_eq!(cmp["baseline_run"], first.as_str(), "{detail}");
+    assert_eq!(cmp["requests"]["baseline"], 10.0);
+    assert_eq!(cmp["requests"]["this"], 16.0);
+    assert_eq!(cmp["requests"]["change_pct"], 60.0);
+    assert_eq!(t.stats().requests, 26, "the target saw both runs whole");
+    let (_, list) = json(c.get(format!("{base}/specs")).bearer_auth(&runner)).await;
+    assert_eq!(list[0]["baseline"], first.as_str(), "{list}");
+    // Only a completed run of the same spec can be a baseline.
+    let (status, v) = json(
+        c.put(format!("{base}/specs/other/baseline"))
+            .bearer_auth(&admin)
+            .body(format!("{{\"run\": \"{first}\"}}")),
+    )
+    .await;
+    assert_eq!(status, 409, "{v}");
+    serve.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_time_schedule_fires_one_run_and_cron_schedules_list_their_next_fires() {
+    let t = start_target().await;
+    let serve = Serve::start_with(&[], API).await;
+    let url = serve.api_url();
+    let base = format!("{url}/api/v1");
+    let (runner, admin) = (serve.token("runner"), serve.token("admin"));
+    let c = client();
+    let spec = format!(
+        "name: nightly\ntarget: {}\nscenario: [{{request: GET /fast}}]\nload: {{executor: per-vu-iterations, vus: 1, iterations: 4}}\n",
+        t.url()
+    );
+    let (status, _) = json(
+        c.put(format!("{base}/specs/nightly"))
+            .bearer_auth(&runner)
+            .body(spec),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    // In two seconds, with the client.
+    let at =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(2))
+            .to_string();
+    let (code, out, err) = herd_cli(
+        &[
+            "schedule", "add", "--name", "soon", "--spec", "nightly", "--at", &at,
+        ],
+        &url,
+        &admin,
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out.trim().to_string();
+    assert!(id.starts_with("sch_"), "{out}");
+
+    // It fires once: a run from the schedule, whole at the target.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let (_, page) = json(
+            c.get(format!("{base}/runs?spec=nightly"))
+                .bearer_auth(&runner),
+        )
+        .await;
+        if let Some(r) = page["runs"].as_array().and_then(|r| r.first()).cloned() {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the schedule did not fire:\n{}",
+            serve.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(run["source"], "schedule:soon");
+    let run_id = run["run_id"].as_str().unwrap();
+    let done = sse(&c, &format!("{base}/runs/{run_id}/live"), &runner).await;
+    assert_eq!(done.last().unwrap().1["state"], "completed");
+    assert_eq!(t.stats().requests, 4);
+    let (_, s) = json(c.get(format!("{base}/schedules/{id}")).bearer_auth(&runner)).await;
+    assert!(s["last_fired_ms"].is_u64(), "{s}");
+    assert_eq!(s["enabled"], false, "a one-time schedule is done: {s}");
+    assert_eq!(s["next_fires"].as_array().unwrap().len(), 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, page) = json(
+        c.get(format!("{base}/runs?spec=nightly"))
+            .bearer_auth(&runner),
+    )
+    .await;
+    assert_eq!(
+        page["runs"].as_array().unwrap().len(),
+        1,
+        "fired once: {page}"
+    );
+
+    // Cron in a zone: the next fires are listed, in that zone.
+    let (status, cron) = json(
+        c.post(format!("{base}/schedules"))
+            .bearer_auth(&admin)
+            .body(r#"{"name": "mornings", "spec": "nightly", "cron": "0 9 * * MON-FRI", "timezone": "Europe/Paris", "enabled": false}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{cron}");
+    assert_eq!(
+        cron["next_fires"].as_array().unwrap().len(),
+        0,
+        "disabled: none"
+    );
+    let (status, on) = json(
+        c.patch(format!("{base}/schedules/{}", cron["id"].as_str().unwrap()))
+            .bearer_auth(&admin)
+            .body(r#"{"enabled": true}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{on}");
+    let fires: Vec<&str> = on["next_fires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(fires.len(), 5, "{on}");
+    assert!(
+        fires
+            .iter()
+            .all(|f| f.contains("T09:00:00+01:00") || f.contains("T09:00:00+02:00")),
+        "{fires:?}"
+    );
+    // Bad input is refused with what is wrong.
+    for (body, want) in [
+        (
+            r#"{"name": "x", "spec": "nightly", "cron": "0 9 * *"}"#,
+            "cron",
+        ),
+        (
+            r#"{"name": "x", "spec": "nightly", "cron": "* * * * *", "timezone": "Mars/Olympus"}"#,
+            "Mars/Olympus",
+        ),
+        (
+            r#"{"name": "x", "spec": "nowhere", "cron": "* * * * *"}"#,
+            "not stored",
+        ),
+        (
+            r#"{"name": "x", "spec": "nightly", "at": "2001-01-01T00:00:00Z"}"#,
+            "past",
+        ),
+        (r#"{"name": "x", "spec": "nightly"}"#, "one of cron and at"),
+    ] {
+        let (status, v) = json(
+            c.post(format!("{base}/schedules"))
+                .bearer_auth(&admin)
+                .body(body),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(want),
+            "{body}: {v}"
+        );
+    }
+    let (code, out, _) = herd_cli(&["schedule", "list"], &url, &runner).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("mornings") && out.contains("Europe/Paris"),
+        "{out}"
+    );
+    let (code, _, err) = herd_cli(&["schedule", "rm", &id], &url, &admin).await;
+    assert_eq!(code, 0, "{err}");
+    let (_, all) = json(c.get(format!("{base}/schedules")).bearer_auth(&runner)).await;
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    let _: Value = all;
+    serve.stop().await;
+}
