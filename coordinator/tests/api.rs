@@ -14,7 +14,7 @@ use serve::{herd, Serve};
 
 #[path = "support/api.rs"]
 mod api;
-use api::{client, json, sse, API};
+use api::{client, json, sse, Idp, API};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_submitted_through_the_api_streams_each_second_and_its_numbers_match_the_target() {
@@ -369,7 +369,9 @@ fn concrete(path: &str, run: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_endpoint_answers_401_without_a_valid_token_and_403_to_a_lesser_role() {
     let t = start_target().await;
-    let serve = Serve::start_with(&[], API).await;
+    let idp = Idp::start().await;
+    let stranger = Idp::start().await;
+    let serve = Serve::start_with(&[], &format!("{API}{}", idp.config())).await;
     let url = serve.api_url();
     let c = client();
     let tokens = [
@@ -436,9 +438,30 @@ async fn every_documented_endpoint_answers_401_without_a_valid_token_and_403_to_
         "the served document differs from docs/api/openapi.json"
     );
     let garbage = format!("herd_0000000a_{}", "0".repeat(64));
+    let no_group = idp.token(serde_json::json!({}));
+    let oidc_role =
+        |g: &str| idp.token(serde_json::json!({"cognito:groups": [format!("herd-{g}")]}));
+    let unsigned = {
+        let t = idp.token(serde_json::json!({"cognito:groups": ["herd-admin"]}));
+        let mut parts: Vec<&str> = t.split('.').collect();
+        parts[0] = "eyJhbGciOiJub25lIiwia2lkIjoiazEifQ"; // {"alg":"none","kid":"k1"}
+        format!("{}.{}.", parts[0], parts[1])
+    };
+    let bad_oidc = [
+        ("an expired OIDC token", idp.token(serde_json::json!({"cognito:groups": ["herd-admin"], "exp": 1_000_000}))),
+        ("an OIDC token for another audience", idp.token(serde_json::json!({"cognito:groups": ["herd-admin"], "aud": "other"}))),
+        ("an OIDC token from another issuer", idp.token(serde_json::json!({"cognito:groups": ["herd-admin"], "iss": "http://127.0.0.1:1/evil"}))),
+        ("an OIDC token signed by another key", stranger.token(serde_json::json!({"cognito:groups": ["herd-admin"], "iss": idp.issuer}))),
+        ("an unsigned OIDC token", unsigned),
+    ];
+    // A Cognito access token: no `aud`, the client in `client_id`.
+    let access = idp.token(serde_json::json!({"aud": null, "client_id": "herd-client", "cognito:groups": ["herd-admin"]}));
+    let (status, v) = json(c.get(format!("{url}/api/v1/tokens")).bearer_auth(&access)).await;
+    assert_eq!(status, 200, "an admin through OIDC: {v}");
     let order = ["viewer", "runner", "admin"];
     let mut checked = 0;
     let mut forbidden_checked = 0;
+    let mut forbidden_expected = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for (method, op) in ops.as_object().unwrap() {
             let target = format!("{url}{}", concrete(path, &run));
@@ -451,12 +474,16 @@ async fn every_documented_endpoint_answers_401_without_a_valid_token_and_403_to_
                 assert_eq!(status, 200, "{method} {path} needs no token");
                 continue;
             };
+            let oidc_bad = bad_oidc.iter().map(|(w, t)| (*w, Some(t.clone())));
             for (what, auth) in [
                 ("no token", None),
                 ("a malformed token", Some("nope".to_string())),
                 ("an unknown token", Some(garbage.clone())),
                 ("a revoked token", Some(revoked.clone())),
-            ] {
+            ]
+            .into_iter()
+            .chain(oidc_bad)
+            {
                 let mut r = c.request(m.clone(), &target);
                 if let Some(a) = auth {
                     r = r.bearer_auth(a);
@@ -467,11 +494,16 @@ async fn every_documented_endpoint_answers_401_without_a_valid_token_and_403_to_
             }
             checked += 1;
             let need_at = order.iter().position(|r| *r == need).unwrap();
-            for lesser in &order[..need_at] {
+            forbidden_expected += 2 * need_at + 1;
+            let lesser = order[..need_at]
+                .iter()
+                .flat_map(|r| [role_token(r), oidc_role(r)])
+                .chain([no_group.clone()]);
+            for lesser in lesser {
                 // A body that would be accepted, so only the role can be the reason.
                 let resp = c
                     .request(m.clone(), &target)
-                    .bearer_auth(role_token(lesser))
+                    .bearer_auth(&lesser)
                     .header("content-type", "application/json")
                     .body(r#"{"role":"viewer","name":"x"}"#)
                     .send()
@@ -479,14 +511,20 @@ async fn every_documented_endpoint_answers_401_without_a_valid_token_and_403_to_
                     .unwrap();
                 let status = resp.status().as_u16();
                 let body = resp.text().await.unwrap();
-                assert_eq!(status, 403, "{method} {path} as {lesser}: {body}");
+                assert_eq!(status, 403, "{method} {path} with a lesser role: {body}");
                 assert!(body.contains(&need), "{body}");
                 forbidden_checked += 1;
             }
         }
     }
-    assert!(checked >= 12, "every guarded endpoint was tried: {checked}");
-    assert!(forbidden_checked >= 6, "{forbidden_checked}");
+    assert_eq!(
+        forbidden_checked, forbidden_expected,
+        "every lesser API token and OIDC group, and a token in no group"
+    );
+    assert!(
+        checked >= 20,
+        "the document lists the guarded endpoints: {checked}"
+    );
     let m = c
         .get(format!("{url}/api/v1/metrics"))
         .bearer_auth(role_token("viewer"))
@@ -504,8 +542,8 @@ async fn every_documented_endpoint_answers_401_without_a_valid_token_and_403_to_
         .unwrap();
     assert_eq!(
         refused,
-        2 * checked as u64,
-        "unknown and revoked tokens are counted: {m}"
+        (3 + bad_oidc.len() as u64) * checked as u64,
+        "malformed, unknown, revoked and bad OIDC tokens are counted: {m}"
     );
     serve.stop().await;
 }

@@ -282,3 +282,57 @@ async fn a_one_time_schedule_fires_one_run_and_cron_schedules_list_their_next_fi
     let _: Value = all;
     serve.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_https_with_its_certificate_and_the_client_follows_over_tls() {
+    let t = start_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("certificate");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let serve = Serve::start_with(
+        &[],
+        &format!(
+            "[api]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .await;
+    let url = serve.api_url();
+    assert!(url.starts_with("https://"), "{url}");
+    let tls = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let ok = tls
+        .get(format!("{url}/api/v1/healthz"))
+        .send()
+        .await
+        .expect("https");
+    assert_eq!(ok.status().as_u16(), 200);
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = client()
+        .get(format!(
+            "{}/api/v1/healthz",
+            url.replace("https://", "http://")
+        ))
+        .send()
+        .await;
+    assert!(plain.map_or(true, |r| !r.status().is_success()));
+    let runner = serve.token("runner");
+    let (status, v) = json(
+        tls.post(format!("{url}/api/v1/runs")).bearer_auth(&runner).body(format!(
+            "name: tls\ntarget: {}\nscenario: [{{request: GET /fast}}]\nload: {{executor: per-vu-iterations, vus: 1, iterations: 3}}\n",
+            t.url()
+        )),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let run = v["run_id"].as_str().unwrap();
+    let done = sse(&tls, &format!("{url}/api/v1/runs/{run}/live"), &runner).await;
+    assert_eq!(done.last().unwrap().1["requests"], 3);
+    serve.stop().await;
+}

@@ -111,6 +111,9 @@ certificates = "own-ca"
 ca_cert = "{ca}"
 ca_key = "{ca_key}"
 
+[api]
+listen = "127.0.0.1:0"
+
 [[aws.regions]]
 region = "{REGION}"
 cluster = "{cluster}"
@@ -488,6 +491,9 @@ async fn spec_object_runs_on_ecs_agents_and_reports_everywhere() {
     );
 }
 
+#[path = "support/api.rs"]
+mod api;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_cancel_and_a_stopped_task() {
     let Some(env) = setup().await else { return };
@@ -554,6 +560,7 @@ async fn pipeline_cancel_and_a_stopped_task() {
     let d = &sns["detail"];
     assert_eq!(d["state"], "completed", "{d}");
     assert_eq!(d["agents_lost"], 1, "{d}");
+    let crashed = d.clone();
     let run = d["run_id"].as_str().expect("run id");
     let summary = s3_json(&env, &format!("results/crash/{run}/summary.json")).await;
     let lost: Vec<&Value> = summary["agents"]
@@ -570,6 +577,81 @@ async fn pipeline_cancel_and_a_stopped_task() {
         ),
         "{reason}"
     );
+    target.shutdown().await;
+
+    // 3. The API under the AWS profile: a run submitted over HTTP runs on ECS tasks, streams,
+    //    and is in the history beside the pipeline's runs.
+    let log = env.log("serve.log");
+    let at = log.find(", api ").expect("the API is on the ready line") + ", api ".len();
+    let url = log[at..]
+        .split_whitespace()
+        .next()
+        .expect("URL")
+        .to_string();
+    let token = std::process::Command::new(herd())
+        .args([
+            "token", "create", "--role", "runner", "--name", "aws test", "--config",
+        ])
+        .arg(env.work.path().join("serve.toml"))
+        .output()
+        .expect("herd token");
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let token = String::from_utf8(token.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_string();
+    let target = start_target().await;
+    let c = api::client();
+    let (status, v) = api::json(
+        c.post(format!("{url}/api/v1/runs"))
+            .bearer_auth(&token)
+            .body(spec_yaml("viaapi", &target.url(), 2, "2s")),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}\n{}", env.logs());
+    let run = v["run_id"].as_str().expect("run id").to_string();
+    let events = api::sse(&c, &format!("{url}/api/v1/runs/{run}/live"), &token).await;
+    let (kind, result) = events.last().expect("events");
+    assert_eq!(kind, "result");
+    assert_eq!(result["state"], "completed", "{result}");
+    assert_eq!(result["requests"], json!(target.stats().requests));
+    assert!(
+        result["results"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("s3://"),
+        "{result}"
+    );
+    let (_, page) = api::json(
+        c.get(format!("{url}/api/v1/runs?limit=10"))
+            .bearer_auth(&token),
+    )
+    .await;
+    let sources: Vec<&str> = page["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["source"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        sources.len(),
+        3,
+        "the pipeline's two runs and the API's: {page}"
+    );
+    assert_eq!(sources[0], "api:aws test");
+    let (_, row) = api::json(
+        c.get(format!(
+            "{url}/api/v1/runs/{}",
+            crashed["run_id"].as_str().unwrap()
+        ))
+        .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(row["agents_lost"], 1, "{row}");
     target.shutdown().await;
     let _ = (&env.moto, &env.pki, &env.fix);
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 mod api;
 mod limits;
 mod queue;
-pub use api::{ApiConfig, DEFAULT_MAX_STREAMS};
+pub use api::{ApiConfig, OidcConfig, DEFAULT_MAX_STREAMS};
 pub use limits::LimitsConfig;
 pub use queue::{QueueConfig, SchedulesConfig, DEFAULT_MAX_ACTIVE, DEFAULT_MAX_QUEUED};
 

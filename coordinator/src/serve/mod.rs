@@ -178,6 +178,11 @@ pub async fn run(
                 history.clone(),
                 history_error.clone(),
                 c.max_streams,
+                c.oidc
+                    .clone()
+                    .map(api::oidc::Oidc::new)
+                    .transpose()
+                    .context("[api.oidc]")?,
             );
             Some(api::start(c, state).context("starting the API")?)
         }

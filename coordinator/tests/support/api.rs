@@ -59,3 +59,94 @@ pub async fn sse(c: &reqwest::Client, url: &str, token: &str) -> Vec<(String, Va
     }
     events
 }
+
+fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// An identity provider for tests: an ES256 key, its JWKS served on 127.0.0.1, tokens signed
+/// with it.
+pub struct Idp {
+    pub issuer: String,
+    pub jwks_url: String,
+    der: Vec<u8>,
+}
+
+impl Idp {
+    pub async fn start() -> Idp {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let raw = key.public_key_raw().to_vec();
+        assert_eq!(raw.len(), 65, "an uncompressed P-256 point");
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "use": "sig",
+            "x": b64url(&raw[1..33]), "y": b64url(&raw[33..]),
+        }]})
+        .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut s, _)) = listener.accept().await {
+                let body = jwks.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        Idp {
+            issuer: format!("http://{addr}/pool"),
+            jwks_url: format!("http://{addr}/pool/.well-known/jwks.json"),
+            der: key.serialize_der(),
+        }
+    }
+
+    /// `[api.oidc]` for this provider, audience `herd-client`.
+    pub fn config(&self) -> String {
+        format!(
+            "[api.oidc]\nissuer = \"{}\"\naudience = \"herd-client\"\n",
+            self.issuer
+        )
+    }
+
+    /// A token with these claims on top of valid defaults (issuer, audience, an hour to live).
+    pub fn token(&self, claims: Value) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut c = serde_json::json!({
+            "iss": self.issuer, "aud": "herd-client", "sub": "u1", "email": "ann@example.com",
+            "exp": now + 3600, "iat": now,
+        });
+        for (k, v) in claims.as_object().expect("claims") {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = Some("k1".into());
+        jsonwebtoken::encode(&h, &c, &jsonwebtoken::EncodingKey::from_ec_der(&self.der))
+            .expect("signed")
+    }
+}

@@ -1,5 +1,6 @@
-//! Who is calling, and whether they may: a bearer token checked against its hashed record in
-//! the history (`store::tokens`), and the role each endpoint needs — checked by the extractor,
+//! Who is calling, and whether they may: a bearer token — one of herd's API tokens, checked
+//! against its hashed record in the history (`store::tokens`), or an OIDC JWT (`oidc.rs`) when
+//! `[api.oidc]` is set — and the role each endpoint needs — checked by the extractor,
 //! before the body is read, so a caller without the role learns nothing from how its request
 //! would have been judged.
 
@@ -61,32 +62,54 @@ impl<N: Needs + 'static> FromRequest for Caller<N> {
         Box::pin(async move {
             let api = api.ok_or_else(|| ApiError::internal("API state missing"))?;
             let token = token.ok_or_else(ApiError::unauthorized)?;
-            let id = id_of(&token)
-                .map_err(|_| ApiError::unauthorized())?
-                .to_string();
-            let _permit = api.call_permit()?;
-            let lookup = id.clone();
-            let record = api
-                .history
-                .call(move |s| s.token(&lookup))
-                .await?
-                .filter(|r| r.admits(&token))
-                .ok_or_else(|| {
-                    api.board.refused_login();
-                    ApiError::unauthorized()
-                })?;
-            if record.role < N::ROLE {
+            let (id, name, role) = if token.starts_with("herd_") {
+                let id = id_of(&token)
+                    .map_err(|_| ApiError::unauthorized())?
+                    .to_string();
+                let _permit = api.call_permit()?;
+                let lookup = id.clone();
+                let record = api
+                    .history
+                    .call(move |s| s.token(&lookup))
+                    .await?
+                    .filter(|r| r.admits(&token))
+                    .ok_or_else(|| {
+                        api.board.refused_login();
+                        ApiError::unauthorized()
+                    })?;
+                (record.id, record.name, Some(record.role))
+            } else if let Some(oidc) = &api.oidc {
+                match oidc.verify(&token).await {
+                    Ok(p) => (format!("oidc:{}", p.name), p.name, p.role),
+                    Err(e @ super::oidc::OidcError::Keys(_)) => {
+                        tracing::error!(error = %e, "OIDC token not checked");
+                        return Err(ApiError::unavailable(e.to_string()));
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "OIDC token refused");
+                        api.board.refused_login();
+                        return Err(ApiError::unauthorized());
+                    }
+                }
+            } else {
+                return Err(ApiError::unauthorized());
+            };
+            let role = role.ok_or_else(|| {
+                ApiError::forbidden(format!(
+                    "this needs the {} role; {name:?} is in no herd group",
+                    N::ROLE
+                ))
+            })?;
+            if role < N::ROLE {
                 return Err(ApiError::forbidden(format!(
-                    "this needs the {} role; token {:?} has {}",
-                    N::ROLE,
-                    record.name,
-                    record.role
+                    "this needs the {} role; {name:?} has {role}",
+                    N::ROLE
                 )));
             }
             Ok(Caller {
-                id: record.id,
-                name: record.name,
-                role: record.role,
+                id,
+                name,
+                role,
                 _needs: PhantomData,
             })
         })

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod error;
 pub mod files;
 pub mod live;
+pub mod oidc;
 pub mod openapi;
 pub mod ops;
 pub mod runs;
@@ -81,6 +82,8 @@ pub struct Api {
     /// Why the history could not be opened, if it could not: the API then answers 503.
     pub history_error: Option<String>,
     pub results_dir: PathBuf,
+    /// `[api.oidc]`: OIDC bearer tokens are accepted too.
+    pub oidc: Option<oidc::Oidc>,
     calls: Arc<Semaphore>,
     streams: Arc<Semaphore>,
 }
@@ -93,9 +96,11 @@ impl Api {
         history: History,
         history_error: Option<String>,
         max_streams: usize,
+        oidc: Option<oidc::Oidc>,
     ) -> Api {
         let results_dir = env.results_dir.clone();
         Api {
+            oidc,
             runs,
             env,
             board,

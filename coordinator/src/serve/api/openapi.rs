@@ -22,9 +22,9 @@ impl Modify for Bearer {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("herd_<id>_<secret>")
+                    .bearer_format("herd_<id>_<secret> or an OIDC JWT")
                     .description(Some(
-                        "An API token (`herd token create --role viewer|runner|admin`). The scopes name the least role: viewer < runner < admin.",
+                        "An API token (`herd token create --role viewer|runner|admin`), or with `[api.oidc]` a JWT of that issuer whose groups give the role. The scopes name the least role: viewer < runner < admin.",
                     ))
                     .build(),
             ),
