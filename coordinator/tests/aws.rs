@@ -114,6 +114,9 @@ ca_key = "{ca_key}"
 [api]
 listen = "127.0.0.1:0"
 
+[history]
+dynamodb_table = "{history_table}"
+
 [[aws.regions]]
 region = "{REGION}"
 cluster = "{cluster}"
@@ -135,6 +138,7 @@ security_groups = ["sg-0123456789abcdef0"]
         cluster = stack.cluster,
         taskdef = stack.task_definition,
         subnet = stack.subnet,
+        history_table = stack.history_table,
     );
     let cfg_path = work.path().join("serve.toml");
     std::fs::write(&cfg_path, config).expect("write config");

@@ -144,6 +144,7 @@ impl Moto {
 
 /// What the stack would create, as names and ARNs the test needs.
 pub struct Stack {
+    pub history_table: String,
     pub spec_bucket: String,
     pub results_bucket: String,
     pub queue_url: String,
@@ -342,7 +343,9 @@ impl Clients {
             .await
             .expect("RegisterTaskDefinition");
         moto.pin_ecs_task_states();
+        create_history_table(&moto.url, "herd-history").await;
         Stack {
+            history_table: "herd-history".into(),
             spec_bucket,
             results_bucket,
             queue_url,
@@ -699,4 +702,60 @@ impl MotoFix {
         });
         MotoFix { url, task }
     }
+}
+
+/// The history table `deploy/herd.yaml` makes (`coordinator::store::dynamo`'s layout): `pk`/`sk`,
+/// and the indexes `gsi1` (`g1pk`/`g1sk`) and `gsi2` (`g2pk`/`g2sk`), everything projected.
+pub async fn create_history_table(endpoint: &str, name: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let conf = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "moto",
+        ))
+        .load()
+        .await;
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .expect("key")
+    };
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    let gsi = |name: &str, pk: &str, sk: &str| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(pk, KeyType::Hash))
+            .key_schema(key(sk, KeyType::Range))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build()
+            .expect("index")
+    };
+    let mut req = aws_sdk_dynamodb::Client::new(&conf)
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(gsi("gsi1", "g1pk", "g1sk"))
+        .global_secondary_indexes(gsi("gsi2", "g2pk", "g2sk"));
+    for a in ["pk", "sk", "g1pk", "g1sk", "g2pk", "g2sk"] {
+        req = req.attribute_definitions(attr(a));
+    }
+    req.send().await.expect("CreateTable");
 }

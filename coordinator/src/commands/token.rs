@@ -1,18 +1,18 @@
-//! `herd token create|list|revoke`: API tokens, made in the serve config's state folder — the
-//! way to the first admin token, with no API call (whoever can write the state folder already
-//! holds the service). The token goes to stdout alone, shown once; the history keeps its hash.
+//! `herd token create|list|revoke`: API tokens, made in the history the serve config names
+//! (its state folder's SQLite file, or its DynamoDB table) — the way to the first admin token,
+//! with no API call (whoever can write the state folder or the table already holds the
+//! service). The token goes to stdout alone, shown once; the history keeps its hash.
 
 use anyhow::Context as _;
 
 use crate::config::ServeConfig;
 use crate::exit::Exit;
 use crate::store::tokens::{generate, Role};
-use crate::store::{RunStore, SqliteStore};
+use crate::store::RunStore;
 
-fn open(cfg: &ServeConfig) -> anyhow::Result<SqliteStore> {
-    let dir = cfg.state_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(SqliteStore::open_in(&dir)?)
+/// The history the serve config names (its SQLite file, or its DynamoDB table).
+fn open(cfg: &ServeConfig) -> anyhow::Result<Box<dyn RunStore>> {
+    crate::serve::history::open_store(cfg).context("opening the run history")
 }
 
 pub fn create(cfg: &ServeConfig, role: &str, name: &str) -> anyhow::Result<Exit> {

@@ -367,6 +367,12 @@ impl ServeConfig {
     fn check(&self) -> Result<(), String> {
         self.target_policy().map_err(|e| format!("[targets] {e}"))?;
         self.history.check()?;
+        if self.history.dynamodb_table.is_some() && self.aws.is_none() {
+            return Err(
+                "[history] dynamodb_table needs the aws profile's [aws] section (region, endpoint)"
+                    .into(),
+            );
+        }
         if let Some(api) = &self.api {
             api.check()?;
         }

@@ -138,6 +138,32 @@ impl History {
     }
 }
 
+/// The history the config names: the DynamoDB table (`[history] dynamodb_table`, AWS profile)
+/// or `<state_dir>/history.sqlite3`.
+pub fn open_store(cfg: &crate::config::ServeConfig) -> Result<Box<dyn RunStore>, StoreError> {
+    match (&cfg.history.dynamodb_table, &cfg.aws) {
+        (Some(table), Some(aws)) => {
+            let s = crate::store::DynamoStore::connect(
+                table,
+                &aws.region,
+                aws.endpoint_url.as_deref(),
+            )?;
+            tracing::info!(table = %s.table(), retention_days = cfg.history.retention_days, "run history (DynamoDB)");
+            Ok(Box::new(s))
+        }
+        _ => {
+            let dir = cfg.state_dir();
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::Open {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let s = crate::store::SqliteStore::open_in(&dir)?;
+            tracing::info!(file = %s.path().display(), retention_days = cfg.history.retention_days, "run history");
+            Ok(Box::new(s))
+        }
+    }
+}
+
 /// Why [`History::call`] has no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum Call {

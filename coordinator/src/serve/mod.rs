@@ -110,13 +110,8 @@ pub async fn run(
     // start — the unfinished runs must be taken back whatever the history's state — but says
     // so loudly, and every write that cannot reach it is counted.
     let mut history_error = None;
-    let store: Box<dyn crate::store::RunStore> = match crate::store::SqliteStore::open_in(
-        &cfg.state_dir(),
-    ) {
-        Ok(store) => {
-            tracing::info!(file = %store.path().display(), retention_days = cfg.history.retention_days, "run history");
-            Box::new(store)
-        }
+    let store: Box<dyn crate::store::RunStore> = match history::open_store(&cfg) {
+        Ok(store) => store,
         Err(e) => {
             tracing::error!(error = %e, "the run history cannot be opened: serving without it (runs go on and resume; their records are not kept)");
             eprintln!("herd serve: WARNING: the run history cannot be opened: {e}");

@@ -13,11 +13,15 @@
 //! implement it by blocking on its runtime handle from that thread.
 
 pub mod catalog;
+pub mod dynamo;
+mod dynamo_catalog;
 pub mod sqlite;
 mod sqlite_catalog;
 mod sqlite_tokens;
 pub mod tokens;
 
+#[cfg(test)]
+mod conformance_tests;
 #[cfg(test)]
 mod sqlite_tests;
 
@@ -26,6 +30,7 @@ use std::time::Duration;
 use messages::outcome::{EndState, Verdict};
 use serde::Deserialize;
 
+pub use dynamo::DynamoStore;
 pub use sqlite::SqliteStore;
 pub use tokens::{Role, TokenRecord};
 
@@ -44,6 +49,9 @@ pub struct HistoryConfig {
     /// forever.
     #[serde(default = "default_retention")]
     pub retention_days: u32,
+    /// AWS profile: keep the history in this DynamoDB table (made by the stack) instead of the
+    /// SQLite file in the state folder.
+    pub dynamodb_table: Option<String>,
 }
 
 fn default_retention() -> u32 {
@@ -54,6 +62,7 @@ impl Default for HistoryConfig {
     fn default() -> HistoryConfig {
         HistoryConfig {
             retention_days: DEFAULT_RETENTION_DAYS,
+            dynamodb_table: None,
         }
     }
 }

@@ -169,10 +169,14 @@ fn prune_removes_runs_accepted_before_the_cutoff() {
         c.retention(),
         Some(std::time::Duration::from_secs(90 * 86_400))
     );
-    let forever = HistoryConfig { retention_days: 0 };
+    let forever = HistoryConfig {
+        retention_days: 0,
+        ..Default::default()
+    };
     assert_eq!(forever.retention(), None);
     assert!(HistoryConfig {
-        retention_days: MAX_RETENTION_DAYS + 1
+        retention_days: MAX_RETENTION_DAYS + 1,
+        ..Default::default()
     }
     .check()
     .is_err());
