@@ -117,6 +117,9 @@ listen = "127.0.0.1:0"
 [history]
 dynamodb_table = "{history_table}"
 
+[aws.scheduler]
+role_arn = "arn:aws:iam::123456789012:role/herd-scheduler"
+
 [[aws.regions]]
 region = "{REGION}"
 cluster = "{cluster}"
@@ -656,6 +659,101 @@ async fn pipeline_cancel_and_a_stopped_task() {
     )
     .await;
     assert_eq!(row["agents_lost"], 1, "{row}");
+    target.shutdown().await;
+
+    // 4. A schedule under the AWS profile lives in EventBridge Scheduler, which sends each
+    //    occurrence's RunRequested to the intake queue. moto keeps schedules but fires none, so
+    //    the test sends what the Scheduler would, twice: one run.
+    let admin = std::process::Command::new(herd())
+        .args([
+            "token",
+            "create",
+            "--role",
+            "admin",
+            "--name",
+            "aws admin",
+            "--config",
+        ])
+        .arg(env.work.path().join("serve.toml"))
+        .output()
+        .expect("herd token");
+    let admin = String::from_utf8(admin.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_string();
+    let target = start_target().await;
+    let body = json!({
+        "name": "weekday mornings", "cron": "0 9 * * MON-FRI", "timezone": "Europe/Paris",
+        "spec_text": spec_yaml("scheduled", &target.url(), 1, "1s"),
+    });
+    let (status, made) = api::json(
+        c.post(format!("{url}/api/v1/schedules"))
+            .bearer_auth(&admin)
+            .body(body.to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}\n{}", env.logs());
+    let id = made["id"].as_str().expect("id").to_string();
+    let sched = herd_tests::aws::scheduler_client(&env.moto.url).await;
+    let got = sched
+        .get_schedule()
+        .name(&id)
+        .group_name("default")
+        .send()
+        .await
+        .expect("GetSchedule");
+    assert_eq!(got.schedule_expression(), Some("cron(0 9 ? * MON-FRI *)"));
+    assert_eq!(got.schedule_expression_timezone(), Some("Europe/Paris"));
+    let t = got.target().expect("target");
+    assert_eq!(t.arn(), "arn:aws:sqs:us-east-1:123456789012:herd-intake");
+    assert_eq!(
+        t.role_arn(),
+        "arn:aws:iam::123456789012:role/herd-scheduler"
+    );
+    let fired = t
+        .input()
+        .expect("input")
+        .replace("<aws.scheduler.scheduled-time>", "2026-12-01T08:00:00Z");
+    for _ in 0..2 {
+        env.aws
+            .sqs
+            .send_message()
+            .queue_url(&env.stack.queue_url)
+            .message_body(&fired)
+            .send()
+            .await
+            .expect("SendMessage");
+    }
+    let (sns, _) = both_notifications(
+        &env,
+        "RunCompleted",
+        "correlation_id",
+        &format!("schedule:{id}"),
+    )
+    .await;
+    assert_eq!(sns["detail"]["state"], "completed", "{sns}");
+    assert_eq!(sns["detail"]["requests"], json!(target.stats().requests));
+    let more = env
+        .aws
+        .drain(&env.stack.sns_sink, Duration::from_secs(4))
+        .await;
+    assert!(
+        !more.iter().any(|b| b.contains(&format!("schedule:{id}"))),
+        "one run for the occurrence sent twice: {more:?}"
+    );
+    let (status, _) = api::json(
+        c.delete(format!("{url}/api/v1/schedules/{id}"))
+            .bearer_auth(&admin),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let gone = sched
+        .get_schedule()
+        .name(&id)
+        .group_name("default")
+        .send()
+        .await;
+    assert!(gone.is_err(), "the EventBridge schedule is deleted too");
     target.shutdown().await;
     let _ = (&env.moto, &env.pki, &env.fix);
 }

@@ -759,3 +759,16 @@ pub async fn create_history_table(endpoint: &str, name: &str) {
     }
     req.send().await.expect("CreateTable");
 }
+
+/// An EventBridge Scheduler client on moto.
+pub async fn scheduler_client(endpoint: &str) -> aws_sdk_scheduler::Client {
+    let conf = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_scheduler::config::Credentials::new(
+            "test", "test", None, None, "moto",
+        ))
+        .load()
+        .await;
+    aws_sdk_scheduler::Client::new(&conf)
+}

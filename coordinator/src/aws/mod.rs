@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod ecs_launcher;
 pub mod events;
 pub mod iot;
+pub mod scheduler;
 pub mod spec_source;
 pub mod store;
 

@@ -149,6 +149,41 @@ pub struct AwsConfig {
     /// Who may start and cancel runs with pipeline events.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// `[aws.scheduler]`: schedules live in EventBridge Scheduler (else the coordinator fires
+    /// them itself).
+    pub scheduler: Option<SchedulerConfig>,
+}
+
+/// `[aws.scheduler]`: EventBridge Scheduler sends each occurrence's `RunRequested` to the intake
+/// queue, assuming `role_arn` (allowed `sqs:SendMessage` on it; its account is the pipeline
+/// account the events carry, so list it in `[aws.pipeline] accounts`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    pub role_arn: String,
+    /// The schedule group (default `default`).
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// The intake queue's ARN; default: made from `queue_url` and `region`.
+    pub queue_arn: Option<String>,
+}
+
+fn default_group() -> String {
+    "default".into()
+}
+
+impl AwsConfig {
+    /// The intake queue's ARN, from `[aws.scheduler] queue_arn` or the queue URL
+    /// (`https://sqs.<region>.amazonaws.com/<account>/<name>`).
+    pub fn queue_arn(&self) -> Option<String> {
+        if let Some(a) = self.scheduler.as_ref().and_then(|s| s.queue_arn.clone()) {
+            return Some(a);
+        }
+        let url = url::Url::parse(&self.queue_url).ok()?;
+        let mut parts = url.path_segments()?;
+        let (account, name) = (parts.next()?, parts.next()?);
+        Some(format!("arn:aws:sqs:{}:{account}:{name}", self.region))
+    }
 }
 
 /// `[aws.pipeline]`: pipeline events (`RunRequested`, `CancelRequested`) are taken only from

@@ -159,7 +159,10 @@ pub async fn run(
         )
         .start();
     }
-    scheduler::Scheduler::new(history.clone(), runs.clone(), cfg.schedules.catch_up_s).start();
+    // With [aws.scheduler], EventBridge Scheduler fires the schedules (into the intake queue).
+    if env.aws.as_ref().is_none_or(|a| a.scheduler.is_none()) {
+        scheduler::Scheduler::new(history.clone(), runs.clone(), cfg.schedules.catch_up_s).start();
+    }
     if let Some(dir) = &cfg.inbox {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         inbox::Inbox::new(dir.clone(), runs.clone()).start();

@@ -60,6 +60,8 @@ pub struct AwsEnv {
     /// Spec regions not in the config (`local`, a plain count) go to this one.
     pub default_region: String,
     pub agent_ca_pem: Option<String>,
+    /// `[aws.scheduler]`: schedules live in EventBridge Scheduler.
+    pub scheduler: Option<Arc<crate::aws::scheduler::EbScheduler>>,
 }
 
 /// The coordinator's own IoT identity, made at start and deleted at shutdown.
@@ -181,6 +183,20 @@ async fn aws(
         aws.iot.certificates.clone(),
         ca,
     );
+    let scheduler = match &aws.scheduler {
+        Some(sc) => {
+            let queue_arn = aws
+                .queue_arn()
+                .context("[aws.scheduler]: the intake queue's ARN (set queue_arn)")?;
+            Some(Arc::new(crate::aws::scheduler::EbScheduler::new(
+                &conf,
+                sc.clone(),
+                queue_arn,
+                aws.region.clone(),
+            )?))
+        }
+        None => None,
+    };
     let broker_url = match (&cfg.broker.url, &aws.iot.endpoint) {
         (Some(u), _) | (None, Some(u)) => u.clone(),
         (None, None) => iot.endpoint().await?,
@@ -264,6 +280,7 @@ async fn aws(
                 regions: Arc::new(regions),
                 default_region,
                 agent_ca_pem: read(&cfg.broker.agent_ca, "[broker] agent_ca")?,
+                scheduler,
             }),
             notifier,
             policy,

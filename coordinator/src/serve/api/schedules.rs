@@ -106,6 +106,29 @@ fn view(s: Schedule) -> ScheduleView {
     }
 }
 
+/// With `[aws.scheduler]`, the schedule made (or replaced) in EventBridge Scheduler — a stored
+/// spec as its latest version now (EventBridge sends a fixed event).
+async fn delegate(api: &Api, s: &Schedule, update: bool) -> Result<(), ApiError> {
+    let Some(eb) = api.env.aws.as_ref().and_then(|a| a.scheduler.clone()) else {
+        return Ok(());
+    };
+    let text = match &s.spec {
+        ScheduledSpec::Inline(t) => t.clone(),
+        ScheduledSpec::Stored(name) => {
+            let _permit = api.call_permit()?;
+            let n = name.clone();
+            api.history
+                .call(move |st| st.spec(&n, None))
+                .await?
+                .map(|v| v.text)
+                .ok_or_else(|| ApiError::bad_request(format!("spec {name:?} is not stored")))?
+        }
+    };
+    eb.put(s, &text, update)
+        .await
+        .map_err(ApiError::unavailable)
+}
+
 /// Every schedule, with its next fire times.
 #[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules", operation_id = "list_schedules",
     responses(
@@ -236,6 +259,12 @@ pub async fn create(
         .call(move |st| st.add_schedule(&kept))
         .await
         .map_err(full_is_conflict)?;
+    if let Err(e) = delegate(&api, &s, false).await {
+        // Not half-made: the history forgets it too.
+        let id = s.id.clone();
+        let _ = api.history.call(move |st| st.remove_schedule(&id)).await;
+        return Err(e);
+    }
     tracing::info!(schedule = %s.id, name = %s.name, "schedule made");
     Ok(HttpResponse::Created().json(view(s)))
 }
@@ -270,7 +299,9 @@ pub async fn patch(
         return Err(ApiError::not_found(format!("no schedule {id:?}")));
     }
     drop(_permit);
-    Ok(HttpResponse::Ok().json(view(find(&api, &id).await?)))
+    let s = find(&api, &id).await?;
+    delegate(&api, &s, true).await?;
+    Ok(HttpResponse::Ok().json(view(s)))
 }
 
 /// Removes a schedule (runs it started stay).
@@ -291,6 +322,9 @@ pub async fn remove(
     let i = id.clone();
     if !api.history.call(move |s| s.remove_schedule(&i)).await? {
         return Err(ApiError::not_found(format!("no schedule {id:?}")));
+    }
+    if let Some(eb) = api.env.aws.as_ref().and_then(|a| a.scheduler.clone()) {
+        eb.delete(&id).await.map_err(ApiError::unavailable)?;
     }
     Ok(HttpResponse::NoContent().finish())
 }
