@@ -277,6 +277,38 @@ async fn herd_submit_wait_exits_as_the_run_ended_99_on_failed_thresholds_130_whe
     );
     assert!(stdout.contains("thresholds failed"), "{stdout}");
     assert_eq!(t.stats().requests, 10, "the target saw the whole run");
+    t.reset();
+
+    // A spec that names a data file: the file goes with it.
+    std::fs::write(dir.path().join("users.csv"), "name\nann\nbob\n").unwrap();
+    let with_data = dir.path().join("with-data.yaml");
+    std::fs::write(
+        &with_data,
+        format!(
+            "name: withdata\ntarget: {}\ndata:\n  users: {{file: users.csv}}\nscenario:\n  - request: GET /items/{{{{users.name}}}}\nload: {{executor: per-vu-iterations, vus: 1, iterations: 4}}\n",
+            t.url()
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(herd())
+        .args(["submit", "--wait", "--server", &url])
+        .arg(&with_data)
+        .env("HERD_TOKEN", &runner)
+        .output()
+        .await
+        .expect("herd submit");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let by_path = t.stats().by_path;
+    let named: u64 = ["/items/ann", "/items/bob"]
+        .iter()
+        .filter_map(|p| by_path.get(*p).copied())
+        .sum();
+    assert_eq!(named, 4, "{by_path:?}");
 
     // No token: refused before anything runs.
     let out = tokio::process::Command::new(herd())

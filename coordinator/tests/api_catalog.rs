@@ -336,3 +336,74 @@ async fn the_api_serves_https_with_its_certificate_and_the_client_follows_over_t
     assert_eq!(done.last().unwrap().1["requests"], 3);
     serve.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_run_brings_its_data_files_confined_to_their_folder() {
+    let t = start_target().await;
+    let serve = Serve::start_with(&[], API).await;
+    let base = format!("{}/api/v1", serve.api_url());
+    let runner = serve.token("runner");
+    let c = client();
+    let spec = format!(
+        "name: shop\ntarget: {}\ndata:\n  users: {{file: data/users.csv}}\nscenario:\n  - request: GET /items/{{{{users.name}}}}\nload: {{executor: per-vu-iterations, vus: 1, iterations: 6}}\n",
+        t.url()
+    );
+    let form = |files: Vec<(&str, &str)>| {
+        let mut f = reqwest::multipart::Form::new().text("spec", spec.clone());
+        for (name, body) in files {
+            f = f.part(
+                "file",
+                reqwest::multipart::Part::bytes(body.as_bytes().to_vec())
+                    .file_name(name.to_string()),
+            );
+        }
+        f
+    };
+    let (status, v) = json(
+        c.post(format!("{base}/runs"))
+            .bearer_auth(&runner)
+            .multipart(form(vec![("data/users.csv", "name\nann\nbob\ncyd\n")])),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let run = v["run_id"].as_str().unwrap();
+    let done = sse(&c, &format!("{base}/runs/{run}/live"), &runner).await;
+    assert_eq!(done.last().unwrap().1["state"], "completed", "{done:?}");
+    let by_path = t.stats().by_path;
+    let from_file: u64 = ["ann", "bob", "cyd"]
+        .iter()
+        .filter_map(|n| by_path.get(&format!("/items/{n}")).copied())
+        .sum();
+    assert_eq!(
+        from_file, 6,
+        "every request took a name from the uploaded file: {by_path:?}"
+    );
+    // A file outside the folder, a missing file, no spec: refused whole, with why.
+    for (files, want_status, want) in [
+        (vec![("../users.csv", "name\nx\n")], 400, "users.csv"),
+        (vec![("/etc/users.csv", "name\nx\n")], 400, "users.csv"),
+        (vec![("other.csv", "name\nx\n")], 422, "data.users"),
+    ] {
+        let (status, v) = json(
+            c.post(format!("{base}/runs"))
+                .bearer_auth(&runner)
+                .multipart(form(files)),
+        )
+        .await;
+        assert_eq!(status, want_status, "{v}");
+        assert!(v.to_string().contains(want), "{v}");
+    }
+    let no_spec = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("a.csv"),
+    );
+    let (status, v) = json(
+        c.post(format!("{base}/runs"))
+            .bearer_auth(&runner)
+            .multipart(no_spec),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(t.stats().requests, 6, "nothing refused ran");
+    serve.stop().await;
+}

@@ -94,10 +94,21 @@ pub async fn submit(
     let text =
         std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
     let c = s.client()?;
-    let mut r = s
-        .req(&c, reqwest::Method::POST, "/runs")
-        .header("content-type", "application/yaml")
-        .body(text);
+    // The files the spec names go with it (multipart), paths relative to the spec.
+    let files = super::client_files::named_files(spec).await;
+    let mut r = s.req(&c, reqwest::Method::POST, "/runs");
+    r = if files.is_empty() {
+        r.header("content-type", "application/yaml").body(text)
+    } else {
+        let mut form = reqwest::multipart::Form::new().text("spec", text);
+        for (path, bytes) in files {
+            form = form.part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(path),
+            );
+        }
+        r.multipart(form)
+    };
     if let Some(k) = idempotency_key {
         r = r.header("Idempotency-Key", k);
     }

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod client;
+mod client_files;
 pub mod run;
 pub mod token;
 

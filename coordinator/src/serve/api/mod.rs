@@ -22,6 +22,7 @@ pub mod runs;
 pub mod schedules;
 pub mod specs;
 pub mod tokens;
+pub mod upload;
 pub mod views;
 
 use std::net::SocketAddr;

@@ -82,8 +82,13 @@ pub struct StoredQuery {
 /// Starts a run of the spec in the body, or of a stored spec (`?spec=NAME[&version=N]`).
 #[utoipa::path(
     post, path = "/api/v1/runs", operation_id = "submit_run", tag = "runs",
-    request_body(content = String, content_type = "application/yaml",
-        description = "The spec, YAML or JSON (at most 1 MiB). It names no data files: a spec that needs them comes through the inbox or S3."),
+    request_body(
+        description = "The spec, YAML or JSON (at most 1 MiB); or multipart/form-data with the spec (part `spec`) and the files it names (parts `file`, filename = the path relative to the spec; 7 MiB in all).",
+        content(
+            (String = "application/yaml"),
+            (super::upload::MultipartRun = "multipart/form-data"),
+        ),
+    ),
     params(
         StoredQuery,
         ("Idempotency-Key" = Option<String>, Header, description = "The same key from the same token makes one run, however often it is sent."),
@@ -105,9 +110,23 @@ pub async fn submit(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = super::read_body(payload, crate::bundle::MAX_SPEC_BYTES as usize).await?;
+    // Kept until the run is accepted: its files are read into the bundle by then.
+    let mut upload = None;
+    let (body, source) = if super::upload::is_multipart(&req) {
+        let u = super::upload::unpack(&req, payload).await?;
+        let source = SpecSource::File {
+            path: u.spec.clone(),
+            data_dir: u.dir.path().to_path_buf(),
+        };
+        upload = Some(u);
+        (web::Bytes::new(), Some(source))
+    } else {
+        let body = super::read_body(payload, crate::bundle::MAX_SPEC_BYTES as usize).await?;
+        (body, None)
+    };
     let stored = super::query::<StoredQuery>(&req)?;
     let text = match stored.spec {
+        _ if source.is_some() => String::new(),
         Some(name) => {
             if !body.iter().all(u8::is_ascii_whitespace) {
                 return Err(ApiError::bad_request(
@@ -147,7 +166,7 @@ pub async fn submit(
     };
     let request = RunRequest {
         idempotency_key: key,
-        spec: SpecSource::Inline(text),
+        spec: source.unwrap_or(SpecSource::Inline(text)),
         overrides: Default::default(),
         correlation_id: header_value(&req, "X-Correlation-Id")?,
         origin: format!("api:{}", caller.name),
@@ -158,6 +177,7 @@ pub async fn submit(
         .await
         .map_err(|e| ApiError::unavailable(format!("the run registry: {e}")))?
         .map_err(|e| ApiError::unavailable(format!("try again: {e}")))?;
+    drop(upload);
     match answer {
         Submitted::Started(run_id) => Ok(HttpResponse::Created()
             .insert_header((header::LOCATION, format!("/api/v1/runs/{run_id}")))
