@@ -152,6 +152,32 @@ async fn a_run_submitted_through_the_api_streams_each_second_and_its_numbers_mat
         .map(|l| l.split(',').nth(2).unwrap().parse::<u64>().unwrap())
         .sum();
     assert_eq!(total, seen, "{csv}");
+    // Each streamed second against the final series: never more than the run's own second,
+    // and (all batches in by the time it streams, as on an idle machine) mostly the same.
+    let final_rows: std::collections::HashMap<u64, u64> = csv
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(1) == Some("TOTAL"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect();
+    let mut same = 0;
+    for snap in &snapshots {
+        let second = snap["second"].as_u64().unwrap();
+        let streamed = snap["rps"].as_u64().unwrap();
+        let kept = final_rows.get(&second).copied().unwrap_or(0);
+        assert!(
+            streamed <= kept,
+            "second {second}: streamed {streamed} > final {kept}"
+        );
+        same += usize::from(streamed == kept);
+    }
+    assert!(
+        same > 0,
+        "no streamed second matches the final series: {snapshots:?}\n{csv}"
+    );
     let (status, series) = json(
         c.get(format!("{base}/runs/{run}/timeseries"))
             .bearer_auth(&viewer),
@@ -380,6 +406,44 @@ async fn herd_submit_wait_exits_as_the_run_ended_99_on_failed_thresholds_130_whe
             .contains("enough"),
         "{result}"
     );
+    // The history and one run, for people and as JSON.
+    let out = tokio::process::Command::new(herd())
+        .args(["runs", "--spec", "long", "--json", "--server", &url])
+        .env("HERD_TOKEN", &runner)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: Value = serde_json::from_slice(&out.stdout).expect("--json");
+    assert_eq!(page["runs"][0]["run_id"], run.as_str(), "{page}");
+    assert_eq!(page["runs"][0]["status"], "cancelled");
+    let out = tokio::process::Command::new(herd())
+        .args(["runs", "--server", &url])
+        .env("HERD_TOKEN", &runner)
+        .output()
+        .await
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.starts_with("RUN") && table.contains("failing") && table.contains("cancelled"),
+        "{table}"
+    );
+    let out = tokio::process::Command::new(herd())
+        .args(["show", &run, "--server", &url])
+        .env("HERD_TOKEN", &runner)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"reason\""),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
     // Cancelling again: the run is over.
     let c = client();
     let (status, v) = json(
