@@ -14,7 +14,7 @@ use serve::{herd, Serve};
 
 #[path = "support/api.rs"]
 mod api;
-use api::{client, json, sse, Idp, API};
+use api::{client, herd_cli, json, sse, Idp, API};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_submitted_through_the_api_streams_each_second_and_its_numbers_match_the_target() {
@@ -287,20 +287,13 @@ async fn herd_submit_wait_exits_as_the_run_ended_99_on_failed_thresholds_130_whe
         ),
     )
     .unwrap();
-    let out = tokio::process::Command::new(herd())
-        .args(["submit", "--wait", "--server", &url])
-        .arg(&failing)
-        .env("HERD_TOKEN", &runner)
-        .output()
-        .await
-        .expect("herd submit");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(99),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout, stderr) = herd_cli(
+        &["submit", "--wait", failing.to_str().unwrap()],
+        &url,
+        &runner,
+    )
+    .await;
+    assert_eq!(code, 99, "{stdout}\n{stderr}");
     assert!(stdout.contains("thresholds failed"), "{stdout}");
     assert_eq!(t.stats().requests, 10, "the target saw the whole run");
     t.reset();
@@ -316,19 +309,13 @@ async fn herd_submit_wait_exits_as_the_run_ended_99_on_failed_thresholds_130_whe
         ),
     )
     .unwrap();
-    let out = tokio::process::Command::new(herd())
-        .args(["submit", "--wait", "--server", &url])
-        .arg(&with_data)
-        .env("HERD_TOKEN", &runner)
-        .output()
-        .await
-        .expect("herd submit");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, _, err) = herd_cli(
+        &["submit", "--wait", with_data.to_str().unwrap()],
+        &url,
+        &runner,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
     let by_path = t.stats().by_path;
     let named: u64 = ["/items/ann", "/items/bob"]
         .iter()
@@ -337,15 +324,9 @@ async fn herd_submit_wait_exits_as_the_run_ended_99_on_failed_thresholds_130_whe
     assert_eq!(named, 4, "{by_path:?}");
 
     // No token: refused before anything runs.
-    let out = tokio::process::Command::new(herd())
-        .args(["submit", "--wait", "--server", &url])
-        .arg(&failing)
-        .env_remove("HERD_TOKEN")
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    let (code, _, err) = herd_cli(&["submit", "--wait", failing.to_str().unwrap()], &url, "").await;
+    assert_eq!(code, 1);
+    assert!(err.contains("401"), "{err}");
 
     // Cancelled while it runs: 130, and the history says so.
     let long = dir.path().join("long.yaml");
@@ -371,17 +352,8 @@ async fn herd_submit_wait_exits_as_the_run_ended_99_on_failed_thresholds_130_whe
     // Let it load for a second or two, then cancel with the CLI.
     let snap = lines.next_line().await.unwrap().unwrap();
     assert!(snap.starts_with("{\"snapshot\":"), "{snap}");
-    let out = tokio::process::Command::new(herd())
-        .args(["cancel", &run, "--reason", "enough", "--server", &url])
-        .env("HERD_TOKEN", &runner)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, _, err) = herd_cli(&["cancel", &run, "--reason", "enough"], &url, &runner).await;
+    assert_eq!(code, 0, "{err}");
     let mut result = None;
     while let Some(l) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
         .await
@@ -407,42 +379,18 @@ async fn herd_submit_wait_exits_as_the_run_ended_99_on_failed_thresholds_130_whe
         "{result}"
     );
     // The history and one run, for people and as JSON.
-    let out = tokio::process::Command::new(herd())
-        .args(["runs", "--spec", "long", "--json", "--server", &url])
-        .env("HERD_TOKEN", &runner)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let page: Value = serde_json::from_slice(&out.stdout).expect("--json");
+    let (code, out, err) = herd_cli(&["runs", "--spec", "long", "--json"], &url, &runner).await;
+    assert_eq!(code, 0, "{err}");
+    let page: Value = serde_json::from_str(&out).expect("--json");
     assert_eq!(page["runs"][0]["run_id"], run.as_str(), "{page}");
     assert_eq!(page["runs"][0]["status"], "cancelled");
-    let out = tokio::process::Command::new(herd())
-        .args(["runs", "--server", &url])
-        .env("HERD_TOKEN", &runner)
-        .output()
-        .await
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
+    let (_, table, _) = herd_cli(&["runs"], &url, &runner).await;
     assert!(
         table.starts_with("RUN") && table.contains("failing") && table.contains("cancelled"),
         "{table}"
     );
-    let out = tokio::process::Command::new(herd())
-        .args(["show", &run, "--server", &url])
-        .env("HERD_TOKEN", &runner)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("\"reason\""),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (_, shown, _) = herd_cli(&["show", &run], &url, &runner).await;
+    assert!(shown.contains("\"reason\""), "{shown}");
 
     // Cancelling again: the run is over.
     let c = client();

@@ -9,26 +9,11 @@ use serde_json::Value;
 
 #[path = "support/serve.rs"]
 mod serve;
-use serve::{herd, Serve};
+use serve::Serve;
 
 #[path = "support/api.rs"]
 mod api;
-use api::{client, json, sse, API};
-
-async fn herd_cli(args: &[&str], url: &str, token: &str) -> (i32, String, String) {
-    let out = tokio::process::Command::new(herd())
-        .args(args)
-        .args(["--server", url])
-        .env("HERD_TOKEN", token)
-        .output()
-        .await
-        .expect("herd");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use api::{client, herd_cli, json, sse, API};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_specs_keep_versions_and_a_run_is_compared_with_its_baseline() {

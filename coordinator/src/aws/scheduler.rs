@@ -154,36 +154,28 @@ impl EbScheduler {
             ScheduleState::Disabled
         };
         let description = format!("herd schedule {} ({})", s.id, s.name);
+        // Create and update take the same whole definition (their builders are two types).
+        macro_rules! definition {
+            ($call:expr) => {
+                $call
+                    .name(&s.id)
+                    .group_name(&self.cfg.group)
+                    .schedule_expression(expr)
+                    .schedule_expression_timezone(&s.timezone)
+                    .flexible_time_window(window)
+                    .target(target)
+                    .state(state)
+                    .description(description)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| crate::aws::err_text(&e))
+            };
+        }
         let r = if update {
-            self.client
-                .update_schedule()
-                .name(&s.id)
-                .group_name(&self.cfg.group)
-                .schedule_expression(expr)
-                .schedule_expression_timezone(&s.timezone)
-                .flexible_time_window(window)
-                .target(target)
-                .state(state)
-                .description(description)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| crate::aws::err_text(&e))
+            definition!(self.client.update_schedule())
         } else {
-            self.client
-                .create_schedule()
-                .name(&s.id)
-                .group_name(&self.cfg.group)
-                .schedule_expression(expr)
-                .schedule_expression_timezone(&s.timezone)
-                .flexible_time_window(window)
-                .target(target)
-                .state(state)
-                .description(description)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| crate::aws::err_text(&e))
+            definition!(self.client.create_schedule())
         };
         r.map_err(|e| format!("EventBridge Scheduler: {e}"))
     }

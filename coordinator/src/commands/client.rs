@@ -52,6 +52,29 @@ impl Server {
     }
 }
 
+impl Server {
+    /// One JSON call: `body` (JSON text) sent if given, the answer parsed, an error answer
+    /// turned into one line saying `what` failed and why.
+    async fn call(
+        &self,
+        c: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<String>,
+        what: &str,
+    ) -> anyhow::Result<Value> {
+        let mut r = self.req(c, method, path);
+        if let Some(b) = body {
+            r = r.header("content-type", "application/json").body(b);
+        }
+        let resp = r
+            .send()
+            .await
+            .with_context(|| format!("reaching {}", self.base()))?;
+        json_of(what, resp).await
+    }
+}
+
 /// The API's error document as one line, or the status.
 async fn failure(what: &str, r: reqwest::Response) -> anyhow::Error {
     let status = r.status();
@@ -285,14 +308,9 @@ pub async fn runs(s: &Server, query: &[(&str, String)]) -> anyhow::Result<Exit> 
         url.query_pairs_mut().append_pair(k, v);
     }
     let path = format!("/runs?{}", url.query().unwrap_or_default());
-    let v = json_of(
-        "listing runs",
-        s.req(&c, reqwest::Method::GET, &path)
-            .send()
-            .await
-            .with_context(|| format!("reaching {}", s.base()))?,
-    )
-    .await?;
+    let v = s
+        .call(&c, reqwest::Method::GET, &path, None, "listing runs")
+        .await?;
     if s.json {
         println!("{v}");
         return Ok(Exit::Ok);
@@ -337,14 +355,15 @@ pub async fn runs(s: &Server, query: &[(&str, String)]) -> anyhow::Result<Exit> 
 /// `herd show RUN`.
 pub async fn show(s: &Server, run_id: &str) -> anyhow::Result<Exit> {
     let c = s.client()?;
-    let mut v = json_of(
-        "reading the run",
-        s.req(&c, reqwest::Method::GET, &format!("/runs/{run_id}"))
-            .send()
-            .await
-            .with_context(|| format!("reaching {}", s.base()))?,
-    )
-    .await?;
+    let mut v = s
+        .call(
+            &c,
+            reqwest::Method::GET,
+            &format!("/runs/{run_id}"),
+            None,
+            "reading the run",
+        )
+        .await?;
     if s.json {
         println!("{v}");
         return Ok(Exit::Ok);
@@ -361,16 +380,15 @@ pub async fn show(s: &Server, run_id: &str) -> anyhow::Result<Exit> {
 pub async fn cancel(s: &Server, run_id: &str, reason: Option<String>) -> anyhow::Result<Exit> {
     let c = s.client()?;
     let body = serde_json::json!({ "reason": reason });
-    let v = json_of(
-        "cancelling the run",
-        s.req(&c, reqwest::Method::POST, &format!("/runs/{run_id}/cancel"))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .with_context(|| format!("reaching {}", s.base()))?,
-    )
-    .await?;
+    let v = s
+        .call(
+            &c,
+            reqwest::Method::POST,
+            &format!("/runs/{run_id}/cancel"),
+            Some(body.to_string()),
+            "cancelling the run",
+        )
+        .await?;
     if s.json {
         println!("{v}");
     } else {
@@ -409,16 +427,15 @@ pub async fn schedule_add(s: &Server, n: NewSchedule) -> anyhow::Result<Exit> {
         .filter(|(_, v)| !v.is_null())
         .collect();
     let c = s.client()?;
-    let v = json_of(
-        "making the schedule",
-        s.req(&c, reqwest::Method::POST, "/schedules")
-            .header("content-type", "application/json")
-            .body(Value::Object(body).to_string())
-            .send()
-            .await
-            .with_context(|| format!("reaching {}", s.base()))?,
-    )
-    .await?;
+    let v = s
+        .call(
+            &c,
+            reqwest::Method::POST,
+            "/schedules",
+            Some(Value::Object(body).to_string()),
+            "making the schedule",
+        )
+        .await?;
     if s.json {
         println!("{v}");
     } else {
@@ -432,14 +449,15 @@ pub async fn schedule_add(s: &Server, n: NewSchedule) -> anyhow::Result<Exit> {
 
 pub async fn schedule_list(s: &Server) -> anyhow::Result<Exit> {
     let c = s.client()?;
-    let v = json_of(
-        "listing schedules",
-        s.req(&c, reqwest::Method::GET, "/schedules")
-            .send()
-            .await
-            .with_context(|| format!("reaching {}", s.base()))?,
-    )
-    .await?;
+    let v = s
+        .call(
+            &c,
+            reqwest::Method::GET,
+            "/schedules",
+            None,
+            "listing schedules",
+        )
+        .await?;
     if s.json {
         println!("{v}");
         return Ok(Exit::Ok);
@@ -482,25 +500,25 @@ pub async fn schedule_rm(s: &Server, id: &str) -> anyhow::Result<Exit> {
 /// `herd baseline set RUN`: the run becomes its spec's baseline.
 pub async fn baseline_set(s: &Server, run_id: &str) -> anyhow::Result<Exit> {
     let c = s.client()?;
-    let run = json_of(
-        "reading the run",
-        s.req(&c, reqwest::Method::GET, &format!("/runs/{run_id}"))
-            .send()
-            .await
-            .with_context(|| format!("reaching {}", s.base()))?,
-    )
-    .await?;
+    let run = s
+        .call(
+            &c,
+            reqwest::Method::GET,
+            &format!("/runs/{run_id}"),
+            None,
+            "reading the run",
+        )
+        .await?;
     let spec = run["spec"].as_str().context("the run names no spec")?;
-    let v = json_of(
-        "setting the baseline",
-        s.req(&c, reqwest::Method::PUT, &format!("/specs/{spec}/baseline"))
-            .header("content-type", "application/json")
-            .body(serde_json::json!({ "run": run_id }).to_string())
-            .send()
-            .await
-            .with_context(|| format!("reaching {}", s.base()))?,
-    )
-    .await?;
+    let v = s
+        .call(
+            &c,
+            reqwest::Method::PUT,
+            &format!("/specs/{spec}/baseline"),
+            Some(serde_json::json!({ "run": run_id }).to_string()),
+            "setting the baseline",
+        )
+        .await?;
     if s.json {
         println!("{v}");
     } else {

@@ -156,10 +156,7 @@ impl DynamoStore {
     }
 
     pub(super) fn err<E: std::error::Error + 'static>(&self, e: E) -> StoreError {
-        StoreError::Open {
-            path: format!("DynamoDB table {}", self.table),
-            reason: DisplayErrorContext(&e).to_string(),
-        }
+        sdk_err(&self.table, e)
     }
 
     /// Every item a query gives (its pages followed), at most `cap`.
@@ -193,10 +190,7 @@ impl DynamoStore {
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await
-                    .map_err(|e| StoreError::Open {
-                        path: format!("DynamoDB table {name}"),
-                        reason: DisplayErrorContext(&e).to_string(),
-                    })?;
+                    .map_err(|e| sdk_err(&name, e))?;
                 out.extend(r.items.unwrap_or_default());
                 if out.len() >= cap {
                     out.truncate(cap);
@@ -467,10 +461,7 @@ impl DynamoStore {
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await
-                    .map_err(|e| StoreError::Open {
-                        path: format!("DynamoDB table {name}"),
-                        reason: DisplayErrorContext(&e).to_string(),
-                    })?;
+                    .map_err(|e| sdk_err(&name, e))?;
                 out.extend(r.items.unwrap_or_default());
                 if out.len() >= want {
                     break;
@@ -556,6 +547,14 @@ impl DynamoStore {
                 .await)
         })?;
         r.map(|o| o.attributes.is_some()).map_err(|e| self.err(e))
+    }
+}
+
+/// An SDK error, with its service's words, naming the table.
+fn sdk_err<E: std::error::Error + 'static>(table: &str, e: E) -> StoreError {
+    StoreError::Open {
+        path: format!("DynamoDB table {table}"),
+        reason: DisplayErrorContext(&e).to_string(),
     }
 }
 

@@ -60,6 +60,22 @@ pub async fn sse(c: &reqwest::Client, url: &str, token: &str) -> Vec<(String, Va
     events
 }
 
+/// `herd ARGS --server URL` with `HERD_TOKEN=token`: (exit code, stdout, stderr).
+pub async fn herd_cli(args: &[&str], url: &str, token: &str) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args(args)
+        .args(["--server", url])
+        .env("HERD_TOKEN", token)
+        .output()
+        .await
+        .expect("herd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn b64url(bytes: &[u8]) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
