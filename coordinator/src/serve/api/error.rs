@@ -130,6 +130,10 @@ impl From<crate::serve::history::Call> for ApiError {
             Call::Store(crate::store::StoreError::Unavailable(why)) => {
                 ApiError::unavailable(format!("the run history is unavailable: {why}"))
             }
+            // A cap of the history's (specs, versions, schedules, tokens).
+            Call::Store(
+                e @ (crate::store::StoreError::Full(_) | crate::store::StoreError::TooManyTokens),
+            ) => ApiError::conflict(e.to_string()),
             Call::Store(s) => {
                 tracing::error!(error = %s, "run history");
                 ApiError::internal("the run history could not be read (see the server's log)")

@@ -121,6 +121,18 @@ impl Api {
             .map_err(|_| ApiError::busy("too many requests waiting on the run history"))
     }
 
+    /// Runs `f` on the history's thread (`History::call`), holding one of the [`MAX_CALLS`]
+    /// places while it waits.
+    pub async fn store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn crate::store::RunStore) -> Result<T, crate::store::StoreError>
+            + Send
+            + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self.call_permit()?;
+        Ok(self.history.call(f).await?)
+    }
+
     pub fn stream_permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         self.streams
             .clone()

@@ -46,10 +46,8 @@ pub fn checked_run_id(id: &str) -> Result<&str, ApiError> {
 /// The history's row for `run_id`, or 404.
 pub async fn row(api: &Api, run_id: &str) -> Result<RunRow, ApiError> {
     let id = checked_run_id(run_id)?.to_string();
-    let _permit = api.call_permit()?;
     let lookup = id.clone();
-    api.history
-        .call(move |s| s.get(&lookup))
+    api.store(move |s| s.get(&lookup))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run {id:?}")))
 }
@@ -134,12 +132,8 @@ pub async fn submit(
                 ));
             }
             let name = super::checked_spec_name(&name)?.to_string();
-            let _permit = api.call_permit()?;
             let n = name.clone();
-            let v = api
-                .history
-                .call(move |s| s.spec(&n, stored.version))
-                .await?;
+            let v = api.store(move |s| s.spec(&n, stored.version)).await?;
             v.ok_or_else(|| {
                 ApiError::not_found(match stored.version {
                     Some(n) => format!("stored spec {name:?} has no version {n}"),
@@ -308,10 +302,8 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let q = super::query::<ListQuery>(&req)?;
     let (filter, cursor, limit) = filter_of(&q)?;
-    let _permit = api.call_permit()?;
     let page = api
-        .history
-        .call(move |s| s.list(&filter, cursor.as_ref(), limit))
+        .store(move |s| s.list(&filter, cursor.as_ref(), limit))
         .await?;
     Ok(HttpResponse::Ok().json(RunPage {
         runs: page.rows.iter().map(RunView::of).collect(),
@@ -338,11 +330,9 @@ pub async fn get(
     let row = row(&api, &path).await?;
     let mut detail = RunDetail::of(&row);
     if row.finished.is_some() {
-        let _permit = api.call_permit()?;
         let spec = row.accepted.spec.clone();
         let base = api
-            .history
-            .call(move |s| match s.baseline(&spec)? {
+            .store(move |s| match s.baseline(&spec)? {
                 Some(b) => s.get(&b.run_id),
                 None => Ok(None),
             })

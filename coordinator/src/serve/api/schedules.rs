@@ -10,7 +10,6 @@ use utoipa::ToSchema;
 use super::auth::{Admin, Caller, Viewer};
 use super::checked_spec_name;
 use super::error::{ApiError, ErrorBody};
-use super::specs::full_is_conflict;
 use super::Api;
 use crate::serve::when::{local, next, parse_cron, parse_zone, timing};
 use crate::store::catalog::{Schedule, ScheduledSpec, When};
@@ -115,10 +114,8 @@ async fn delegate(api: &Api, s: &Schedule, update: bool) -> Result<(), ApiError>
     let text = match &s.spec {
         ScheduledSpec::Inline(t) => t.clone(),
         ScheduledSpec::Stored(name) => {
-            let _permit = api.call_permit()?;
             let n = name.clone();
-            api.history
-                .call(move |st| st.spec(&n, None))
+            api.store(move |st| st.spec(&n, None))
                 .await?
                 .map(|v| v.text)
                 .ok_or_else(|| ApiError::bad_request(format!("spec {name:?} is not stored")))?
@@ -137,14 +134,12 @@ async fn delegate(api: &Api, s: &Schedule, update: bool) -> Result<(), ApiError>
     ),
     security(("token" = ["viewer"])))]
 pub async fn list(_caller: Caller<Viewer>, api: web::Data<Api>) -> Result<HttpResponse, ApiError> {
-    let _permit = api.call_permit()?;
-    let all = api.history.call(|s| s.schedules()).await?;
+    let all = api.store(|s| s.schedules()).await?;
     Ok(HttpResponse::Ok().json(all.into_iter().map(view).collect::<Vec<_>>()))
 }
 
 async fn find(api: &Api, id: &str) -> Result<Schedule, ApiError> {
-    let _permit = api.call_permit()?;
-    let all = api.history.call(|s| s.schedules()).await?;
+    let all = api.store(|s| s.schedules()).await?;
     all.into_iter()
         .find(|s| s.id == id)
         .ok_or_else(|| ApiError::not_found(format!("no schedule {id:?}")))
@@ -224,9 +219,8 @@ pub async fn create(
     let spec = match (c.spec, c.spec_text) {
         (Some(name), None) => {
             let name = checked_spec_name(&name)?.to_string();
-            let _permit = api.call_permit()?;
             let n = name.clone();
-            if api.history.call(move |s| s.spec(&n, None)).await?.is_none() {
+            if api.store(move |s| s.spec(&n, None)).await?.is_none() {
                 return Err(ApiError::bad_request(format!(
                     "spec {name:?} is not stored (PUT /api/v1/specs/{name} first)"
                 )));
@@ -253,16 +247,12 @@ pub async fn create(
         last_fired_ms: None,
         last_error: None,
     };
-    let _permit = api.call_permit()?;
     let kept = s.clone();
-    api.history
-        .call(move |st| st.add_schedule(&kept))
-        .await
-        .map_err(full_is_conflict)?;
+    api.store(move |st| st.add_schedule(&kept)).await?;
     if let Err(e) = delegate(&api, &s, false).await {
         // Not half-made: the history forgets it too.
         let id = s.id.clone();
-        let _ = api.history.call(move |st| st.remove_schedule(&id)).await;
+        let _ = api.store(move |st| st.remove_schedule(&id)).await;
         return Err(e);
     }
     tracing::info!(schedule = %s.id, name = %s.name, "schedule made");
@@ -289,16 +279,13 @@ pub async fn patch(
     let p: PatchSchedule = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the body: {e}")))?;
     let id = path.into_inner();
-    let _permit = api.call_permit()?;
     let i = id.clone();
     if !api
-        .history
-        .call(move |s| s.set_schedule_enabled(&i, p.enabled))
+        .store(move |s| s.set_schedule_enabled(&i, p.enabled))
         .await?
     {
         return Err(ApiError::not_found(format!("no schedule {id:?}")));
     }
-    drop(_permit);
     let s = find(&api, &id).await?;
     delegate(&api, &s, true).await?;
     Ok(HttpResponse::Ok().json(view(s)))
@@ -318,9 +305,8 @@ pub async fn remove(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let _permit = api.call_permit()?;
     let i = id.clone();
-    if !api.history.call(move |s| s.remove_schedule(&i)).await? {
+    if !api.store(move |s| s.remove_schedule(&i)).await? {
         return Err(ApiError::not_found(format!("no schedule {id:?}")));
     }
     if let Some(eb) = api.env.aws.as_ref().and_then(|a| a.scheduler.clone()) {

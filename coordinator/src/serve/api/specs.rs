@@ -97,8 +97,7 @@ fn baseline_view(b: Baseline) -> BaselineView {
     ),
     security(("token" = ["viewer"])))]
 pub async fn list(_caller: Caller<Viewer>, api: web::Data<Api>) -> Result<HttpResponse, ApiError> {
-    let _permit = api.call_permit()?;
-    let all: Vec<SpecEntry> = api.history.call(|s| s.specs()).await?;
+    let all: Vec<SpecEntry> = api.store(|s| s.specs()).await?;
     Ok(HttpResponse::Ok().json(
         all.into_iter()
             .map(|e| SpecEntryView {
@@ -128,11 +127,9 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let q = super::query::<VersionQuery>(&req)?;
     let name = checked_spec_name(&path)?.to_string();
-    let _permit = api.call_permit()?;
     let n = name.clone();
     let found = api
-        .history
-        .call(move |s| {
+        .store(move |s| {
             let v = s.spec(&n, q.version)?;
             let versions = s.spec_versions(&n)?;
             let baseline = s.baseline(&n)?;
@@ -188,18 +185,15 @@ pub async fn put(
             spec.name
         )));
     }
-    let _permit = api.call_permit()?;
     let by = caller.name.clone();
     let n = name.clone();
     let stored = api
-        .history
-        .call(move |s| {
+        .store(move |s| {
             let before = s.spec(&n, None)?.map(|v| v.version);
             let v = s.put_spec(&n, &text, &by, crate::clock::unix_ms())?;
             Ok((before, v))
         })
-        .await
-        .map_err(full_is_conflict)?;
+        .await?;
     let (before, v) = stored;
     let view = version_view(&v);
     Ok(if before == Some(v.version) {
@@ -207,15 +201,6 @@ pub async fn put(
     } else {
         HttpResponse::Created().json(view)
     })
-}
-
-pub fn full_is_conflict(e: crate::serve::history::Call) -> ApiError {
-    match e {
-        crate::serve::history::Call::Store(crate::store::StoreError::Full(m)) => {
-            ApiError::conflict(m)
-        }
-        e => e.into(),
-    }
 }
 
 /// The spec's baseline run.
@@ -232,9 +217,8 @@ pub async fn get_baseline(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = checked_spec_name(&path)?.to_string();
-    let _permit = api.call_permit()?;
     let n = name.clone();
-    let b = api.history.call(move |s| s.baseline(&n)).await?;
+    let b = api.store(move |s| s.baseline(&n)).await?;
     let b = b.ok_or_else(|| ApiError::not_found(format!("spec {name:?} has no baseline")))?;
     Ok(HttpResponse::Ok().json(baseline_view(b)))
 }
@@ -280,9 +264,8 @@ pub async fn put_baseline(
         set_at_ms: crate::clock::unix_ms(),
         set_by: caller.name,
     };
-    let _permit = api.call_permit()?;
     let kept = b.clone();
-    api.history.call(move |s| s.set_baseline(&kept)).await?;
+    api.store(move |s| s.set_baseline(&kept)).await?;
     tracing::info!(spec = %b.spec, run = %b.run_id, by = %b.set_by, "baseline set");
     Ok(HttpResponse::Ok().json(baseline_view(b)))
 }

@@ -64,8 +64,7 @@ pub struct NewTokenView {
     ),
     security(("token" = ["admin"])))]
 pub async fn list(_caller: Caller<Admin>, api: web::Data<Api>) -> Result<HttpResponse, ApiError> {
-    let _permit = api.call_permit()?;
-    let all = api.history.call(|s| s.tokens()).await?;
+    let all = api.store(|s| s.tokens()).await?;
     Ok(HttpResponse::Ok().json(all.iter().map(TokenView::of).collect::<Vec<_>>()))
 }
 
@@ -93,16 +92,7 @@ pub async fn create(
     let made = generate(role, &body.name, crate::clock::unix_ms())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let record = made.record.clone();
-    let _permit = api.call_permit()?;
-    api.history
-        .call(move |s| s.create_token(&record))
-        .await
-        .map_err(|e| match e {
-            crate::serve::history::Call::Store(crate::store::StoreError::TooManyTokens) => {
-                ApiError::conflict(crate::store::StoreError::TooManyTokens.to_string())
-            }
-            e => e.into(),
-        })?;
+    api.store(move |s| s.create_token(&record)).await?;
     tracing::info!(by = %caller.name, id = %made.record.id, role = %role, name = %made.record.name, "API token made");
     Ok(HttpResponse::Created().json(NewTokenView {
         token: made.token,
@@ -125,11 +115,9 @@ pub async fn revoke(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let _permit = api.call_permit()?;
     let lookup = id.clone();
     let found = api
-        .history
-        .call(move |s| s.revoke_token(&lookup, crate::clock::unix_ms()))
+        .store(move |s| s.revoke_token(&lookup, crate::clock::unix_ms()))
         .await?;
     if !found {
         return Err(ApiError::not_found(format!("no live token {id:?}")));
