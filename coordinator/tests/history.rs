@@ -153,12 +153,37 @@ async fn a_broken_history_file_does_not_stop_serve_or_its_runs() {
     let state = work.path().join("results").join(".state");
     std::fs::create_dir_all(&state).expect("state folder");
     std::fs::write(state.join("history.sqlite3"), b"not a database at all\n").expect("junk");
-    let serve = Serve::start_in(work, &[], "").await;
+    let serve = Serve::start_in(work, &[], "[api]\nlisten = \"127.0.0.1:0\"\n").await;
     assert!(
         serve.log().contains("the run history cannot be opened"),
         "{}",
         serve.log()
     );
+    // The API says so: alive, not ready (naming the file), and calls needing the history 503.
+    let url = serve.api_url();
+    let c = reqwest::Client::new();
+    let health = c
+        .get(format!("{url}/api/v1/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status().as_u16(), 200);
+    let ready = c
+        .get(format!("{url}/api/v1/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 503);
+    let why = ready.text().await.expect("body");
+    assert!(why.contains("history.sqlite3"), "{why}");
+    let token = format!("herd_0123abcd_{}", "0".repeat(64));
+    let runs = c
+        .get(format!("{url}/api/v1/runs"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("runs");
+    assert_eq!(runs.status().as_u16(), 503, "no history, no token check");
     std::fs::write(
         serve.inbox.join("ok.yaml"),
         format!(
