@@ -47,6 +47,18 @@ pub enum Command {
         /// The spec file (YAML or JSON).
         spec: PathBuf,
     },
+    /// Write a run folder's `report.html` (one self-contained page), or compare it with a
+    /// baseline run's folder.
+    Report {
+        /// The run's folder (`herd-results/<run>`).
+        run_dir: PathBuf,
+        /// A baseline run's folder: overlays and a delta table.
+        #[arg(long, value_name = "DIR")]
+        baseline: Option<PathBuf>,
+        /// Where to write (default: `<run_dir>/report.html`).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Submit a spec to a `herd serve` API; with --wait, follow it and exit as `herd run` does
     /// (0 passed, 99 thresholds failed, 130 cancelled, 1 failed, 2 invalid spec).
     Submit {
@@ -438,6 +450,11 @@ pub async fn dispatch(cli: Cli, program: PathBuf) -> Exit {
             reason,
             server,
         } => crate::commands::client::cancel(&server.server(), &run, reason).await,
+        Command::Report {
+            run_dir,
+            baseline,
+            output,
+        } => crate::commands::report::run(&run_dir, baseline.as_deref(), output.as_deref()),
         Command::Schedule { action } => match action {
             ScheduleAction::Add {
                 name,

@@ -12,6 +12,7 @@
 //! - [`serve`]: `herd serve` — profiles, intake (inbox, SQS), the run registry, completion and
 //!   notifications; [`config`]: its configuration; [`request`]: a run request; [`store`]: the
 //!   run history behind one trait (SQLite in the state folder).
+//! - [`report`]: `report.html`, one self-contained page of a run's results (inline SVG).
 //! - [`aws`]: AWS clients — intake events, ECS launcher and bootstrap, IoT credentials, S3.
 //! - [`targets`]: the target policy from the serve config or `herd run`'s flags, checked up
 //!   front on a spec's URLs before it travels in every Assign.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod exit;
 pub mod identity;
 pub mod journal;
+pub mod report;
 pub mod request;
 pub mod run;
 pub mod serve;

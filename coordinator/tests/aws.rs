@@ -357,6 +357,7 @@ async fn spec_object_runs_on_ecs_agents_and_reports_everywhere() {
         "summary.json",
         "timeseries.csv",
         "timeseries.json",
+        "report.html",
         "junit.xml",
         "spec.yaml",
         "spec.json",

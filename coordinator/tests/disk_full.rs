@@ -20,9 +20,10 @@ fn herd() -> &'static Path {
 const LEAVE_KIB: u64 = 12;
 
 /// Every file of a run folder but the agents' logs, in the order they are written.
-const RESULT_FILES: [&str; 6] = [
+const RESULT_FILES: [&str; 7] = [
     "timeseries.csv",
     "timeseries.json",
+    "report.html",
     "junit.xml",
     "spec.yaml",
     "spec.json",

@@ -121,6 +121,39 @@ async fn three_agents_count_what_the_target_saw_and_p99_is_that_of_the_union() {
         .unwrap()
         .contains("error_rate &lt; 1%"));
     assert!(dir.join("spec.yaml").exists() && dir.join("spec.json").exists());
+    // The report: one page, the run's numbers, a chart point a second, nothing to fetch.
+    let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(
+        report.contains(&format!("<td>all requests</td><td>{total}</td>")),
+        "the total"
+    );
+    let rps = report
+        .split("class=\"rps\" points=\"")
+        .nth(1)
+        .expect("the rps chart");
+    assert_eq!(
+        rps.split('"').next().unwrap().split(' ').count(),
+        seconds.len()
+    );
+    assert!(!report.contains("<script") && !report.contains("http://127"));
+    // Against itself as a baseline: every delta is nil.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herd"))
+        .arg("report")
+        .arg(&dir)
+        .arg("--baseline")
+        .arg(&dir)
+        .arg("-o")
+        .arg(results.path().join("compare.html"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let compare = std::fs::read_to_string(results.path().join("compare.html")).unwrap();
+    assert!(compare.contains("Against the baseline") && compare.contains("+0.0%"));
+    assert!(!compare.contains("class=\"worse\""));
     listener.abort();
     let live = live_docs.lock().unwrap();
     assert!(!live.is_empty(), "no live snapshot was published");

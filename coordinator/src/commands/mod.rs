@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod client;
 mod client_files;
+pub mod report;
 pub mod run;
 pub mod token;
 

@@ -169,16 +169,37 @@ impl ResultsWriter {
 
     /// Every file rendered before any is written, `summary.json` last.
     fn render(&self, r: &FinalResult) -> Result<Vec<(&'static str, Vec<u8>)>, ResultsError> {
+        let series = json("timeseries.json", &r.rows)?;
+        let summary = r.summary();
+        let report = {
+            let s = serde_json::to_value(&summary).map_err(|source| ResultsError::Render {
+                file: "report.html",
+                source,
+            })?;
+            let rows = serde_json::to_value(&r.rows).map_err(|source| ResultsError::Render {
+                file: "report.html",
+                source,
+            })?;
+            let rows = rows.as_array().cloned().unwrap_or_default();
+            crate::report::render(
+                &crate::report::RunDocs {
+                    summary: &s,
+                    series: &rows,
+                },
+                None,
+            )
+        };
         Ok(vec![
             ("timeseries.csv", timeseries_csv(&r.rows).into_bytes()),
-            ("timeseries.json", json("timeseries.json", &r.rows)?),
+            ("timeseries.json", series),
+            ("report.html", report.into_bytes()),
             (
                 "junit.xml",
                 junit(&r.run_id, &r.thresholds, r.seconds).into_bytes(),
             ),
             ("spec.yaml", self.spec_text.clone().into_bytes()),
             ("spec.json", json("spec.json", &self.spec)?),
-            (SUMMARY, json(SUMMARY, &r.summary())?),
+            (SUMMARY, json(SUMMARY, &summary)?),
         ])
     }
 }
