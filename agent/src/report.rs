@@ -42,7 +42,7 @@ impl Totals {
                     Some(l) => self.labels.get(l).unwrap_or(&empty),
                     None => &total,
                 };
-                t.judge(stats, seconds, self.dropped)
+                t.judge(stats, seconds, self.dropped, None)
             })
             .collect())
     }
@@ -196,14 +196,21 @@ pub fn summary_table(
     for v in verdicts {
         let _ = writeln!(
             out,
-            "{} {}{}  (observed {:.3})",
+            "{} {}{}  (observed {:.3}{}){}",
             if v.passed { "✓" } else { "✗" },
             v.expr,
             v.label
                 .as_ref()
                 .map(|l| format!(" [{l}]"))
                 .unwrap_or_default(),
-            v.observed
+            v.observed,
+            v.limit
+                .map(|l| format!(", limit {l:.3}"))
+                .unwrap_or_default(),
+            v.reason
+                .as_ref()
+                .map(|r| format!(" — {r}"))
+                .unwrap_or_default()
         );
     }
     Ok(out)

@@ -228,6 +228,9 @@ pub struct RunArgs {
     /// Where run folders are written.
     #[arg(long, default_value = "herd-results")]
     pub results_dir: PathBuf,
+    /// A run folder to judge thresholds like `p95 < baseline.p95 * 1.10` against.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub baseline: Option<PathBuf>,
     /// No live lines or summary table (results files and exit code only).
     #[arg(long, short)]
     pub quiet: bool,
@@ -375,6 +378,7 @@ pub async fn dispatch(cli: Cli, program: PathBuf) -> Exit {
                     allow_targets: r.targets.allow,
                     deny_targets: r.targets.deny,
                     program,
+                    baseline: r.baseline,
                 },
                 Interrupts::from_os(false),
             )

@@ -101,6 +101,37 @@ async fn stored_specs_keep_versions_and_a_run_is_compared_with_its_baseline() {
     assert_eq!(cmp["requests"]["this"], 16.0);
     assert_eq!(cmp["requests"]["change_pct"], 60.0);
     assert_eq!(t.stats().requests, 26, "the target saw both runs whole");
+
+    // Thresholds against the baseline gate the verdict: 16 requests pass `>= 1.5 ×` the
+    // baseline's 10 and fail `>= 2 ×`, with the regression named in RunCompleted.
+    let gated = |factor: &str| {
+        format!(
+            "{}thresholds: ['requests >= baseline.requests * {factor}']\n",
+            text(8)
+        )
+    };
+    let mut verdicts = Vec::new();
+    for factor in ["1.5", "2"] {
+        let (status, _) = put(gated(factor)).await;
+        assert_eq!(status, 201);
+        let (status, run) = json(
+            c.post(format!("{base}/runs?spec=stored"))
+                .bearer_auth(&runner),
+        )
+        .await;
+        assert_eq!(status, 201, "{run}");
+        let run = run["run_id"].as_str().unwrap().to_string();
+        let done = sse(&c, &format!("{base}/runs/{run}/live"), &runner).await;
+        verdicts.push(done.last().unwrap().1.clone());
+    }
+    assert_eq!(verdicts[0]["verdict"], "passed", "{}", verdicts[0]);
+    assert_eq!(verdicts[0]["thresholds"][0]["limit"], 15.0);
+    assert_eq!(verdicts[1]["verdict"], "failed", "{}", verdicts[1]);
+    let why = verdicts[1]["thresholds"][0]["reason"].as_str().unwrap();
+    assert!(
+        why.contains(&format!("regression against baseline {first}")),
+        "{why}"
+    );
     let (_, list) = json(c.get(format!("{base}/specs")).bearer_auth(&runner)).await;
     assert_eq!(list[0]["baseline"], first.as_str(), "{list}");
     // Only a completed run of the same spec can be a baseline.

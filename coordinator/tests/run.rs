@@ -211,6 +211,68 @@ async fn a_failing_threshold_gives_exit_code_99_and_a_failing_junit_case() {
     );
 }
 
+/// A run judged against a baseline run's folder: the same latency passes a 50 % margin, twice
+/// the latency fails a 20 % one — exit 99, the regression named in the table, JUnit and the
+/// summary — and a baseline threshold with no baseline fails saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_slower_than_its_baseline_fails_its_baseline_threshold_by_name() {
+    let t = start_target().await;
+    let base_spec = "name: gate\ntarget: {url}\nscenario: [{request: GET /delay/10}]\nload: {executor: per-vu-iterations, vus: 2, iterations: 15}\nthresholds: ['error_rate < 1%']\n";
+    let (code, out, _, base) = spawn_run(herd(), base_spec, &t.url(), &["--agents", "1"])
+        .finish()
+        .await;
+    assert_eq!(code, Some(0), "{out}");
+    let base_dir = run_dir(base.path());
+    let base_p95 = summary(base.path())["total"]["latency_ms"]["p95"]
+        .as_f64()
+        .unwrap();
+    let gate = |delay: u32, factor: &str| {
+        format!(
+            "name: gate\ntarget: {{url}}\nscenario: [{{request: GET /delay/{delay}}}]\nload: {{executor: per-vu-iterations, vus: 2, iterations: 15}}\nthresholds: ['p95 < baseline.p95 * {factor}']\n"
+        )
+    };
+    let dir_arg = base_dir.to_str().unwrap().to_string();
+    let args = ["--agents", "1", "--baseline", dir_arg.as_str()];
+    let (code, out, _, _) = spawn_run(herd(), &gate(10, "1.5"), &t.url(), &args)
+        .finish()
+        .await;
+    assert_eq!(code, Some(0), "as fast as the baseline: {out}");
+    let (code, out, _, slow) = spawn_run(herd(), &gate(20, "1.20"), &t.url(), &args)
+        .finish()
+        .await;
+    assert_eq!(code, Some(99), "twice as slow: {out}");
+    assert!(out.contains("✗ p95 < baseline.p95 * 1.20"), "{out}");
+    assert!(out.contains("regression against baseline gate-"), "{out}");
+    let s = summary(slow.path());
+    let th = &s["thresholds"][0];
+    assert_eq!(th["passed"], false);
+    let limit = th["limit"].as_f64().unwrap();
+    assert!((limit - base_p95 * 1.2).abs() < 1e-6, "{th}");
+    assert!(th["observed"].as_f64().unwrap() > limit);
+    let junit = std::fs::read_to_string(run_dir(slow.path()).join("junit.xml")).unwrap();
+    assert!(junit.contains("regression against baseline"), "{junit}");
+    // No baseline given: the threshold cannot hold.
+    let (code, out, _, _) = spawn_run(herd(), &gate(10, "1.5"), &t.url(), &["--agents", "1"])
+        .finish()
+        .await;
+    assert_eq!(code, Some(99), "{out}");
+    assert!(out.contains("no baseline run to compare with"), "{out}");
+    // A folder that holds no summary is refused before anything runs.
+    let (code, _, err, _) = spawn_run(
+        herd(),
+        &gate(10, "1.5"),
+        &t.url(),
+        &["--agents", "1", "--baseline", "/nonexistent"],
+    )
+    .finish()
+    .await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--baseline /nonexistent/summary.json"),
+        "{err}"
+    );
+}
+
 /// The pid of agent `index` of the run (exactly one must be running).
 fn the_agent(run_id: &str, index: u32) -> i32 {
     let needle = format!("--index {index}");

@@ -149,6 +149,8 @@ mod tests {
             label: None,
             observed: 0.5,
             passed,
+            limit: None,
+            reason: None,
         }
     }
 

@@ -12,8 +12,33 @@ pub struct Threshold {
     pub label: Option<String>,
     pub metric: Metric,
     pub op: Op,
-    /// In the metric's unit: milliseconds for latencies, a fraction for rates.
+    /// In the metric's unit: milliseconds for latencies, a fraction for rates. Unused when
+    /// `baseline` is set.
     pub value: f64,
+    /// The limit is the baseline run's value of this metric times a factor
+    /// (`p95 < baseline.p95 * 1.10`).
+    pub baseline: Option<BaselineRef>,
+}
+
+/// `baseline.METRIC * FACTOR`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BaselineRef {
+    pub metric: Metric,
+    pub factor: f64,
+}
+
+/// The right side of a threshold: a value, or the baseline's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    Value(f64),
+    Baseline(BaselineRef),
+}
+
+/// A baseline run's numbers, as a threshold asks for them: `label` None for all requests.
+pub trait BaselineValues {
+    fn value(&self, label: Option<&str>, metric: Metric) -> Option<f64>;
+    /// Names the baseline in reasons (its run id).
+    fn name(&self) -> &str;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -103,6 +128,14 @@ pub enum ThresholdError {
     NotARate(String),
     #[error("`{0}` is not a number")]
     NotANumber(String),
+    #[error(
+        "`{0}`: write `baseline.METRIC` or `baseline.METRIC * FACTOR`, e.g. `baseline.p95 * 1.10`"
+    )]
+    NotABaseline(String),
+    #[error("`{0}`: compare like with like (a latency with a latency, a rate with a rate, a count with a count)")]
+    UnlikeBaseline(String),
+    #[error("`{0}`: the factor must be a positive number")]
+    BadFactor(String),
 }
 
 fn parse_metric(s: &str) -> Result<Metric, ThresholdError> {
@@ -157,6 +190,69 @@ fn parse_value(metric: Metric, s: &str) -> Result<f64, ThresholdError> {
         .map_err(|_| ThresholdError::NotANumber(s.to_string()))
 }
 
+impl Metric {
+    /// Latency, rate or count: what a baseline comparison must keep the same.
+    fn kind(self) -> u8 {
+        if self.is_latency() {
+            0
+        } else if self.is_rate() {
+            1
+        } else {
+            2
+        }
+    }
+}
+
+fn parse_baseline(metric: Metric, s: &str) -> Result<BaselineRef, ThresholdError> {
+    let rest = s
+        .strip_prefix("baseline.")
+        .ok_or_else(|| ThresholdError::NotABaseline(s.to_string()))?;
+    let (m, factor) = match rest.split_once('*') {
+        Some((m, f)) => {
+            let f = f.trim();
+            let factor = f
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .ok_or_else(|| ThresholdError::BadFactor(f.to_string()))?;
+            (m.trim(), factor)
+        }
+        None => (rest.trim(), 1.0),
+    };
+    let base = parse_metric(m)?;
+    if base.kind() != metric.kind() {
+        return Err(ThresholdError::UnlikeBaseline(s.to_string()));
+    }
+    Ok(BaselineRef {
+        metric: base,
+        factor,
+    })
+}
+
+/// Parses `metric op value` or `metric op baseline.METRIC [* FACTOR]`.
+pub fn parse_limit(expr: &str) -> Result<(Metric, Op, Limit), ThresholdError> {
+    let ops = [
+        ("<=", Op::Le),
+        (">=", Op::Ge),
+        ("==", Op::Eq),
+        ("<", Op::Lt),
+        (">", Op::Gt),
+    ];
+    for (sym, op) in ops {
+        if let Some(i) = expr.find(sym) {
+            let metric = parse_metric(expr[..i].trim())?;
+            let rhs = expr[i + sym.len()..].trim();
+            let limit = if rhs.starts_with("baseline") {
+                Limit::Baseline(parse_baseline(metric, rhs)?)
+            } else {
+                Limit::Value(parse_value(metric, rhs)?)
+            };
+            return Ok((metric, op, limit));
+        }
+    }
+    Err(ThresholdError::NotAnExpression(expr.to_string()))
+}
+
 /// Parses `metric op value`.
 pub fn parse_expr(expr: &str) -> Result<(Metric, Op, f64), ThresholdError> {
     let ops = [
@@ -186,6 +282,12 @@ pub struct ThresholdResult {
     #[schemars(with = "Option<f64>")]
     pub observed: f64,
     pub passed: bool,
+    /// A baseline threshold's limit: the baseline's value times the factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
+    /// Why it could not be judged (no baseline, or the baseline lacks the metric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The observed value of a metric over a set of stats. `seconds` is the load phase's length and
@@ -228,14 +330,56 @@ pub fn observe(metric: Metric, stats: &LabelStats, seconds: f64, dropped: u64) -
 }
 
 impl Threshold {
-    pub fn judge(&self, stats: &LabelStats, seconds: f64, dropped: u64) -> ThresholdResult {
+    /// Judges the threshold on `stats`; a baseline threshold against `baseline`, and without
+    /// one (or a baseline lacking the metric) it fails, saying why.
+    pub fn judge(
+        &self,
+        stats: &LabelStats,
+        seconds: f64,
+        dropped: u64,
+        baseline: Option<&dyn BaselineValues>,
+    ) -> ThresholdResult {
         let observed = observe(self.metric, stats, seconds, dropped);
-        ThresholdResult {
+        let mut r = ThresholdResult {
             expr: self.expr.clone(),
             label: self.label.clone(),
             observed,
-            passed: self.op.holds(observed, self.value),
+            passed: false,
+            limit: None,
+            reason: None,
+        };
+        let Some(b) = self.baseline else {
+            r.passed = self.op.holds(observed, self.value);
+            return r;
+        };
+        match baseline {
+            None => r.reason = Some("no baseline run to compare with".into()),
+            Some(base) => match base.value(self.label.as_deref(), b.metric) {
+                Some(v) if v.is_finite() => {
+                    let limit = v * b.factor;
+                    r.limit = Some(limit);
+                    r.passed = self.op.holds(observed, limit);
+                    if !r.passed {
+                        r.reason = Some(format!(
+                            "regression against baseline {}: {observed:.3} against a limit of {limit:.3} ({v:.3} × {})",
+                            base.name(),
+                            b.factor
+                        ));
+                    }
+                }
+                _ => {
+                    r.reason = Some(format!(
+                        "baseline {} has no value for this metric{}",
+                        base.name(),
+                        self.label
+                            .as_deref()
+                            .map(|l| format!(" of label {l:?}"))
+                            .unwrap_or_default()
+                    ))
+                }
+            },
         }
+        r
     }
 }
 
@@ -281,6 +425,92 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("between 0 and 100"));
+    }
+
+    #[test]
+    fn baseline_limits_parse_and_refuse_unlike_metrics() {
+        assert_eq!(
+            parse_limit("p95 < baseline.p95 * 1.10").unwrap(),
+            (
+                Metric::Percentile(95.0),
+                Op::Lt,
+                Limit::Baseline(BaselineRef {
+                    metric: Metric::Percentile(95.0),
+                    factor: 1.10
+                })
+            )
+        );
+        assert_eq!(
+            parse_limit("rps >= baseline.rps*0.95").unwrap().2,
+            Limit::Baseline(BaselineRef {
+                metric: Metric::Rps,
+                factor: 0.95
+            })
+        );
+        assert_eq!(
+            parse_limit("error_rate <= baseline.error_rate").unwrap().2,
+            Limit::Baseline(BaselineRef {
+                metric: Metric::ErrorRate,
+                factor: 1.0
+            })
+        );
+        assert_eq!(parse_limit("p95 < 500ms").unwrap().2, Limit::Value(500.0));
+        let err = |e: &str| parse_limit(e).unwrap_err().to_string();
+        assert!(err("p95 < baseline.rps * 1.1").contains("like with like"));
+        assert!(err("p95 < baseline.p95 * -1").contains("positive"));
+        assert!(err("p95 < baseline.p95 * x").contains("positive"));
+        assert!(err("p95 < baselines.p95").contains("baseline.METRIC"));
+        assert!(err("p95 < baseline.latency").contains("unknown metric"));
+    }
+
+    struct Base(f64);
+    impl BaselineValues for Base {
+        fn value(&self, _label: Option<&str>, m: Metric) -> Option<f64> {
+            (m == Metric::Percentile(95.0)).then_some(self.0)
+        }
+        fn name(&self) -> &str {
+            "base-1"
+        }
+    }
+
+    #[test]
+    fn a_baseline_threshold_is_judged_against_the_baseline_or_fails_saying_why() {
+        let (metric, op, limit) = parse_limit("p95 < baseline.p95 * 1.10").unwrap();
+        let Limit::Baseline(b) = limit else { panic!() };
+        let t = Threshold {
+            expr: "p95 < baseline.p95 * 1.10".into(),
+            label: None,
+            metric,
+            op,
+            value: 0.0,
+            baseline: Some(b),
+        };
+        let mut stats = LabelStats::default();
+        for _ in 0..100 {
+            stats.latency.record(12_000).unwrap(); // 12 ms
+        }
+        stats.requests = 100;
+        let slower = t.judge(&stats, 1.0, 0, Some(&Base(10.0)));
+        assert!(!slower.passed);
+        assert!((slower.limit.unwrap() - 11.0).abs() < 1e-9);
+        assert!(slower
+            .reason
+            .unwrap()
+            .contains("regression against baseline base-1"));
+        let fine = t.judge(&stats, 1.0, 0, Some(&Base(11.5)));
+        assert!(fine.passed && fine.reason.is_none());
+        let none = t.judge(&stats, 1.0, 0, None);
+        assert!(!none.passed);
+        assert_eq!(
+            none.reason.as_deref(),
+            Some("no baseline run to compare with")
+        );
+        let constant = Threshold {
+            baseline: None,
+            value: 20.0,
+            ..t
+        };
+        assert!(constant.judge(&stats, 1.0, 0, None).passed);
     }
 
     /// The texts are what users see (with the spec position in front), so they are pinned here.

@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub deny_targets: Vec<String>,
     /// The `herd` binary agents run as.
     pub program: PathBuf,
+    /// `--baseline DIR`: a run folder whose `summary.json` thresholds like
+    /// `p95 < baseline.p95 * 1.10` are judged against.
+    pub baseline: Option<PathBuf>,
 }
 
 /// The built-in target on its own threads, so it never competes with the coordinator's.
@@ -118,6 +121,29 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
             eprintln!("herd run: {e}");
             return Ok(Exit::Invalid);
         }
+    };
+    let baseline = match &opts.baseline {
+        Some(dir) => {
+            let file = dir.join(crate::run::results::SUMMARY);
+            let read = std::fs::metadata(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|m| {
+                    if m.len() > 64 << 20 {
+                        Err("larger than 64 MiB".into())
+                    } else {
+                        std::fs::read_to_string(&file).map_err(|e| e.to_string())
+                    }
+                })
+                .and_then(|t| crate::run::baseline::Baseline::from_summary(&t));
+            match read {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    eprintln!("herd run: --baseline {}: {e}", file.display());
+                    return Ok(Exit::Invalid);
+                }
+            }
+        }
+        None => None,
     };
     let source = LocalSource::new(&opts.spec);
     let mut bundle = match bundle::build(&source, &Overrides::default(), &SpecLimits::DEFAULT).await
@@ -195,7 +221,7 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
         embedded,
     )
     .await?;
-    let plan = RunPlan::new(run_id, bundle, count, dir.clone());
+    let plan = RunPlan::new(run_id, bundle, count, dir.clone()).with_baseline(baseline);
     let settings = RunSettings {
         late_window_s: opts.late_window_s,
         quiet: opts.quiet,

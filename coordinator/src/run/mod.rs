@@ -13,6 +13,7 @@
 //! [`start_run`] wires them for one run on a shared [`Bus`].
 
 pub mod aggregator;
+pub mod baseline;
 pub mod clocks;
 pub mod durable;
 pub mod fold;
@@ -61,6 +62,8 @@ pub struct RunPlan {
     pub regions: Vec<String>,
     /// The run's local results folder (also the staging area for S3).
     pub dir: PathBuf,
+    /// The run thresholds like `p95 < baseline.p95 * 1.10` are judged against.
+    pub baseline: Option<std::sync::Arc<baseline::Baseline>>,
 }
 
 impl RunPlan {
@@ -76,7 +79,14 @@ impl RunPlan {
             spec_text: bundle.text,
             data: bundle.data,
             dir,
+            baseline: None,
         }
+    }
+
+    /// Thresholds that refer to a baseline are judged against this one.
+    pub fn with_baseline(mut self, b: Option<baseline::Baseline>) -> RunPlan {
+        self.baseline = b.map(std::sync::Arc::new);
+        self
     }
 
     pub fn agents(&self) -> u32 {

@@ -52,6 +52,8 @@ pub struct RunFacts<'a> {
     pub refused: &'a [u64],
     /// The clock offset each agent measured at the handshake, by index.
     pub clocks: &'a [Option<ClockSync>],
+    /// What thresholds like `p95 < baseline.p95 * 1.10` are judged against.
+    pub baseline: Option<&'a super::baseline::Baseline>,
 }
 
 /// The one place a run's result is made.
@@ -78,7 +80,14 @@ pub fn build(facts: RunFacts<'_>, folded: Folded) -> FinalResult {
         tracing::error!(error = %e, "summing labels failed: totals are empty");
         LabelStats::default()
     });
-    let thresholds = judge(facts.spec, &folded.totals, &total, seconds, folded.dropped);
+    let thresholds = judge(
+        facts.spec,
+        &folded.totals,
+        &total,
+        seconds,
+        folded.dropped,
+        facts.baseline,
+    );
     let agents = facts
         .slots
         .iter()
@@ -158,6 +167,7 @@ fn never_ran(run_id: &str, spec: &Spec, state: &RunState) -> FinalResult {
             ended_at_ms: crate::clock::unix_ms(),
             refused: &[],
             clocks: &[],
+            baseline: None,
         },
         Folded::default(),
     )
@@ -170,8 +180,10 @@ fn judge(
     total: &LabelStats,
     seconds: f64,
     dropped: u64,
+    baseline: Option<&super::baseline::Baseline>,
 ) -> Vec<ThresholdResult> {
     let empty = LabelStats::default();
+    let baseline = baseline.map(|b| b as &dyn messages::threshold::BaselineValues);
     spec.thresholds
         .iter()
         .map(|t| {
@@ -179,7 +191,7 @@ fn judge(
                 Some(l) => labels.get(l).unwrap_or(&empty),
                 None => total,
             };
-            t.judge(stats, seconds, dropped)
+            t.judge(stats, seconds, dropped, baseline)
         })
         .collect()
 }
@@ -315,6 +327,7 @@ mod tests {
                 ended_at_ms: 3_000,
                 refused: &[],
                 clocks: &[],
+                baseline: None,
             },
             folded,
         )
@@ -416,6 +429,7 @@ mod tests {
                     ended_at_ms: 3_000,
                     refused: &[],
                     clocks,
+                    baseline: None,
                 },
                 Folded::default(),
             )

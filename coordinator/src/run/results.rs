@@ -88,12 +88,17 @@ pub fn junit(run_id: &str, verdicts: &[ThresholdResult], seconds: f64) -> String
             xml_escape(&name)
         );
         if !v.passed {
+            let why = match (&v.reason, v.limit) {
+                (Some(r), _) => r.clone(),
+                (None, Some(l)) => format!("observed {:.3}, limit {l:.3}", v.observed),
+                (None, None) => format!("observed {:.3}", v.observed),
+            };
             let _ = write!(
                 x,
-                "<failure message=\"observed {:.3}\">{} observed {:.3}</failure>",
-                v.observed,
+                "<failure message=\"{}\">{}: {}</failure>",
+                xml_escape(&why),
                 xml_escape(&name),
-                v.observed
+                xml_escape(&why)
             );
         }
         x.push_str("</testcase>\n");

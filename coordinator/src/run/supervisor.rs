@@ -330,6 +330,7 @@ impl RunSupervisor {
                         ended_at_ms,
                         refused: &refused,
                         clocks: &clocks,
+                        baseline: plan.baseline.as_deref(),
                     },
                     folded,
                 );

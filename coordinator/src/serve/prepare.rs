@@ -17,6 +17,8 @@ use crate::targets::{check_spec, TargetFrom};
 pub struct Prepared {
     pub bundle: SpecBundle,
     pub agents: u32,
+    /// The spec's baseline run's `summary.json`, when its thresholds refer to one.
+    pub baseline_summary: Option<String>,
 }
 
 /// Why a request could not become a run.
@@ -125,5 +127,9 @@ pub async fn prepare(env: &Env, req: &RunRequest) -> Result<Prepared, PrepareErr
             }
         }
     }
-    Ok(Prepared { bundle: b, agents })
+    Ok(Prepared {
+        bundle: b,
+        agents,
+        baseline_summary: None,
+    })
 }

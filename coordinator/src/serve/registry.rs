@@ -199,6 +199,7 @@ impl Handler<Submit> for Runs {
         // Reserved before any await: two copies handled at once still make one run.
         self.seen.insert(key.clone(), Seen::Pending);
         let env = self.env.clone();
+        let history = self.history.clone();
         let k = key.clone();
         let work = async move {
             if let Some(aws) = &env.aws {
@@ -212,7 +213,29 @@ impl Handler<Submit> for Runs {
                 }
             }
             let decided = match prepare(&env, &req).await {
-                Ok(p) => Decided::Prepared(Box::new(p)),
+                Ok(mut p) => {
+                    // Thresholds against a baseline are judged against the spec's baseline as
+                    // it is now, kept with the run.
+                    if p.bundle
+                        .spec
+                        .thresholds
+                        .iter()
+                        .any(|t| t.baseline.is_some())
+                    {
+                        let spec = p.bundle.spec.name.clone();
+                        p.baseline_summary = history
+                            .call(move |s| match s.baseline(&spec)? {
+                                Some(b) => Ok(s.get(&b.run_id)?.and_then(|r| r.finished).map(|f| f.summary)),
+                                None => Ok(None),
+                            })
+                            .await
+                            .unwrap_or_else(|e| {
+                                tracing::warn!(error = %e, "the spec's baseline could not be read: its baseline thresholds will fail");
+                                None
+                            });
+                    }
+                    Decided::Prepared(Box::new(p))
+                }
                 Err(PrepareError::Rejected(errors)) => Decided::Rejected(errors),
                 Err(PrepareError::Transient(e)) => return Err(Transient(e)),
             };
@@ -296,6 +319,7 @@ impl Runs {
             accepted_at_ms: crate::clock::unix_ms(),
             late_window_s: self.env.late_window_s,
             policy: self.env.policy.clone(),
+            baseline_summary: p.baseline_summary,
         };
         if self.queue.is_full() && self.queue.must_wait(&record.spec.name, &self.going) {
             self.seen.remove(&key);
@@ -388,7 +412,13 @@ impl Runs {
             text: record.spec_text,
             data: record.data,
         };
-        let plan = RunPlan::new(run_id.clone(), bundle, record.agents, record.dir);
+        let baseline = record.baseline_summary.as_deref().and_then(|t| {
+            crate::run::baseline::Baseline::from_summary(t)
+                .map_err(|e| tracing::warn!(run = %run_id, error = %e, "the kept baseline cannot be read"))
+                .ok()
+        });
+        let plan =
+            RunPlan::new(run_id.clone(), bundle, record.agents, record.dir).with_baseline(baseline);
         let info = Arc::new(PlanInfo {
             run_id: run_id.clone(),
             spec: plan.spec.clone(),
@@ -617,8 +647,10 @@ impl Runs {
     fn completed(&mut self, run_id: &str, a: Announced) {
         self.completing.remove(run_id);
         let result = serde_json::to_string(&a.note).unwrap_or_default();
-        self.board.close(run_id, a.note.state, result.into());
+        // The history's write is queued first: a client that reads the run after the stream
+        // gave it the result finds it ended.
         self.history.ended(&a.note, a.ended_at_ms, a.summary);
+        self.board.close(run_id, a.note.state, result.into());
         if let Err(e) = self.env.state.mark_notified(run_id) {
             tracing::error!(run = %run_id, error = %e, "could not mark the run announced: a restart would announce it again");
         }

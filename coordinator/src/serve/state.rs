@@ -67,6 +67,9 @@ pub struct RunRecord {
     pub accepted_at_ms: u64,
     pub late_window_s: u64,
     pub policy: TargetPolicy,
+    /// The spec's baseline run's `summary.json`, when its thresholds refer to a baseline: kept
+    /// with the run, so a resumed run is judged against the same one.
+    pub baseline_summary: Option<String>,
 }
 
 /// A request already made into a run: (idempotency key, run id).
@@ -232,6 +235,7 @@ mod tests {
             accepted_at_ms,
             late_window_s: 10,
             policy: TargetPolicy::default(),
+            baseline_summary: Some("{\"run\": \"base\"}".into()),
         }
     }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::fields::{nonempty_string, string, Errs, Map};
 use crate::spec::node::{Kind, Node};
-use crate::threshold::{parse_expr, Threshold};
+use crate::threshold::{parse_limit, Limit, Threshold};
 
 pub(super) fn threshold(
     n: &Node,
@@ -34,13 +34,20 @@ pub(super) fn threshold(
             (string(en, &ep, errs)?, en.pos, ep, label)
         }
     };
-    match parse_expr(&expr) {
-        Ok((metric, op, value)) => Some(Threshold {
+    match parse_limit(&expr) {
+        Ok((metric, op, limit)) => Some(Threshold {
             expr,
             label,
             metric,
             op,
-            value,
+            value: match limit {
+                Limit::Value(v) => v,
+                Limit::Baseline(_) => 0.0,
+            },
+            baseline: match limit {
+                Limit::Baseline(b) => Some(b),
+                Limit::Value(_) => None,
+            },
         }),
         Err(e) => {
             errs.at(&epath, epos, e.to_string());
