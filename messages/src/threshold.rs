@@ -253,23 +253,12 @@ pub fn parse_limit(expr: &str) -> Result<(Metric, Op, Limit), ThresholdError> {
     Err(ThresholdError::NotAnExpression(expr.to_string()))
 }
 
-/// Parses `metric op value`.
+/// Parses `metric op value` (a threshold with a constant limit).
 pub fn parse_expr(expr: &str) -> Result<(Metric, Op, f64), ThresholdError> {
-    let ops = [
-        ("<=", Op::Le),
-        (">=", Op::Ge),
-        ("==", Op::Eq),
-        ("<", Op::Lt),
-        (">", Op::Gt),
-    ];
-    for (sym, op) in ops {
-        if let Some(i) = expr.find(sym) {
-            let metric = parse_metric(expr[..i].trim())?;
-            let value = parse_value(metric, expr[i + sym.len()..].trim())?;
-            return Ok((metric, op, value));
-        }
+    match parse_limit(expr)? {
+        (metric, op, Limit::Value(v)) => Ok((metric, op, v)),
+        (_, _, Limit::Baseline(_)) => Err(ThresholdError::NotAnExpression(expr.to_string())),
     }
-    Err(ThresholdError::NotAnExpression(expr.to_string()))
 }
 
 /// What a threshold saw, for reports. `observed` is NaN (JSON `null`) when it could not be
