@@ -132,6 +132,21 @@ async fn stored_specs_keep_versions_and_a_run_is_compared_with_its_baseline() {
         why.contains(&format!("regression against baseline {first}")),
         "{why}"
     );
+    // The run's report compares it with the spec's baseline.
+    let failed_run = verdicts[1]["run_id"].as_str().unwrap();
+    let report = c
+        .get(format!("{base}/runs/{failed_run}/files/report.html"))
+        .bearer_auth(&runner)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        report.contains(&format!("baseline run {first}")),
+        "the report's delta table"
+    );
     let (_, list) = json(c.get(format!("{base}/specs")).bearer_auth(&runner)).await;
     assert_eq!(list[0]["baseline"], first.as_str(), "{list}");
     // Only a completed run of the same spec can be a baseline.

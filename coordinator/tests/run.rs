@@ -251,6 +251,10 @@ async fn a_run_slower_than_its_baseline_fails_its_baseline_threshold_by_name() {
     assert!(th["observed"].as_f64().unwrap() > limit);
     let junit = std::fs::read_to_string(run_dir(slow.path()).join("junit.xml")).unwrap();
     assert!(junit.contains("regression against baseline"), "{junit}");
+    // Its report shows the run against the baseline, p95 worse.
+    let report = std::fs::read_to_string(run_dir(slow.path()).join("report.html")).unwrap();
+    assert!(report.contains("Against the baseline"), "the delta table");
+    assert!(report.contains("class=\"worse\""), "p95 marked worse");
     // No baseline given: the threshold cannot hold.
     let (code, out, _, _) = spawn_run(herd(), &gate(10, "1.5"), &t.url(), &["--agents", "1"])
         .finish()

@@ -29,6 +29,11 @@ impl Baseline {
     pub fn run_id(&self) -> &str {
         &self.run_id
     }
+
+    /// Its `summary.json`.
+    pub fn summary(&self) -> &Value {
+        &self.summary
+    }
 }
 
 impl BaselineValues for Baseline {

@@ -257,6 +257,7 @@ pub async fn start_run(
         plan.spec.clone(),
         plan.spec_text.clone(),
     )
+    .with_baseline(plan.baseline.clone())
     .start();
     let link = launcher(sup.clone().recipient());
     let (secrets, coordinator) = run_bus.agent_secrets();

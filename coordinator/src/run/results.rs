@@ -156,6 +156,8 @@ pub struct ResultsWriter {
     dir: PathBuf,
     spec: Spec,
     spec_text: String,
+    /// The baseline the run was judged against: the report's delta table.
+    baseline: Option<std::sync::Arc<super::baseline::Baseline>>,
 }
 
 fn json<T: serde::Serialize>(file: &'static str, v: &T) -> Result<Vec<u8>, ResultsError> {
@@ -169,7 +171,17 @@ impl ResultsWriter {
             dir,
             spec,
             spec_text,
+            baseline: None,
         }
+    }
+
+    /// The report compares the run with this baseline (its summary: the delta table).
+    pub fn with_baseline(
+        mut self,
+        b: Option<std::sync::Arc<super::baseline::Baseline>>,
+    ) -> ResultsWriter {
+        self.baseline = b;
+        self
     }
 
     /// Every file rendered before any is written, `summary.json` last.
@@ -191,7 +203,13 @@ impl ResultsWriter {
                     summary: &s,
                     series: &rows,
                 },
-                None,
+                self.baseline
+                    .as_ref()
+                    .map(|b| crate::report::RunDocs {
+                        summary: b.summary(),
+                        series: &[],
+                    })
+                    .as_ref(),
             )
         };
         Ok(vec![

@@ -17,7 +17,7 @@ use crate::targets::{check_spec, TargetFrom};
 pub struct Prepared {
     pub bundle: SpecBundle,
     pub agents: u32,
-    /// The spec's baseline run's `summary.json`, when its thresholds refer to one.
+    /// The spec's baseline run's `summary.json`, if the spec has one.
     pub baseline_summary: Option<String>,
 }
 

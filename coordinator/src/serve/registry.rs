@@ -214,13 +214,8 @@ impl Handler<Submit> for Runs {
             }
             let decided = match prepare(&env, &req).await {
                 Ok(mut p) => {
-                    // Thresholds against a baseline are judged against the spec's baseline as
-                    // it is now, kept with the run.
-                    if p.bundle
-                        .spec
-                        .thresholds
-                        .iter()
-                        .any(|t| t.baseline.is_some())
+                    // The spec's baseline as it is now, kept with the run: thresholds against a
+                    // baseline are judged on it, and the run's report compares with it.
                     {
                         let spec = p.bundle.spec.name.clone();
                         p.baseline_summary = history
@@ -230,7 +225,7 @@ impl Handler<Submit> for Runs {
                             })
                             .await
                             .unwrap_or_else(|e| {
-                                tracing::warn!(error = %e, "the spec's baseline could not be read: its baseline thresholds will fail");
+                                tracing::warn!(error = %e, "the spec's baseline could not be read: thresholds against it will fail");
                                 None
                             });
                     }

@@ -67,8 +67,8 @@ pub struct RunRecord {
     pub accepted_at_ms: u64,
     pub late_window_s: u64,
     pub policy: TargetPolicy,
-    /// The spec's baseline run's `summary.json`, when its thresholds refer to a baseline: kept
-    /// with the run, so a resumed run is judged against the same one.
+    /// The spec's baseline run's `summary.json`, if the spec has one: kept with the run, so a
+    /// resumed run is judged (and its report drawn) against the same one.
     pub baseline_summary: Option<String>,
 }
 
