@@ -232,6 +232,10 @@ async fn a_run_submitted_through_the_api_streams_each_second_and_its_numbers_mat
     assert_eq!(late.len(), 1, "{late:?}");
     assert_eq!(late[0].0, "result");
     assert_eq!(late[0].1["requests"].as_u64(), Some(seen));
+    assert_eq!(
+        &late[0].1, result,
+        "the history gives back what was announced"
+    );
 
     // Validation: positioned problems, nothing run.
     let (status, v) = json(
@@ -251,6 +255,23 @@ async fn a_run_submitted_through_the_api_streams_each_second_and_its_numbers_mat
     .await;
     assert_eq!(status, 422, "{v}");
     assert_eq!(v["error"]["code"], "invalid_spec");
+    // A body past the spec limit (1 MiB) is refused as it arrives; without the role, 403 first.
+    let huge = "#".repeat((1 << 20) + 1);
+    let (status, v) = json(
+        c.post(format!("{base}/runs"))
+            .bearer_auth(&runner)
+            .body(huge.clone()),
+    )
+    .await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(v["error"]["code"], "too_large");
+    let (status, _) = json(
+        c.post(format!("{base}/runs"))
+            .bearer_auth(&viewer)
+            .body(huge),
+    )
+    .await;
+    assert_eq!(status, 403);
 
     // Metrics, as Prometheus reads them.
     let m = c

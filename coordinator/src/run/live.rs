@@ -52,8 +52,8 @@ impl LiveTap {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn snapshot(&self, doc: serde_json::Value) {
-        let text: Arc<str> = doc.to_string().into();
+    /// `text` is `doc` as published: serialized once for the broker and every reader.
+    fn snapshot(&self, doc: serde_json::Value, text: Arc<str>) {
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(doc));
         // No reader is not an error.
         let _ = self.tx.send(LiveEvent::Snapshot(text));
@@ -160,14 +160,15 @@ impl Handler<LiveRow> for LivePublisher {
             .map(|s| ((row.second + 1) * 1000).saturating_sub(s) as f64 / 1000.0)
             .unwrap_or(0.0);
         let doc = live_json(&self.run_id, row, elapsed_s, self.planned_s, self.agents);
+        let text: Arc<str> = doc.to_string().into();
         self.bus.publish(
             messages::topics::live(&self.run_id),
-            doc.to_string().into_bytes(),
+            text.as_bytes().to_vec(),
             QoS::AtMostOnce,
             false,
         );
         if let Some(tap) = &self.tap {
-            tap.snapshot(doc);
+            tap.snapshot(doc, text);
         }
         if self.quiet {
             return;

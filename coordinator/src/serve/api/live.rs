@@ -30,29 +30,32 @@ fn frame(event: &str, data: &str) -> web::Bytes {
 }
 
 /// The `RunCompleted` of a run that ended before the stream was asked for, rebuilt from the
-/// history (which kept exactly what was announced).
+/// history (which kept exactly what was announced; the thresholds from its `summary.json`).
 fn result_of(row: &RunRow) -> Option<String> {
     let f = row.finished.as_ref()?;
-    let summary: serde_json::Value = serde_json::from_str(&f.summary).unwrap_or_default();
-    let doc = serde_json::json!({
-        "run_id": row.accepted.run_id,
-        "spec": row.accepted.spec,
-        "correlation_id": row.accepted.correlation_id,
-        "source": row.accepted.source,
-        "state": f.state.as_str(),
-        "reason": f.reason,
-        "verdict": crate::store::verdict_str(f.verdict),
-        "requests": f.requests,
-        "errors": f.errors,
-        "rps": f.rps,
-        "p95_ms": f.p95_ms,
-        "p99_ms": f.p99_ms,
-        "agents_lost": f.agents_lost,
-        "thresholds": summary.get("thresholds").cloned().unwrap_or(serde_json::json!([])),
-        "results": f.results,
-        "results_error": f.results_error,
-    });
-    Some(doc.to_string())
+    let thresholds = serde_json::from_str::<serde_json::Value>(&f.summary)
+        .ok()
+        .and_then(|s| serde_json::from_value(s.get("thresholds")?.clone()).ok())
+        .unwrap_or_default();
+    let done = messages::outcome::RunCompleted {
+        run_id: row.accepted.run_id.clone(),
+        spec: row.accepted.spec.clone(),
+        correlation_id: row.accepted.correlation_id.clone(),
+        source: row.accepted.source.clone(),
+        state: f.state,
+        reason: f.reason.clone(),
+        verdict: f.verdict,
+        requests: f.requests,
+        errors: f.errors,
+        rps: f.rps,
+        p95_ms: f.p95_ms,
+        p99_ms: f.p99_ms,
+        agents_lost: f.agents_lost,
+        thresholds,
+        results: f.results.clone(),
+        results_error: f.results_error.clone(),
+    };
+    serde_json::to_string(&done).ok()
 }
 
 fn sse<S>(body: S) -> HttpResponse
