@@ -32,6 +32,17 @@ pub const MAX_QUERY_PAGES: usize = 100;
 
 pub type Item = HashMap<String, AttributeValue>;
 
+/// One query: key condition, optional filter, values (`:name` → value).
+pub(super) struct Query<'a> {
+    pub index: Option<&'a str>,
+    pub key_condition: &'a str,
+    pub filter: Option<&'a str>,
+    pub names: Option<HashMap<String, String>>,
+    pub values: Vec<(&'a str, AttributeValue)>,
+    pub forward: bool,
+    pub cap: usize,
+}
+
 pub struct DynamoStore {
     pub(super) table: String,
     pub(super) client: Client,
@@ -159,23 +170,20 @@ impl DynamoStore {
         sdk_err(&self.table, e)
     }
 
-    /// Every item a query gives (its pages followed), at most `cap`.
-    pub(super) fn query_all(
-        &self,
-        index: Option<&str>,
-        key_condition: &str,
-        values: Vec<(&str, AttributeValue)>,
-        forward: bool,
-        cap: usize,
-    ) -> Result<Vec<Item>, StoreError> {
+    /// The items a query gives, its pages followed: at most `cap`, and at most
+    /// [`MAX_QUERY_PAGES`] pages — when that bound stops it, also the key it stopped at.
+    pub(super) fn query(&self, q: Query<'_>) -> Result<(Vec<Item>, Option<Item>), StoreError> {
         let (client, table) = (self.client.clone(), self.table.clone());
-        let index = index.map(str::to_string);
-        let cond = key_condition.to_string();
-        let values: HashMap<String, AttributeValue> = values
+        let index = q.index.map(str::to_string);
+        let cond = q.key_condition.to_string();
+        let filter = q.filter.map(str::to_string);
+        let names = q.names;
+        let values: HashMap<String, AttributeValue> = q
+            .values
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        let name = self.table.clone();
+        let (forward, cap) = (q.forward, q.cap);
         self.run(async move {
             let mut out = Vec::new();
             let mut start: Option<Item> = None;
@@ -185,24 +193,47 @@ impl DynamoStore {
                     .table_name(&table)
                     .set_index_name(index.clone())
                     .key_condition_expression(&cond)
+                    .set_filter_expression(filter.clone())
+                    .set_expression_attribute_names(names.clone())
                     .set_expression_attribute_values(Some(values.clone()))
                     .scan_index_forward(forward)
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await
-                    .map_err(|e| sdk_err(&name, e))?;
+                    .map_err(|e| sdk_err(&table, e))?;
                 out.extend(r.items.unwrap_or_default());
                 if out.len() >= cap {
                     out.truncate(cap);
-                    break;
+                    return Ok((out, None));
                 }
                 match r.last_evaluated_key {
                     Some(k) => start = Some(k),
-                    None => break,
+                    None => return Ok((out, None)),
                 }
             }
-            Ok(out)
+            Ok((out, start))
         })
+    }
+
+    /// Every item a query gives (its pages followed), at most `cap`.
+    pub(super) fn query_all(
+        &self,
+        index: Option<&str>,
+        key_condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+        forward: bool,
+        cap: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        self.query(Query {
+            index,
+            key_condition,
+            filter: None,
+            names: None,
+            values,
+            forward,
+            cap,
+        })
+        .map(|(items, _)| items)
     }
 
     fn decode_run(&self, i: &Item) -> Result<RunRow, StoreError> {
@@ -438,45 +469,21 @@ impl DynamoStore {
             filters.push("accepted_at_ms >= :from");
             values.insert(":from".into(), n(from));
         }
-        let (client, table) = (self.client.clone(), self.table.clone());
         let cond = format!("{pk_name} = :pk AND {sk_name} < :upper");
         let filter_expr = (!filters.is_empty()).then(|| filters.join(" AND "));
-        let names = (!names.is_empty()).then_some(names);
-        let want = limit as usize + 1;
-        let name = self.table.clone();
-        let (items, cut_at) = self.run(async move {
-            let mut out: Vec<Item> = Vec::new();
-            let mut start: Option<Item> = None;
-            let mut cut_at = None;
-            for page in 0..MAX_QUERY_PAGES {
-                let r = client
-                    .query()
-                    .table_name(&table)
-                    .index_name(index)
-                    .key_condition_expression(&cond)
-                    .set_filter_expression(filter_expr.clone())
-                    .set_expression_attribute_names(names.clone())
-                    .set_expression_attribute_values(Some(values.clone()))
-                    .scan_index_forward(false)
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err(&name, e))?;
-                out.extend(r.items.unwrap_or_default());
-                if out.len() >= want {
-                    break;
-                }
-                match r.last_evaluated_key {
-                    Some(k) if page + 1 == MAX_QUERY_PAGES => {
-                        cut_at = get_s(&k, sk_name);
-                        break;
-                    }
-                    Some(k) => start = Some(k),
-                    None => break,
-                }
-            }
-            Ok((out, cut_at))
+        let (items, stopped) = self.query(Query {
+            index: Some(index),
+            key_condition: &cond,
+            filter: filter_expr.as_deref(),
+            names: (!names.is_empty()).then_some(names),
+            values: values
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect(),
+            forward: false,
+            cap: limit as usize + 1,
         })?;
+        let cut_at = stopped.and_then(|k| get_s(&k, sk_name));
         let mut rows = items
             .iter()
             .map(|i| self.decode_run(i))
