@@ -136,7 +136,7 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
                 })
                 .and_then(|t| crate::run::baseline::Baseline::from_summary(&t));
             match read {
-                Ok(b) => Some(b),
+                Ok(b) => Some(b.with_series(crate::run::baseline::read_series(dir))),
                 Err(e) => {
                     eprintln!("herd run: --baseline {}: {e}", file.display());
                     return Ok(Exit::Invalid);

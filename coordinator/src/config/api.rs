@@ -45,6 +45,16 @@ pub struct OidcConfig {
     pub runner_groups: Vec<String>,
     #[serde(default = "default_viewer")]
     pub viewer_groups: Vec<String>,
+    /// The console's "sign in with" button: the provider's authorization endpoint (Cognito:
+    /// `https://<domain>/oauth2/authorize`). The console runs the code flow with PKCE for the
+    /// client `audience`, which must allow `https://<herd>/` as a callback. Needs `token_url`.
+    pub login_url: Option<String>,
+    /// The provider's token endpoint (Cognito: `https://<domain>/oauth2/token`).
+    pub token_url: Option<String>,
+    /// Scopes asked for at sign-in (default `openid`).
+    pub login_scopes: Option<String>,
+    /// The button's provider name (default "your identity provider").
+    pub login_name: Option<String>,
 }
 
 fn default_roles_claim() -> String {
@@ -71,10 +81,24 @@ impl OidcConfig {
     }
 
     fn check(&self) -> Result<(), String> {
+        if self.login_url.is_some() != self.token_url.is_some() {
+            return Err(
+                "[api.oidc] login_url and token_url go together: give both or neither".into(),
+            );
+        }
+        let login = [
+            ("login_url", &self.login_url),
+            ("token_url", &self.token_url),
+        ]
+        .into_iter()
+        .filter_map(|(what, u)| u.clone().map(|u| (what, u)));
         for (what, u) in [
             ("issuer", self.issuer.clone()),
             ("jwks_url", self.jwks_url()),
-        ] {
+        ]
+        .into_iter()
+        .chain(login)
+        {
             let url = url::Url::parse(&u).map_err(|e| format!("[api.oidc] {what} {u:?}: {e}"))?;
             let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
             if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {

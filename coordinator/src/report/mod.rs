@@ -184,17 +184,22 @@ pub fn render(run: &RunDocs<'_>, baseline: Option<&RunDocs<'_>>) -> String {
         .and_then(Value::as_array)
         .filter(|t| !t.is_empty())
     {
-        h.push_str("<h2>Thresholds</h2><table><tr><th>threshold</th><th>label</th><th>observed</th><th></th></tr>");
+        h.push_str("<h2>Thresholds</h2><table><tr><th>threshold</th><th>label</th><th>observed</th><th>limit</th><th></th><th>why</th></tr>");
         for t in ts {
             let ok = t.get("passed").and_then(Value::as_bool).unwrap_or(false);
+            let limit = match t.get("limit").and_then(Value::as_f64) {
+                Some(l) => format!("{l:.3}"),
+                None => String::new(),
+            };
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td><span class=\"badge {}\">{}</span></td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{limit}</td><td><span class=\"badge {}\">{}</span></td><td style=\"text-align:left\">{}</td></tr>",
                 esc(&text(t, "/expr")),
                 esc(&text(t, "/label")),
                 num(t, "/observed"),
                 if ok { "passed" } else { "failed" },
-                if ok { "passed" } else { "failed" }
+                if ok { "passed" } else { "failed" },
+                esc(&text(t, "/reason")),
             );
         }
         h.push_str("</table>");
@@ -223,7 +228,7 @@ pub fn render(run: &RunDocs<'_>, baseline: Option<&RunDocs<'_>>) -> String {
     let series = run.series;
     let seconds = per_second(series, "/total/requests").len();
     h.push_str("<h2>Per second</h2>");
-    let base_series = baseline.map(|b| b.series);
+    let base_series = baseline.map(|b| b.series).filter(|s| !s.is_empty());
     let mut rps = vec![Line {
         name: "requests/s",
         class: "rps",

@@ -9,6 +9,34 @@ use serde_json::Value;
 pub struct Baseline {
     run_id: String,
     summary: Value,
+    /// Its `timeseries.json` rows, when its folder is at hand: the report overlays them.
+    series: Vec<Value>,
+}
+
+/// The largest `timeseries.json` read for an overlay (a week of seconds with a few labels).
+pub const MAX_SERIES_BYTES: u64 = 64 << 20;
+
+/// A run folder's `timeseries.json` rows, for a baseline's overlay. A missing, oversized or
+/// unreadable file gives none: the overlay is a view, the gate only needs the summary.
+pub fn read_series(dir: &std::path::Path) -> Vec<Value> {
+    let file = dir.join("timeseries.json");
+    let read = std::fs::metadata(&file)
+        .map_err(|e| e.to_string())
+        .and_then(|m| {
+            if m.len() > MAX_SERIES_BYTES {
+                Err(format!("larger than {MAX_SERIES_BYTES} bytes"))
+            } else {
+                std::fs::read(&file).map_err(|e| e.to_string())
+            }
+        })
+        .and_then(|b| serde_json::from_slice::<Vec<Value>>(&b).map_err(|e| e.to_string()));
+    match read {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::debug!(file = %file.display(), error = %e, "no baseline series to overlay");
+            Vec::new()
+        }
+    }
 }
 
 impl Baseline {
@@ -23,7 +51,21 @@ impl Baseline {
         if summary.get("total").is_none_or(|t| !t.is_object()) {
             return Err("not a summary.json: no `total`".into());
         }
-        Ok(Baseline { run_id, summary })
+        Ok(Baseline {
+            run_id,
+            summary,
+            series: Vec::new(),
+        })
+    }
+
+    /// With its per-second rows (see [`read_series`]).
+    pub fn with_series(mut self, series: Vec<Value>) -> Baseline {
+        self.series = series;
+        self
+    }
+
+    pub fn series(&self) -> &[Value] {
+        &self.series
     }
 
     pub fn run_id(&self) -> &str {

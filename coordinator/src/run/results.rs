@@ -207,7 +207,7 @@ impl ResultsWriter {
                     .as_ref()
                     .map(|b| crate::report::RunDocs {
                         summary: b.summary(),
-                        series: &[],
+                        series: b.series(),
                     })
                     .as_ref(),
             )

@@ -412,6 +412,21 @@ impl Runs {
                 .map_err(|e| tracing::warn!(run = %run_id, error = %e, "the kept baseline cannot be read"))
                 .ok()
         });
+        // Its series, for the report's overlays, from its folder when this server has it.
+        // (A run id is one plain path component; anything else is not looked for.)
+        let baseline = baseline.map(|b| {
+            let id = b.run_id();
+            let plain = !id.starts_with('.')
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            let rows = if plain {
+                crate::run::baseline::read_series(&self.env.results_dir.join(id))
+            } else {
+                Vec::new()
+            };
+            b.with_series(rows)
+        });
         let plan =
             RunPlan::new(run_id.clone(), bundle, record.agents, record.dir).with_baseline(baseline);
         let info = Arc::new(PlanInfo {

@@ -1,4 +1,5 @@
-//! `herd serve`'s HTTP API, `/api/v1` (actix-web, on its own worker thread beside the actors):
+//! `herd serve`'s HTTP API, `/api/v1` (actix-web, on its own worker thread beside the actors),
+//! and the web console over it at `/` (`console.rs`):
 //! runs (submit, history, summary, series, files, cancel, a live SSE stream), spec validation,
 //! API tokens, health and Prometheus metrics, and the OpenAPI document generated from these
 //! handlers (`openapi.rs`).
@@ -12,6 +13,7 @@
 //!   chunks, never held whole.
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod files;
 pub mod live;
@@ -133,6 +135,11 @@ impl Api {
         Ok(self.history.call(f).await?)
     }
 
+    /// How the console signs in with the OIDC provider, if it can.
+    pub fn oidc_login(&self) -> Option<console::LoginConfig> {
+        self.oidc.as_ref().and_then(oidc::Oidc::login)
+    }
+
     pub fn stream_permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         self.streams
             .clone()
@@ -197,6 +204,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(schedules::routes)
             .configure(tokens::routes),
     )
+    .configure(console::routes)
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::not_found(
             "no such endpoint (the API is under /api/v1; see /api/v1/openapi.json)",

@@ -61,6 +61,21 @@ pub struct Oidc {
 }
 
 impl Oidc {
+    /// The console's sign-in with this provider, when `[api.oidc]` configures it.
+    pub fn login(&self) -> Option<super::console::LoginConfig> {
+        let c = &self.cfg;
+        Some(super::console::LoginConfig {
+            name: c
+                .login_name
+                .clone()
+                .unwrap_or_else(|| "your identity provider".into()),
+            authorize_url: c.login_url.clone()?,
+            token_url: c.token_url.clone()?,
+            client_id: c.audience.clone(),
+            scopes: c.login_scopes.clone().unwrap_or_else(|| "openid".into()),
+        })
+    }
+
     pub fn new(cfg: OidcConfig) -> anyhow::Result<Oidc> {
         Ok(Oidc {
             cfg,

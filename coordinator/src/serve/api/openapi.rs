@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 use super::error::{ErrorBody, ErrorDetail};
 use super::schedules::{CreateSchedule, PatchSchedule, ScheduleView};
 use super::specs::{BaselineView, SetBaseline, SpecEntryView, SpecView, VersionView};
-use super::tokens::{CreateToken, NewTokenView, TokenView};
+use super::tokens::{CreateToken, MeView, NewTokenView, TokenView};
 use super::views::*;
 
 struct Bearer;
@@ -41,7 +41,7 @@ impl Modify for Bearer {
         super::files::list, super::files::file, super::files::timeseries,
         super::ops::healthz, super::ops::readyz, super::ops::metrics, super::ops::validate,
         openapi,
-        super::tokens::list, super::tokens::create, super::tokens::revoke,
+        super::tokens::list, super::tokens::create, super::tokens::revoke, super::tokens::me,
         super::specs::list, super::specs::get, super::specs::put, super::specs::get_baseline,
         super::specs::put_baseline,
         super::schedules::list, super::schedules::get, super::schedules::create,
@@ -51,7 +51,7 @@ impl Modify for Bearer {
         ErrorBody, ErrorDetail, RunView, RunDetail, RunPage, SubmitView, CancelView,
         CancelRequest, FileView, SpecIssueView, ValidateView, ReadyView, TokenView, CreateToken,
         NewTokenView, SpecEntryView, VersionView, SpecView, BaselineView, SetBaseline,
-        CreateSchedule, PatchSchedule, ScheduleView, Comparison, Change,
+        CreateSchedule, PatchSchedule, ScheduleView, Comparison, Change, MeView,
     )),
     modifiers(&Bearer),
 )]

@@ -13,7 +13,31 @@ use crate::store::tokens::{generate, Role, TokenRecord};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/tokens", web::get().to(list))
         .route("/tokens", web::post().to(create))
-        .route("/tokens/{id}", web::delete().to(revoke));
+        .route("/tokens/{id}", web::delete().to(revoke))
+        .route("/me", web::get().to(me));
+}
+
+/// Who the bearer token is: what a client (the console) shows and which actions it offers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MeView {
+    /// The token's name, or the OIDC user's.
+    pub name: String,
+    /// `viewer`, `runner` or `admin`.
+    pub role: String,
+}
+
+/// The caller.
+#[utoipa::path(get, path = "/api/v1/me", operation_id = "who_am_i", tag = "tokens",
+    responses(
+        (status = 200, body = MeView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("token" = ["viewer"])))]
+pub async fn me(caller: Caller<super::auth::Viewer>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(MeView {
+        name: caller.name,
+        role: caller.role.as_str().into(),
+    }))
 }
 
 /// A token's record (never its secret).
