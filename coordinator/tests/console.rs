@@ -461,3 +461,49 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
     let (_, cfg) = api::json(c.get(format!("{base}/console/config.json"))).await;
     assert_eq!(cfg, json!({"oidc": null}), "no OIDC sign-in configured");
 }
+
+/// On AWS people sign in through the user pool: the console runs the code flow with PKCE against
+/// the provider and uses its access token, which the API checks like any OIDC token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_through_the_identity_provider() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let idp = api::Idp::start().await;
+    let serve = Serve::start_with(&[], &format!("{API}{}", idp.config_with_login())).await;
+    let base = serve.api_url();
+    let c = api::client();
+    let (_, cfg) = api::json(c.get(format!("{base}/console/config.json"))).await;
+    assert_eq!(cfg["oidc"]["client_id"], "herd-client", "{cfg}");
+    b.client.goto(&format!("{base}/")).await.expect("console");
+    b.click("#oidc").await;
+    b.until(
+        "signed in through the provider",
+        "return document.getElementById('who').textContent",
+        30 * SECS,
+    )
+    .await;
+    assert_eq!(b.text("#who").await, "ann@example.com · runner");
+    assert_eq!(
+        b.js("return location.search").await,
+        json!(""),
+        "the code is not left in the address bar"
+    );
+    // A runner may start runs but not set baselines: the pages offer what the role allows.
+    b.client
+        .goto(&format!("{base}/#/specs"))
+        .await
+        .expect("specs");
+    b.until("the specs page", "return document.querySelector('h1') && document.querySelector('h1').textContent.startsWith('Specs')", 20 * SECS).await;
+    b.client
+        .goto(&format!("{base}/#/new"))
+        .await
+        .expect("new run");
+    b.until(
+        "the editor",
+        "return document.getElementById('spec')",
+        20 * SECS,
+    )
+    .await;
+    b.close().await;
+}

@@ -67,6 +67,9 @@ pub struct Row {
     pub second: u64,
     pub total: RowStats,
     pub labels: BTreeMap<String, RowStats>,
+    /// Per region, only when the run's agents are in more than one (else it is `total`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub regions: BTreeMap<String, RowStats>,
     pub vus: u64,
     pub iterations: u64,
     pub dropped_iterations: u64,
@@ -78,6 +81,8 @@ pub struct Row {
 struct Open {
     /// Counts by histogram bucket: adding a batch is an array add per bucket.
     labels: BTreeMap<String, DenseLabel>,
+    /// The same by region (all labels together), kept only for multi-region runs.
+    regions: BTreeMap<String, DenseLabel>,
     vus: HashMap<u32, u64>,
     iterations: u64,
     dropped: u64,
@@ -226,13 +231,14 @@ impl Fold {
         *self.batches.entry(agent).or_default() += 1;
         self.iterations += c.iterations;
         self.dropped += c.dropped_iterations;
-        if self.multi_region {
-            let region = self
-                .regions
+        let region = self.multi_region.then(|| {
+            self.regions
                 .get(agent as usize)
                 .cloned()
-                .unwrap_or_else(|| "local".into());
-            let r = self.by_region.entry(region).or_default();
+                .unwrap_or_else(|| "local".into())
+        });
+        if let Some(region) = &region {
+            let r = self.by_region.entry(region.clone()).or_default();
             for l in &c.labels {
                 l.merge_into(r);
             }
@@ -256,6 +262,12 @@ impl Fold {
                     d.add(l);
                     o.labels.insert(l.label.clone(), d);
                 }
+            }
+        }
+        if let Some(region) = region {
+            let d = o.regions.entry(region).or_default();
+            for l in &c.labels {
+                d.add(l);
             }
         }
         o.vus.insert(agent, c.vus);
@@ -394,6 +406,11 @@ fn row(second: u64, o: &Open, labels: &BTreeMap<String, LabelStats>) -> Row {
             .iter()
             .map(|(k, v)| (k.clone(), RowStats::of(v, 1.0)))
             .collect(),
+        regions: o
+            .regions
+            .iter()
+            .map(|(k, d)| (k.clone(), RowStats::of(&d.to_stats(), 1.0)))
+            .collect(),
         vus: o.vus.values().fold(0u64, |a, v| a.saturating_add(*v)),
         iterations: o.iterations,
         dropped_iterations: o.dropped,
@@ -423,6 +440,37 @@ mod tests {
             iterations: lat.len() as u64,
             dropped_iterations: 0,
         }
+    }
+
+    #[test]
+    fn each_second_is_split_by_region_only_when_there_are_several() {
+        let regions = vec![
+            "eu-west-1".to_string(),
+            "us-east-1".to_string(),
+            "us-east-1".into(),
+        ];
+        let mut f = Fold::new(5, regions, T);
+        f.add(0, 1, &batch(0, T, &[1000, 2000]), T + 1).unwrap();
+        f.add(1, 1, &batch(1, T, &[3000]), T + 1).unwrap();
+        f.add(2, 1, &batch(2, T, &[4000, 5000, 6000]), T + 1)
+            .unwrap();
+        let live = f.peek(T).expect("the open second");
+        assert_eq!(live.regions["eu-west-1"].requests, 2);
+        assert_eq!(live.regions["us-east-1"].requests, 4);
+        assert!((live.regions["us-east-1"].max_ms - 6.0).abs() < 0.01);
+        let rows = f.tick(T + 10);
+        assert_eq!(
+            rows[0].regions, live.regions,
+            "the final second as it was seen live"
+        );
+        assert_eq!(rows[0].total.requests, 6);
+
+        let mut one = Fold::new(5, vec!["local".to_string(); 2], T);
+        one.add(0, 1, &batch(0, T, &[1000]), T + 1).unwrap();
+        one.add(1, 1, &batch(1, T, &[1000]), T + 1).unwrap();
+        let row = one.peek(T).expect("the open second");
+        assert!(row.regions.is_empty(), "one region: the totals are its");
+        assert!(!serde_json::to_string(&row).unwrap().contains("regions"));
     }
 
     #[test]

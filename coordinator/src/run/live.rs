@@ -146,6 +146,7 @@ pub fn live_json(
         "iterations": row.iterations,
         "dropped_iterations": row.dropped_iterations,
         "labels": row.labels.iter().map(|(k, v)| (k.clone(), stats_json(v))).collect::<serde_json::Map<_, _>>(),
+        "regions": row.regions.iter().map(|(k, v)| (k.clone(), stats_json(v))).collect::<serde_json::Map<_, _>>(),
         "agents": { "reporting": row.agents, "total": agents_total },
     })
 }
@@ -224,7 +225,8 @@ mod tests {
         let row = Row {
             second: 1,
             total: stats.clone(),
-            labels: [("GET /".to_string(), stats)].into_iter().collect(),
+            labels: [("GET /".to_string(), stats.clone())].into_iter().collect(),
+            regions: [("eu-west-1".to_string(), stats)].into_iter().collect(),
             vus: 2,
             iterations: 3,
             dropped_iterations: 0,
