@@ -15,15 +15,26 @@ thresholds:
 `;
 const DRAFT = "herd.draft";
 
-/** Validates `text` after a pause in typing; the latest answer wins. */
-function validator(onResult) {
+/** The spec alone, or with the files it names as `POST /runs` takes them (multipart). */
+function multipart(text, files) {
+  const fd = new FormData();
+  fd.append("spec", new Blob([text], { type: "application/yaml" }), "spec.yaml");
+  for (const f of files) fd.append("file", f, f.name);
+  return fd;
+}
+
+/** Validates `text` (with `files()`) after a pause in typing; the latest answer wins. */
+function validator(files, onResult) {
   let timer = null, seq = 0;
   return (text) => {
     clearTimeout(timer);
     timer = setTimeout(async () => {
       const mine = ++seq;
       try {
-        const r = await call("POST", "/validate", text, { "Content-Type": "application/yaml" });
+        const chosen = files();
+        const r = chosen.length
+          ? await call("POST", "/validate", multipart(text, chosen))
+          : await call("POST", "/validate", text, { "Content-Type": "application/yaml" });
         if (mine === seq) onResult(r, null);
       } catch (e) {
         if (mine === seq) onResult(null, e);
@@ -84,11 +95,12 @@ export function problemsList(ed) {
 
 export async function newRunPage(ctx) {
   const text = sessionStorage.getItem(DRAFT) || STARTER;
-  const check = validator((r, e) => { valid = problems.show(r, e); start.disabled = !valid || !ctx.can("runner"); });
+  const files = h("input", { id: "files", type: "file", multiple: true, "aria-describedby": "files-help" });
+  const check = validator(() => [...files.files], (r, e) => { valid = problems.show(r, e); start.disabled = !valid || !ctx.can("runner"); });
   const ed = editorBox(text, (t) => { sessionStorage.setItem(DRAFT, t); check(t); });
   const problems = problemsList(ed);
   let valid = false;
-  const files = h("input", { id: "files", type: "file", multiple: true, "aria-describedby": "files-help" });
+  files.addEventListener("change", () => check(ed.area.value));
   const start = h("button", { type: "submit", class: "primary", id: "start", disabled: true }, "Start run");
   const form = h("form", { onsubmit: async (ev) => {
       ev.preventDefault();
@@ -96,10 +108,7 @@ export async function newRunPage(ctx) {
       try {
         let r;
         if (files.files.length) {
-          const fd = new FormData();
-          fd.append("spec", new Blob([ed.area.value], { type: "application/yaml" }), "spec.yaml");
-          for (const f of files.files) fd.append("file", f, f.name);
-          r = await call("POST", "/runs", fd);
+          r = await call("POST", "/runs", multipart(ed.area.value, files.files));
         } else {
           r = await call("POST", "/runs", ed.area.value, { "Content-Type": "application/yaml" });
         }
@@ -113,7 +122,7 @@ export async function newRunPage(ctx) {
     h("p", { class: "muted small" }, "Checked as you type against this server's limits and target policy. Tab indents; Esc then Tab leaves the editor."),
     ed.node, problems.node,
     h("label", { for: "files" }, "Files the spec names (scripts, data, a zip)", files),
-    h("p", { id: "files-help", class: "muted small" }, "Each file keeps its name, relative to the spec: name them as the spec does."),
+    h("p", { id: "files-help", class: "muted small" }, "Each file lands next to the spec under its own name (data: {users: {file: users.csv}}); a folder goes as a zip. The check above then includes them."),
     h("div", { class: "row" }, start,
       h("button", { type: "button", id: "save-spec", disabled: !ctx.can("runner"), onclick: async () => {
         const name = (ed.area.value.match(/^name:\s*["']?([A-Za-z0-9._-]+)/m) || [])[1];

@@ -507,3 +507,83 @@ async fn a_person_signs_in_through_the_identity_provider() {
     .await;
     b.close().await;
 }
+
+/// A spec that names a data file: the editor says what is missing until the file is chosen,
+/// then checks the two together, and the run uses the file (the target saw each of its rows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_and_its_data_file_are_checked_together_and_run_from_the_console() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let t = start_target().await;
+    let serve = Serve::start_with(&[], API).await;
+    let base = serve.api_url();
+    let runner = serve.token("runner");
+    let files = tempfile::tempdir().expect("temp dir");
+    let csv = files.path().join("users.csv");
+    std::fs::write(&csv, "name\nann\nbob\ncyd\n").expect("csv");
+
+    b.client.goto(&format!("{base}/")).await.expect("console");
+    let token = b
+        .client
+        .wait()
+        .for_element(fantoccini::Locator::Css("#token"))
+        .await
+        .expect("token field");
+    token.send_keys(&runner).await.expect("type");
+    b.click("#signin").await;
+    b.until(
+        "signed in",
+        "return document.getElementById('who').textContent",
+        20 * SECS,
+    )
+    .await;
+    b.client
+        .goto(&format!("{base}/#/new"))
+        .await
+        .expect("new run");
+    b.until(
+        "the editor",
+        "return document.getElementById('spec')",
+        20 * SECS,
+    )
+    .await;
+    b.set_editor(&format!(
+        "name: with-data\ntarget: {}\ndata:\n  users: {{file: users.csv}}\nscenario:\n  - request: GET /items/{{{{users.name}}}}\nload: {{executor: per-vu-iterations, vus: 1, iterations: 6}}\n",
+        t.url()
+    ))
+    .await;
+    let missing = b
+        .until("the missing file named", "const p = document.querySelector('#problems li.problem'); return p ? p.textContent : null", 20 * SECS)
+        .await;
+    assert!(
+        missing.as_str().is_some_and(|m| m.contains("data.users")),
+        "{missing}"
+    );
+    b.client
+        .find(fantoccini::Locator::Css("#files"))
+        .await
+        .expect("file input")
+        .send_keys(csv.to_str().expect("path"))
+        .await
+        .expect("choose the file");
+    b.until(
+        "the spec and its file valid",
+        "return document.querySelector('#problems li.ok') && !document.getElementById('start').disabled",
+        20 * SECS,
+    )
+    .await;
+    b.click("#start").await;
+    assert_eq!(b.verdict().await, "passed");
+    // Six requests, each for a row of the file (how rows are dealt to agents is the data
+    // section's business).
+    let by_path = t.stats().by_path;
+    assert_eq!(by_path.values().sum::<u64>(), 6, "{by_path:?}");
+    assert!(
+        by_path
+            .keys()
+            .all(|p| ["/items/ann", "/items/bob", "/items/cyd"].contains(&p.as_str())),
+        "{by_path:?}"
+    );
+    b.close().await;
+}

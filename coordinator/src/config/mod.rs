@@ -500,14 +500,36 @@ mod tests {
         let toml = toml
             .replace("${PublicIpToml}", "true")
             .replace("${ExtraRegionConfig}", "");
-        let toml = fill_substitutions(&toml);
-        let c = ServeConfig::parse("deploy/herd.yaml", &toml).expect("parses");
-        assert_eq!(c.profile, Profile::Aws);
-        assert_eq!(
-            c.on_shutdown,
-            OnShutdown::Resume,
-            "a deployment must not cancel runs"
-        );
+        // The console's sign-in lines, as the stack renders them with ApiDomainName and
+        // SignInDomainPrefix set (and nothing without).
+        let at = yaml
+            .find("ConsoleSignInToml: !If")
+            .expect("the sign-in lines");
+        let sign_in: String = yaml[at..]
+            .lines()
+            .map(str::trim_start)
+            .skip_while(|l| !l.starts_with("login_url"))
+            .take_while(|l| l.starts_with("login_") || l.starts_with("token_url"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(sign_in.lines().count(), 4, "{sign_in}");
+        for (lines, login) in [(sign_in.as_str(), true), ("", false)] {
+            let toml = fill_substitutions(&toml.replace("${ConsoleSignInToml}", lines));
+            let c = ServeConfig::parse("deploy/herd.yaml", &toml).expect("parses");
+            assert_eq!(c.profile, Profile::Aws);
+            assert_eq!(
+                c.on_shutdown,
+                OnShutdown::Resume,
+                "a deployment must not cancel runs"
+            );
+            let oidc = c
+                .api
+                .as_ref()
+                .and_then(|a| a.oidc.as_ref())
+                .expect("[api.oidc]");
+            assert_eq!(oidc.login_url.is_some(), login);
+            assert_eq!(oidc.token_url.is_some(), login);
+        }
     }
 
     /// Every other `${Name}` becomes a plain word.

@@ -197,9 +197,10 @@ pub async fn metrics(_caller: Caller<Viewer>, api: web::Data<Api>) -> HttpRespon
 }
 
 /// Checks a spec as `POST /runs` would — syntax, the spec's rules, this service's limits and
-/// target policy — without running it. Every problem, positioned where the spec says where.
+/// target policy, and with multipart the files it names — without running it. Every problem,
+/// positioned where the spec says where.
 #[utoipa::path(post, path = "/api/v1/validate", tag = "specs",
-    request_body(content = String, content_type = "application/yaml", description = "The spec, YAML or JSON"),
+    request_body(content = String, content_type = "application/yaml", description = "The spec, YAML or JSON; or multipart/form-data laid out as for POST /runs (part `spec`, parts `file`), so the files it names are checked too"),
     responses(
         (status = 200, description = "Valid or not: see `valid`", body = ValidateView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -209,9 +210,21 @@ pub async fn metrics(_caller: Caller<Viewer>, api: web::Data<Api>) -> HttpRespon
 pub async fn validate(
     _caller: Caller<Viewer>,
     api: web::Data<Api>,
+    req: actix_web::HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = super::read_body(payload, crate::bundle::MAX_SPEC_BYTES as usize).await?;
+    // With files: unpacked below a private temp folder (removed when `upload` drops), and the
+    // spec judged from there as a run of it would be.
+    let mut upload = None;
+    let body = if super::upload::is_multipart(&req) {
+        let u = super::upload::unpack(&req, payload).await?;
+        let text = std::fs::read(&u.spec)
+            .map_err(|e| ApiError::internal(format!("reading the uploaded spec: {e}")))?;
+        upload = Some(u);
+        web::Bytes::from(text)
+    } else {
+        super::read_body(payload, crate::bundle::MAX_SPEC_BYTES as usize).await?
+    };
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::bad_request(format!("the spec is not UTF-8: {e}")))?;
     let errors = match messages::spec::parse_spec_with(text, &api.env.limits) {
@@ -229,7 +242,13 @@ pub async fn validate(
             const ORIGIN: &str = "spec";
             let req = RunRequest {
                 idempotency_key: String::new(),
-                spec: SpecSource::Inline(text.to_string()),
+                spec: match &upload {
+                    Some(u) => SpecSource::File {
+                        path: u.spec.clone(),
+                        data_dir: u.dir.path().to_path_buf(),
+                    },
+                    None => SpecSource::Inline(text.to_string()),
+                },
                 overrides: Default::default(),
                 correlation_id: None,
                 origin: ORIGIN.into(),
