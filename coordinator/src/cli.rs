@@ -380,7 +380,7 @@ pub async fn dispatch(cli: Cli, program: PathBuf) -> Exit {
                     program,
                     baseline: r.baseline,
                 },
-                Interrupts::from_os(false),
+                Interrupts::from_os_all(),
             )
             .await
         }

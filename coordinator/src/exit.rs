@@ -12,8 +12,12 @@ pub enum Exit {
     Invalid,
     /// The run completed and at least one threshold failed (k6 uses the same code).
     Thresholds,
-    /// Cancelled by Ctrl-C.
+    /// Cancelled by Ctrl-C (or through the API).
     Cancelled,
+    /// Stopped gracefully on SIGTERM: 128 + 15, as a shell reports it.
+    Terminated,
+    /// Stopped gracefully on SIGHUP: 128 + 1.
+    HungUp,
 }
 
 impl Exit {
@@ -24,6 +28,17 @@ impl Exit {
             Exit::Invalid => 2,
             Exit::Thresholds => 99,
             Exit::Cancelled => 130,
+            Exit::Terminated => 143,
+            Exit::HungUp => 129,
+        }
+    }
+
+    /// The exit of a command that `signal` stopped.
+    pub fn of_signal(signal: crate::signals::Signal) -> Exit {
+        match signal {
+            crate::signals::Signal::Interrupt => Exit::Cancelled,
+            crate::signals::Signal::Terminate => Exit::Terminated,
+            crate::signals::Signal::HangUp => Exit::HungUp,
         }
     }
 
@@ -66,5 +81,9 @@ mod tests {
         );
         assert_eq!(Exit::Thresholds.code(), 99);
         assert_eq!(Exit::Cancelled.code(), 130);
+        use crate::signals::Signal;
+        assert_eq!(Exit::of_signal(Signal::Terminate).code(), 143);
+        assert_eq!(Exit::of_signal(Signal::HangUp).code(), 129);
+        assert_eq!(Exit::of_signal(Signal::Interrupt).code(), 130);
     }
 }

@@ -343,6 +343,97 @@ async fn cancel_mid_run_stops_agents_and_keeps_partial_results() {
     );
 }
 
+/// What CI cancellation, `timeout` and a closed SSH session send: SIGTERM and SIGHUP stop a run
+/// as Ctrl-C does (partial results, every served request counted), exiting 143 and 129; a
+/// second Ctrl-C kills the agents and still writes `summary.json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sighup_stop_a_run_like_ctrl_c_and_a_second_ctrl_c_still_writes_the_summary() {
+    let fast = "name: signals\ntarget: {url}\nscenario: [{request: GET /fast}]\nload: {executor: constant-vus, vus: 4, duration: 60s, graceful_stop: 5s}\n";
+    // Requests of 1.5 s: the graceful stop is still waiting for them when the second Ctrl-C
+    // comes, and the seconds before are already sent.
+    let slow = "name: signals\ntarget: {url}\nscenario: [{request: GET /fast}, {request: GET /delay/1500}]\nload: {executor: constant-vus, vus: 4, duration: 60s, graceful_stop: 10s}\n";
+    for (signals, code, spec) in [
+        (vec![libc::SIGTERM], 143, fast),
+        (vec![libc::SIGHUP], 129, fast),
+        (vec![libc::SIGINT, libc::SIGINT], 130, slow),
+    ] {
+        let t = start_target().await;
+        let run = spawn_run(herd(), spec, &t.url(), &["--agents", "2", "--quiet"]);
+        let run_id = wait_for_run_id(run.results.path()).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let pid = run.child.id().unwrap() as i32;
+        for sig in &signals {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(pid, *sig) };
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (exit, stdout, stderr, results) = run.finish().await;
+        assert_eq!(
+            exit,
+            Some(code),
+            "{signals:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        let s = summary(results.path());
+        assert_eq!(s["state"], "cancelled", "{signals:?}");
+        let total = s["total"]["requests"].as_u64().unwrap();
+        assert!(total > 0, "{signals:?}: {s}\n{stderr}");
+        if signals.len() == 1 {
+            // Stopped gracefully: every request the target served was counted.
+            assert_eq!(total, t.stats().requests, "{signals:?}");
+        } else {
+            assert!(stderr.contains("killing the agents"), "{stderr}");
+            assert!(total <= t.stats().requests);
+        }
+        assert!(
+            no_agents_left(&run_id).await,
+            "{signals:?}: agents left {:?}",
+            agent_pids(&run_id)
+        );
+    }
+}
+
+/// `herd run` killed outright (SIGKILL, a crash): its agents are told by the kernel and stop
+/// loading within seconds, not when their watchdog notices the silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_stop_loading_within_seconds_when_herd_run_is_killed() {
+    let t = start_target().await;
+    let spec = "name: orphaned\ntarget: {url}\nscenario: [{request: GET /fast}]\nload: {executor: constant-vus, vus: 4, duration: 60s, graceful_stop: 2s}\n";
+    let run = spawn_run(herd(), spec, &t.url(), &["--agents", "2", "--quiet"]);
+    let run_id = wait_for_run_id(run.results.path()).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(agent_pids(&run_id).len(), 2);
+    let pid = run.child.id().unwrap() as i32;
+    // SAFETY: killing our own child process.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let killed = std::time::Instant::now();
+    let _ = run.finish().await;
+    // The load stops within the graceful stop (2 s) and a little: the count holds still.
+    let mut last = t.stats().requests;
+    let mut still_since = std::time::Instant::now();
+    while still_since.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = t.stats().requests;
+        if now != last {
+            last = now;
+            still_since = std::time::Instant::now();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "the agents kept loading the target 5 s after herd run was killed"
+        );
+    }
+    // And the processes go (their last batches cannot be sent: the broker died with herd run).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !agent_pids(&run_id).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agents left: {:?}",
+            agent_pids(&run_id)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_agent_is_marked_lost_and_the_survivors_are_counted() {
     let t = start_target().await;

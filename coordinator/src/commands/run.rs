@@ -26,7 +26,7 @@ use crate::run::outcome::FinalResult;
 use crate::run::protocol::StopAgents;
 use crate::run::supervisor::Cancel;
 use crate::run::{start_run, LauncherLink, RunPlan, RunSettings};
-use crate::signals::Interrupts;
+use crate::signals::{Interrupts, Signal};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -112,8 +112,9 @@ impl Builtin {
     }
 }
 
-/// Runs the spec; each item of `interrupts` is a Ctrl-C: the first cancels gracefully (partial
-/// results, exit 130 at the end), the second kills the agents and returns at once.
+/// Runs the spec; each item of `interrupts` is a Ctrl-C, SIGTERM or SIGHUP: the first cancels
+/// gracefully (partial results, exit 130, 143 or 129 at the end), the second kills the agents
+/// (the results keep what they sent), a third returns at once.
 pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result<Exit> {
     let mut policy = match TargetPolicy::from_flags(&opts.allow_targets, &opts.deny_targets) {
         Ok(p) => p,
@@ -244,23 +245,34 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
     .await?;
 
     let mut done = handle.done;
-    let mut interrupted = false;
+    // Ctrl-C, SIGTERM and SIGHUP alike: the first cancels gracefully; the second kills the
+    // agents, whose exits end the run at once with what they had sent (summary.json still
+    // written); a third leaves without waiting.
+    let mut first: Option<Signal> = None;
+    let mut killed = false;
     let outcome = loop {
         tokio::select! {
             outcome = &mut done => break outcome.context("the run supervisor ended without a result")?,
-            more = interrupts.next() => {
-                if !more {
+            sig = interrupts.next_signal() => {
+                let Some(sig) = sig else {
                     // Nobody can interrupt any more: just wait for the run.
                     break (&mut done).await.context("the run supervisor ended without a result")?;
-                }
-                if !interrupted {
-                    interrupted = true;
-                    eprintln!("herd: cancelling — agents are told to stop; Ctrl-C again to kill them");
-                    handle.supervisor.do_send(Cancel { reason: "cancelled with Ctrl-C".into() });
-                } else {
-                    handle.stop_agents.do_send(StopAgents);
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    return Ok(Exit::Cancelled);
+                };
+                match first {
+                    None => {
+                        first = Some(sig);
+                        eprintln!("herd: {} — cancelling: agents are told to stop; Ctrl-C again to kill them", sig.name());
+                        handle.supervisor.do_send(Cancel { reason: format!("cancelled with {}", sig.name()) });
+                    }
+                    Some(_) if !killed => {
+                        killed = true;
+                        eprintln!("herd: killing the agents; the results keep what they sent (Ctrl-C again to leave at once)");
+                        handle.stop_agents.do_send(StopAgents);
+                    }
+                    Some(f) => {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        return Ok(Exit::of_signal(f));
+                    }
                 }
             }
         }
@@ -296,7 +308,12 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
     if let Some(b) = builtin {
         b.stop();
     }
-    Ok(Exit::of_run(r.state, r.verdict, outcome.dir.is_ok()))
+    let exit = Exit::of_run(r.state, r.verdict, outcome.dir.is_ok());
+    Ok(match first {
+        // Cancelled by a signal: exit as that signal says (143 for SIGTERM, 129 for SIGHUP).
+        Some(sig) if exit == Exit::Cancelled => Exit::of_signal(sig),
+        _ => exit,
+    })
 }
 
 fn summary_table(r: &FinalResult) -> String {
