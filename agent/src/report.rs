@@ -69,7 +69,7 @@ impl Totals {
                 Value::Array(
                     verdicts
                         .iter()
-                        .map(|v| json!({"expr": v.expr, "label": v.label, "observed": v.observed, "passed": v.passed}))
+                        .map(|v| json!({"expr": v.expr, "label": v.label, "observed": v.observed, "observed_display": v.observed_display, "passed": v.passed}))
                         .collect(),
                 ),
             );
@@ -196,16 +196,17 @@ pub fn summary_table(
     for v in verdicts {
         let _ = writeln!(
             out,
-            "{} {}{}  (observed {:.3}{}){}",
+            "{} {}{}  (observed {}{}){}",
             if v.passed { "✓" } else { "✗" },
             v.expr,
             v.label
                 .as_ref()
                 .map(|l| format!(" [{l}]"))
                 .unwrap_or_default(),
-            v.observed,
-            v.limit
-                .map(|l| format!(", limit {l:.3}"))
+            v.observed_display,
+            v.limit_display
+                .as_ref()
+                .map(|l| format!(", limit {l}"))
                 .unwrap_or_default(),
             v.reason
                 .as_ref()

@@ -67,7 +67,8 @@ function thresholds(s) {
   if (!s?.thresholds?.length) return h("p", { class: "muted" }, "No thresholds.");
   return table(["", "Threshold", "Label", "Observed", "Limit", "Why"], s.thresholds.map((t) => [
     h("span", { class: t.passed ? "better" : "worse", "aria-label": t.passed ? "passed" : "failed" }, t.passed ? "✓" : "✗"),
-    h("code", {}, t.expr), t.label || "all", String(t.observed ?? "–"), t.limit === undefined || t.limit === null ? "–" : String(t.limit), t.reason || "",
+    h("code", {}, t.expr), t.label || "all", t.observed_display || String(t.observed ?? "–"),
+    t.limit_display || (t.limit === undefined || t.limit === null ? "–" : String(t.limit)), t.reason || "",
   ]), [3, 4]);
 }
 

@@ -199,14 +199,24 @@ async fn a_failing_threshold_gives_exit_code_99_and_a_failing_junit_case() {
         .finish()
         .await;
     assert_eq!(code, Some(99), "{stdout}");
-    assert!(stdout.contains("✗ error_rate < 1%"), "{stdout}");
+    // Observed values in the threshold's own unit.
+    assert!(
+        stdout.contains("✗ error_rate < 1%  (observed 100.00%)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("✓ requests == 10  (observed 10)"),
+        "{stdout}"
+    );
     let s = summary(results.path());
     assert_eq!(s["verdict"], "failed");
     assert_eq!(s["total"]["requests"], 10);
+    assert_eq!(s["thresholds"][0]["observed"], 1.0);
+    assert_eq!(s["thresholds"][0]["observed_display"], "100.00%");
     let junit = std::fs::read_to_string(run_dir(results.path()).join("junit.xml")).unwrap();
     assert!(junit.contains("tests=\"2\" failures=\"1\""), "{junit}");
     assert!(
-        junit.contains("<failure message=\"observed 1.000\">"),
+        junit.contains("<failure message=\"observed 100.00%\">"),
         "{junit}"
     );
 }

@@ -151,6 +151,8 @@ mod tests {
             passed,
             limit: None,
             reason: None,
+            observed_display: "0.50ms".into(),
+            limit_display: None,
         }
     }
 

@@ -277,6 +277,39 @@ pub struct ThresholdResult {
     /// Why it could not be judged (no baseline, or the baseline lacks the metric).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `observed` in the threshold's own unit, as people read it: `0.80ms`, `20.00%`, `1250/s`.
+    #[serde(default)]
+    pub observed_display: String,
+    /// `limit` likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_display: Option<String>,
+}
+
+impl Metric {
+    /// `value` (as `observe` gives it) in this metric's unit: latencies in ms (or s past 10 s),
+    /// rates as percentages, counts as integers, throughput per second.
+    pub fn display(self, value: f64) -> String {
+        if !value.is_finite() {
+            return "n/a".into();
+        }
+        match self {
+            Metric::Percentile(_) | Metric::Min | Metric::Max | Metric::Mean => {
+                if value >= 10_000.0 {
+                    format!("{:.2}s", value / 1000.0)
+                } else {
+                    format!("{value:.2}ms")
+                }
+            }
+            Metric::ErrorRate | Metric::CheckPassRate => format!("{:.2}%", value * 100.0),
+            Metric::Errors
+            | Metric::Requests
+            | Metric::DroppedIterations
+            | Metric::ChecksFailed => {
+                format!("{value:.0}")
+            }
+            Metric::Rps => format!("{value:.1}/s"),
+        }
+    }
 }
 
 /// The observed value of a metric over a set of stats. `seconds` is the load phase's length and
@@ -329,6 +362,7 @@ impl Threshold {
         baseline: Option<&dyn BaselineValues>,
     ) -> ThresholdResult {
         let observed = observe(self.metric, stats, seconds, dropped);
+        let shown = |v: f64| self.metric.display(v);
         let mut r = ThresholdResult {
             expr: self.expr.clone(),
             label: self.label.clone(),
@@ -336,6 +370,8 @@ impl Threshold {
             passed: false,
             limit: None,
             reason: None,
+            observed_display: shown(observed),
+            limit_display: None,
         };
         let Some(b) = self.baseline else {
             r.passed = self.op.holds(observed, self.value);
@@ -347,11 +383,15 @@ impl Threshold {
                 Some(v) if v.is_finite() => {
                     let limit = v * b.factor;
                     r.limit = Some(limit);
+                    r.limit_display = Some(shown(limit));
                     r.passed = self.op.holds(observed, limit);
                     if !r.passed {
                         r.reason = Some(format!(
-                            "regression against baseline {}: {observed:.3} against a limit of {limit:.3} ({v:.3} × {})",
+                            "regression against baseline {}: {} against a limit of {} ({} × {})",
                             base.name(),
+                            shown(observed),
+                            shown(limit),
+                            shown(v),
                             b.factor
                         ));
                     }
@@ -375,6 +415,18 @@ impl Threshold {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn observed_values_are_shown_in_the_thresholds_unit() {
+        let shown = |expr: &str, v: f64| parse_expr(expr).unwrap().0.display(v);
+        assert_eq!(shown("p95 < 200ms", 0.795), "0.80ms");
+        assert_eq!(shown("p99 < 30s", 12_345.0), "12.35s");
+        assert_eq!(shown("error_rate < 1%", 0.2), "20.00%");
+        assert_eq!(shown("check_pass_rate > 99%", 0.99), "99.00%");
+        assert_eq!(shown("requests == 10", 10.0), "10");
+        assert_eq!(shown("rps > 100", 1234.56), "1234.6/s");
+        assert_eq!(shown("p95 < 1ms", f64::NAN), "n/a");
+    }
 
     #[test]
     fn parses_common_forms() {

@@ -187,16 +187,23 @@ pub fn render(run: &RunDocs<'_>, baseline: Option<&RunDocs<'_>>) -> String {
         h.push_str("<h2>Thresholds</h2><table><tr><th>threshold</th><th>label</th><th>observed</th><th>limit</th><th></th><th>why</th></tr>");
         for t in ts {
             let ok = t.get("passed").and_then(Value::as_bool).unwrap_or(false);
-            let limit = match t.get("limit").and_then(Value::as_f64) {
-                Some(l) => format!("{l:.3}"),
-                None => String::new(),
+            let limit = match (
+                text(t, "/limit_display"),
+                t.get("limit").and_then(Value::as_f64),
+            ) {
+                (d, _) if !d.is_empty() => esc(&d),
+                (_, Some(l)) => format!("{l:.3}"),
+                (_, None) => String::new(),
             };
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{limit}</td><td><span class=\"badge {}\">{}</span></td><td style=\"text-align:left\">{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{limit}</td><td><span class=\"badge {}\">{}</span></td><td style=\"text-align:left\">{}</td></tr>",
                 esc(&text(t, "/expr")),
                 esc(&text(t, "/label")),
-                num(t, "/observed"),
+                match text(t, "/observed_display") {
+                    d if d.is_empty() => format!("{:.3}", num(t, "/observed")),
+                    d => esc(&d),
+                },
                 if ok { "passed" } else { "failed" },
                 if ok { "passed" } else { "failed" },
                 esc(&text(t, "/reason")),

@@ -90,8 +90,12 @@ pub fn junit(run_id: &str, verdicts: &[ThresholdResult], seconds: f64) -> String
         if !v.passed {
             let why = match (&v.reason, v.limit) {
                 (Some(r), _) => r.clone(),
-                (None, Some(l)) => format!("observed {:.3}, limit {l:.3}", v.observed),
-                (None, None) => format!("observed {:.3}", v.observed),
+                (None, Some(_)) => format!(
+                    "observed {}, limit {}",
+                    v.observed_display,
+                    v.limit_display.as_deref().unwrap_or("n/a")
+                ),
+                (None, None) => format!("observed {}", v.observed_display),
             };
             let _ = write!(
                 x,
