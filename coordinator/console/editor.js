@@ -83,7 +83,8 @@ export function problemsList(ed) {
     node: list,
     show(r, err) {
       if (err) { list.replaceChildren(h("li", {}, `Could not validate: ${err.message}`)); ed.mark([]); return false; }
-      if (r.valid) { list.replaceChildren(h("li", { class: "ok" }, "✓ The spec is valid.")); ed.mark([]); return true; }
+      const warnings = (r.warnings || []).map((w) => h("li", { class: "warn" }, `⚠ ${w}`));
+      if (r.valid) { list.replaceChildren(h("li", { class: "ok" }, "✓ The spec is valid."), ...warnings); ed.mark([]); return true; }
       list.replaceChildren(...r.errors.map((e) => h("li", { class: "problem", "data-line": e.line || "" },
         e.line ? h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); ed.goto(e.line); } }, `line ${e.line}${e.column ? `:${e.column}` : ""}`) : null,
         e.line ? " " : null, e.path ? h("code", {}, e.path) : null, e.path ? ": " : null, e.message)));

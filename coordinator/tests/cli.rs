@@ -40,6 +40,90 @@ fn validate_reports_every_problem_with_file_line_and_column() {
     );
 }
 
+/// `herd validate` refuses what `herd run` would, names what was probably meant, and warns
+/// about what is legal but unlikely; its "ok" line says how long, how much and on how many.
+#[test]
+fn validate_catches_what_run_would_refuse_and_names_what_was_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let validate = |name: &str, text: &str| {
+        std::fs::write(dir.path().join(name), text).unwrap();
+        // Run from the spec's own folder with a bare file name, as people do.
+        let out = Command::new(herd())
+            .arg("validate")
+            .arg(name)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let data = "name: d\ntarget: http://127.0.0.1:1\ndata:\n  users: {file: users.csv}\nscenario:\n  - request: GET /items/{{users.nmae}}\nload: {executor: constant-vus, vus: 2, duration: 30s}\n";
+    let (code, _, err) = validate("data.yaml", data);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("data.yaml: data.users: users.csv: No such file"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("users.csv"), "name\nann\n").unwrap();
+    let (code, _, err) = validate("data.yaml", data);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("data source `users` has no column `nmae` (columns: name)"),
+        "{err}"
+    );
+
+    let (code, _, err) = validate(
+        "typos.yaml",
+        "name: t\ntarget: {url: http://127.0.0.1:1, http: {version: http2}}\nscenario:\n  - request: GET /\nload: {executor: ramping-vu, stages: [{duration: 1M, target: 1}]}\nthresholds: [erorr_rate < 1%]\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "every problem at once: {err}");
+    assert!(
+        lines[0].contains("typos.yaml:2:") && lines[0].contains("use an https:// URL, or `h2c`"),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains("typos.yaml:5:") && lines[1].contains("did you mean \"ramping-vus\"?"),
+        "{err}"
+    );
+    assert!(
+        lines[2].contains("typos.yaml:6:") && lines[2].contains("did you mean `error_rate`?"),
+        "{err}"
+    );
+    let (code, _, err) = validate(
+        "month.yaml",
+        "name: m\ntarget: http://127.0.0.1:1\nscenario:\n  - request: GET /\nload: {executor: constant-vus, vus: 1, duration: 1M}\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("load.duration: \"1M\": `M` is a calendar month here, not a load length — minutes are `m`"), "{err}");
+
+    let (code, out, err) = validate(
+        "ok.yaml",
+        "name: ok\ntarget: http://127.0.0.1:1\nagents: 3\nscenario:\n  - request: GET /\nload: {executor: ramping-vus, stages: [{duration: 1m, target: 40}, {duration: 30s, target: 0}]}\nthresholds: [p95 < 200, error_rate < 1]\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(
+            "ok.yaml: ok — 1 step(s), executor ramping-vus, 1m 30s, peak 40 VUs, 3 agent(s)"
+        ),
+        "{out}"
+    );
+    assert!(
+        err.contains("warning: thresholds[0]: `p95 < 200` has no unit: read as 200 ms"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "warning: thresholds[1]: `error_rate < 1` holds even when every request fails"
+        ),
+        "{err}"
+    );
+}
+
 #[test]
 fn validate_and_run_refuse_what_is_over_the_limits_with_a_position() {
     let dir = tempfile::tempdir().unwrap();

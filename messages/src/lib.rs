@@ -23,6 +23,7 @@ pub mod bounds;
 pub mod clock;
 pub mod hist;
 pub mod metrics;
+pub mod near;
 pub mod outcome;
 pub mod policy;
 pub mod schema;

@@ -114,7 +114,7 @@ pub enum ThresholdError {
         "`{0}` is not a threshold: write `metric op value`, e.g. `p95 < 500ms` or `error_rate < 1%`"
     )]
     NotAnExpression(String),
-    #[error("unknown metric `{0}` (known: {known})", known = METRICS_HELP)]
+    #[error("unknown metric `{0}`{hint} (known: {known})", hint = did_you_mean(.0), known = METRICS_HELP)]
     UnknownMetric(String),
     #[error("percentile `{0}` must be between 0 and 100")]
     PercentileOutOfRange(String),
@@ -136,6 +136,30 @@ pub enum ThresholdError {
     UnlikeBaseline(String),
     #[error("`{0}`: the factor must be a positive number")]
     BadFactor(String),
+}
+
+/// The metric names a misspelling is compared with.
+const METRIC_NAMES: &[&str] = &[
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+    "min",
+    "max",
+    "mean",
+    "error_rate",
+    "errors",
+    "requests",
+    "rps",
+    "dropped_iterations",
+    "check_pass_rate",
+    "checks_failed",
+];
+
+fn did_you_mean(word: &str) -> String {
+    crate::near::closest(word, METRIC_NAMES)
+        .map(|m| format!(" — did you mean `{m}`?"))
+        .unwrap_or_default()
 }
 
 fn parse_metric(s: &str) -> Result<Metric, ThresholdError> {

@@ -143,6 +143,26 @@ pub fn compile(
     (agent, agents): (u32, u32),
     policy: &Arc<TargetPolicy>,
 ) -> Result<Plan, CompileError> {
+    compile_with(spec, data, run_id, (agent, agents), policy, true)
+}
+
+/// What an agent's compile would refuse, checked before anything runs (`herd validate`, the
+/// API's `/validate`, a run's preparation): data files against the spec (each source read,
+/// every `{{source.column}}` a column of its header), templates, checks. Secrets are not read:
+/// they live on the agents, not where the spec is checked.
+pub fn check(spec: &Spec, data: &BTreeMap<String, Vec<u8>>) -> Result<(), CompileError> {
+    let policy = Arc::new(TargetPolicy::allow_all());
+    compile_with(spec, data, "check", (0, 1), &policy, false).map(|_| ())
+}
+
+fn compile_with(
+    spec: &Spec,
+    data: &BTreeMap<String, Vec<u8>>,
+    run_id: &str,
+    (agent, agents): (u32, u32),
+    policy: &Arc<TargetPolicy>,
+    read_secrets: bool,
+) -> Result<Plan, CompileError> {
     let base = url::Url::parse(&spec.target.url).map_err(|e| CompileError::Target {
         url: spec.target.url.clone(),
         reason: e.to_string(),
@@ -203,6 +223,7 @@ pub fn compile(
             var_names: &var_names,
             capture_names: &capture_names,
             feeders: &feeders,
+            read_secrets,
         };
         let tpl = |text: &str| ctx.template(text).map_err(serr);
         let r = &s.request;
@@ -363,6 +384,8 @@ struct Ctx<'a> {
     var_names: &'a [&'a String],
     capture_names: &'a [String],
     feeders: &'a [Arc<Feeder>],
+    /// False when only checking: a secret then stands for an empty value.
+    read_secrets: bool,
 }
 
 impl Ctx<'_> {
@@ -409,6 +432,9 @@ impl Ctx<'_> {
             }
         }
         if let Some(name) = messages::template::secret_name(v) {
+            if !self.read_secrets {
+                return Ok(CPart::Lit(String::new()));
+            }
             // Read here, once: the value becomes a literal and is never written anywhere.
             let var = messages::template::secret_env(name);
             return std::env::var(&var).map(CPart::Lit).map_err(|_| {

@@ -17,7 +17,11 @@ pub struct LocalSource {
 impl LocalSource {
     /// The spec at `spec`, its files relative to its own folder.
     pub fn new(spec: &Path) -> LocalSource {
-        let dir = spec.parent().unwrap_or(Path::new(".")).to_path_buf();
+        // `spec.yaml` has the parent "": its folder is the current one.
+        let dir = match spec.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
         LocalSource::with_dir(spec, dir)
     }
 

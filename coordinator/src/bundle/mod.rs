@@ -267,6 +267,26 @@ pub async fn build(
             data.push(DataFile { name, bytes });
         }
     }
+    // What an agent would refuse when it compiles the scenario (a `{{users.nmae}}` its CSV
+    // has no column for, a bad regex) is refused here, before anything starts.
+    if spec.runner.is_none() {
+        let files: std::collections::BTreeMap<String, Vec<u8>> = data
+            .iter()
+            .map(|d| (d.name.clone(), d.bytes.clone()))
+            .collect();
+        // The built-in target's URL is known only once it listens.
+        let placeholder;
+        let checked = if spec.target.builtin && spec.target.url.is_empty() {
+            let mut s = spec.clone();
+            s.target.url = "http://127.0.0.1".into();
+            placeholder = s;
+            &placeholder
+        } else {
+            &spec
+        };
+        agent::scenario::compile::check(checked, &files)
+            .map_err(|e| BundleError::Invalid(vec![format!("{origin}: {e}")]))?;
+    }
     Ok(SpecBundle { spec, text, data })
 }
 

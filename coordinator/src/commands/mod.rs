@@ -36,14 +36,17 @@ pub async fn validate(path: &Path) -> anyhow::Result<Exit> {
                 None => format!("{} step(s)", spec.scenario.len()),
             };
             println!(
-                "{}: ok — {what}, executor {}, {}",
+                "{}: ok — {what}, {}, {}",
                 path.display(),
-                spec.load.executor.name(),
+                load_line(&spec.load.executor),
                 match spec.agents.total() {
                     Some(n) => format!("{n} agent(s)"),
                     None => "one agent per CPU core".to_string(),
                 }
             );
+            for w in messages::spec::lint::warnings(spec) {
+                eprintln!("{}: warning: {w}", path.display());
+            }
             Ok(Exit::Ok)
         }
         Err(e @ (BundleError::Invalid(_) | BundleError::File { .. })) => {
@@ -52,6 +55,55 @@ pub async fn validate(path: &Path) -> anyhow::Result<Exit> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// What the load will be, as a person checks it: the executor, how long, and its peak.
+pub fn load_line(e: &messages::spec::Executor) -> String {
+    use messages::spec::Executor as E;
+    let secs = |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
+    let per = |unit_ms: u64| match unit_ms {
+        1000 => "/s".to_string(),
+        60_000 => "/min".to_string(),
+        ms => format!(" per {}", secs(ms)),
+    };
+    let peak = match e {
+        E::ConstantArrivalRate {
+            rate,
+            time_unit_ms,
+            max_vus,
+            ..
+        } => format!(
+            "{rate} iterations{} (up to {max_vus} VUs)",
+            per(*time_unit_ms)
+        ),
+        E::RampingArrivalRate {
+            start_rate,
+            time_unit_ms,
+            stages,
+            max_vus,
+            ..
+        } => {
+            let top = stages.iter().map(|s| s.target).fold(*start_rate, u64::max);
+            format!(
+                "peak {top} iterations{} (up to {max_vus} VUs)",
+                per(*time_unit_ms)
+            )
+        }
+        E::PerVuIterations {
+            vus, iterations, ..
+        } => format!("{vus} VUs × {iterations} iterations"),
+        E::SharedIterations {
+            vus, iterations, ..
+        } => format!("{iterations} iterations shared by {vus} VUs"),
+        other => format!("peak {} VUs", messages::split::max_vus(other)),
+    };
+    let length = match e {
+        E::PerVuIterations { .. } | E::SharedIterations { .. } => {
+            format!("at most {}", secs(e.planned_ms()))
+        }
+        _ => secs(e.planned_ms()),
+    };
+    format!("executor {}, {length}, {peak}", e.name())
 }
 
 /// `herd target`: the built-in HTTP target until the first interrupt.

@@ -156,6 +156,9 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
         }
         Err(e) => return Err(e.into()),
     };
+    for w in messages::spec::lint::warnings(&bundle.spec) {
+        eprintln!("herd: warning: {w}");
+    }
     if let Some(n) = opts.agents {
         if let Err(why) = SpecLimits::DEFAULT.check_agents(n.into()) {
             eprintln!("herd: --agents: {why}");

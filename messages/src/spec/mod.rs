@@ -3,6 +3,7 @@
 
 mod decode;
 pub mod limits;
+pub mod lint;
 pub mod model;
 pub mod node;
 

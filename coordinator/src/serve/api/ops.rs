@@ -227,6 +227,7 @@ pub async fn validate(
     };
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::bad_request(format!("the spec is not UTF-8: {e}")))?;
+    let mut warnings = Vec::new();
     let errors = match messages::spec::parse_spec_with(text, &api.env.limits) {
         Err(e) => e
             .issues()
@@ -238,7 +239,8 @@ pub async fn validate(
                 message: i.message,
             })
             .collect(),
-        Ok(_) => {
+        Ok(spec) => {
+            warnings = messages::spec::lint::warnings(&spec);
             const ORIGIN: &str = "spec";
             let req = RunRequest {
                 idempotency_key: String::new(),
@@ -274,5 +276,6 @@ pub async fn validate(
     Ok(HttpResponse::Ok().json(ValidateView {
         valid: errors.is_empty(),
         errors,
+        warnings,
     }))
 }

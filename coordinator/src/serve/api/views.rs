@@ -155,6 +155,9 @@ pub struct SpecIssueView {
 pub struct ValidateView {
     pub valid: bool,
     pub errors: Vec<SpecIssueView>,
+    /// What a valid spec probably does not mean (`p95 < 200` without a unit, `error_rate < 1`).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// `/readyz`'s answer.

@@ -109,30 +109,7 @@ impl<'a> Map<'a> {
     }
 }
 
-fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(word, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min()
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let v = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-            cur.push(v);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
+pub(super) use crate::near::closest;
 
 // ---- scalars ---------------------------------------------------------------------------
 
@@ -245,6 +222,28 @@ pub(super) fn duration(n: &Node, path: &str, lim: &SpecLimits, errs: &mut Errs) 
     };
     let ms = match &n.kind {
         Kind::Int(0) => 0,
+        Kind::Str(s) if calendar_unit(s).is_some() => {
+            let unit = calendar_unit(s).unwrap_or_default();
+            errs.at(
+                path,
+                n.pos,
+                format!(
+                    "{:?}: `{unit}` is a calendar {} here, not a load length{}",
+                    s.trim(),
+                    if unit.starts_with('y') {
+                        "year"
+                    } else {
+                        "month"
+                    },
+                    if unit == "M" {
+                        " — minutes are `m`"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            return None;
+        }
         Kind::Str(s) => match humantime::parse_duration(s.trim()) {
             Ok(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
             Err(_) => {
@@ -258,6 +257,13 @@ pub(super) fn duration(n: &Node, path: &str, lim: &SpecLimits, errs: &mut Errs) 
         }
     };
     duration_within(ms, lim, n, path, errs)
+}
+
+/// A month or year unit in a duration (`1M` is a month to humantime, where `1m` is a minute):
+/// refused, as nobody means a load of a month.
+fn calendar_unit(s: &str) -> Option<&str> {
+    s.split(|c: char| !c.is_ascii_alphabetic())
+        .find(|u| matches!(*u, "M" | "month" | "months" | "y" | "year" | "years"))
 }
 
 /// `ms` when it is at most `lim.duration_ms`.
@@ -361,10 +367,13 @@ pub(super) fn one_of<T: Copy>(
         return Some(*v);
     }
     let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+    let hint = closest(&s, &names)
+        .map(|near| format!(" (did you mean {near:?}?)"))
+        .unwrap_or_default();
     errs.at(
         path,
         n.pos,
-        format!("{s:?} is not one of: {}", names.join(", ")),
+        format!("{s:?} is not one of: {}{hint}", names.join(", ")),
     );
     None
 }

@@ -164,7 +164,10 @@ pub(super) fn load(n: &Node, path: &str, lim: &SpecLimits, errs: &mut Errs) -> O
                 &ep,
                 en.pos,
                 format!(
-                    "{other:?} is not an executor (one of: {})",
+                    "{other:?} is not an executor{} (one of: {})",
+                    crate::near::closest(other, EXECUTORS)
+                        .map(|e| format!(" — did you mean {e:?}?"))
+                        .unwrap_or_default(),
                     EXECUTORS.join(", ")
                 ),
             );

@@ -50,6 +50,16 @@ pub(super) fn target(n: &Node, path: &str, lim: &SpecLimits, errs: &mut Errs) ->
         .get("http")
         .map(|(n, p)| http_options(n, &p, lim, errs))
         .unwrap_or_default();
+    // HTTP/2 without TLS is h2c; `http2` on an http:// target would quietly speak HTTP/1.1.
+    if http.version == HttpVersion::Http2
+        && url.as_deref().is_some_and(|u| u.starts_with("http://"))
+    {
+        errs.at(
+            &child(&child(path, "http"), "version"),
+            n.pos,
+            "http2 is HTTP/2 over TLS and this target is http://: use an https:// URL, or `h2c` for cleartext HTTP/2 (prior knowledge)",
+        );
+    }
     m.finish(errs, " in target");
     Some(Target {
         url: url?,
