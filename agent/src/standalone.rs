@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use messages::outcome::EndState;
 use messages::spec::Spec;
 use messages::split::split;
+use messages::summary::{Stats, Summary, TotalStats};
 use messages::threshold::ThresholdResult;
 use tokio::sync::{mpsc, watch};
 
@@ -27,8 +29,9 @@ impl Outcome {
     }
 }
 
-/// Runs the whole spec in this process. Per-second lines and the summary go to `out`
-/// (`json`: a final `{"summary": …}` line for scripts instead of the table). `net` holds the
+/// Runs the whole spec in this process. Per-second lines and the summary table go to `out`;
+/// with `json`, `out` gets only the summary — one document laid out as a coordinated run's
+/// `summary.json` — and the per-second lines go to stderr, so `| jq` reads it. `net` holds the
 /// target policy (`herd agent --standalone --allow-target/--deny-target`).
 pub async fn run(
     spec: &Spec,
@@ -38,7 +41,9 @@ pub async fn run(
     out: &mut (dyn Write + Send),
     json: bool,
 ) -> Result<Outcome, EngineError> {
+    let started_ms = unix_ms();
     let share = split(&spec.load.executor, 1).remove(0);
+    let stopped = stop.clone();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let engine = run_share(spec, data, &share, "standalone", net, stop, tx);
     tokio::pin!(engine);
@@ -54,7 +59,12 @@ pub async fn run(
                     if let Err(e) = totals.add(&b) {
                         tracing::error!(error = %e, "dropping a corrupt batch");
                     }
-                    let _ = writeln!(out, "{}", second_line(b.second.saturating_sub(f) + 1, &b));
+                    let line = second_line(b.second.saturating_sub(f) + 1, &b);
+                    if json {
+                        eprintln!("{line}");
+                    } else {
+                        let _ = writeln!(out, "{line}");
+                    }
                 }
                 None => break,
             },
@@ -66,9 +76,14 @@ pub async fn run(
     };
     let seconds = (report.ended - report.started).as_secs_f64();
     let verdicts = totals.judge(&spec.thresholds, seconds).unwrap_or_default();
-    let summary = totals.summary_json(seconds, &verdicts).unwrap_or_default();
+    let state = if *stopped.borrow() {
+        EndState::Cancelled
+    } else {
+        EndState::Completed
+    };
+    let summary = standalone_summary(spec, &totals, &verdicts, state, started_ms, seconds);
     if json {
-        let _ = writeln!(out, "{}", serde_json::json!({ "summary": summary }));
+        let _ = writeln!(out, "{summary}");
     } else {
         match summary_table(&totals, seconds, &verdicts) {
             Ok(t) => {
@@ -86,4 +101,54 @@ pub async fn run(
         report,
         summary,
     })
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The run as `summary.json` lays out a coordinated one: one agent, in region `local`.
+fn standalone_summary(
+    spec: &Spec,
+    totals: &Totals,
+    verdicts: &[ThresholdResult],
+    state: EndState,
+    started_ms: u64,
+    seconds: f64,
+) -> serde_json::Value {
+    let total = totals.total().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "summing labels failed");
+        Default::default()
+    });
+    let stats = Stats::of(&total, seconds);
+    let s = Summary {
+        run: format!("{}-standalone", spec.name),
+        spec: spec.name.clone(),
+        state,
+        reason: (state == EndState::Cancelled).then(|| "stopped with Ctrl-C".to_string()),
+        verdict: messages::outcome::verdict(state, verdicts),
+        start_at_ms: Some(started_ms),
+        ended_at_ms: unix_ms(),
+        duration_s: seconds,
+        total: TotalStats {
+            stats: stats.clone(),
+            iterations: totals.iterations,
+            dropped_iterations: totals.dropped,
+        },
+        labels: totals
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Stats::of(v, seconds)))
+            .collect(),
+        regions: BTreeMap::from([("local".to_string(), stats)]),
+        thresholds: verdicts.to_vec(),
+        agents: Vec::new(),
+        start_skew_ms: None,
+        max_clock_offset_ms: None,
+        agents_lost: 0,
+        late_batches: 0,
+    };
+    serde_json::to_value(&s).unwrap_or_default()
 }

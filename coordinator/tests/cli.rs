@@ -229,15 +229,22 @@ async fn standalone_agent_process_counts_what_the_target_saw() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // stdout is the summary alone (`| jq` reads it), laid out as summary.json; the per-second
+    // lines went to stderr.
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap();
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
-    let requests = v["summary"]["requests"].as_u64().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is one JSON document");
+    let requests = v["total"]["requests"].as_u64().unwrap();
     assert!(requests > 0);
     assert_eq!(requests, t.stats().requests);
+    assert_eq!(v["state"], "completed");
+    assert_eq!(v["verdict"], "passed");
+    assert_eq!(v["spec"], "s");
+    assert_eq!(v["thresholds"][0]["observed_display"], "0.00%");
+    assert_eq!(v["regions"]["local"]["requests"].as_u64(), Some(requests));
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stdout.lines().count() >= 3,
-        "per-second lines expected:\n{stdout}"
+        stderr.lines().filter(|l| l.contains("rps")).count() >= 2,
+        "per-second lines expected on stderr:\n{stderr}"
     );
 }
 
@@ -305,7 +312,7 @@ async fn a_share_beyond_the_open_file_limit_is_refused_and_one_within_the_hard_l
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(v["summary"]["requests"].as_u64(), Some(t.stats().requests));
-    assert_eq!(v["summary"]["errors"].as_u64(), Some(0), "{v}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["total"]["requests"].as_u64(), Some(t.stats().requests));
+    assert_eq!(v["total"]["errors"].as_u64(), Some(0), "{v}");
 }

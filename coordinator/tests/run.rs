@@ -116,7 +116,19 @@ async fn three_agents_count_what_the_target_saw_and_p99_is_that_of_the_union() {
         total
     );
     let csv = std::fs::read_to_string(dir.join("timeseries.csv")).unwrap();
-    assert!(csv.starts_with("second,label,requests"));
+    assert!(
+        csv.starts_with("second,label,requests,errors,rps,p50_ms,p90_ms,p95_ms,p99_ms,max_ms,vus,time,elapsed_s,error_rate,iterations,dropped_iterations\n"),
+        "{csv}"
+    );
+    // The first TOTAL row: an ISO time and the seconds elapsed at its end.
+    let first: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(first[1], "TOTAL");
+    assert!(
+        first[11].ends_with('Z') && first[11].contains('T'),
+        "{first:?}"
+    );
+    let elapsed: f64 = first[12].parse().unwrap();
+    assert!((0.0..=2.0).contains(&elapsed), "{first:?}");
     assert!(std::fs::read_to_string(dir.join("junit.xml"))
         .unwrap()
         .contains("error_rate &lt; 1%"));
@@ -215,6 +227,14 @@ async fn a_failing_threshold_gives_exit_code_99_and_a_failing_junit_case() {
     assert_eq!(s["thresholds"][0]["observed_display"], "100.00%");
     let junit = std::fs::read_to_string(run_dir(results.path()).join("junit.xml")).unwrap();
     assert!(junit.contains("tests=\"2\" failures=\"1\""), "{junit}");
+    // The suite is the spec (a CI's history follows it), the run a property.
+    assert!(junit.contains("<testsuite name=\"failing\""), "{junit}");
+    assert!(junit.contains(" timestamp=\"20"), "{junit}");
+    let run_id = s["run"].as_str().unwrap();
+    assert!(
+        junit.contains(&format!("<property name=\"run\" value=\"{run_id}\"/>")),
+        "{junit}"
+    );
     assert!(
         junit.contains("<failure message=\"observed 100.00%\">"),
         "{junit}"
@@ -874,5 +894,28 @@ async fn the_builtin_target_stays_reachable_under_an_allow_list() {
     assert!(
         stderr.contains("built-in target counted 10 requests"),
         "{stderr}"
+    );
+    // spec.json is the spec as it ran, itself a spec: the built-in target's address resolved.
+    let as_run = run_dir(results.path()).join("spec.json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&as_run).unwrap()).unwrap();
+    let url = doc["target"]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{doc}");
+    assert!(
+        stderr.contains(&format!("built-in target on {url}")),
+        "{stderr}"
+    );
+    let out = std::process::Command::new(herd())
+        .arg("validate")
+        .arg(&as_run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

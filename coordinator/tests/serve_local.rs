@@ -56,6 +56,11 @@ async fn an_inbox_spec_runs_and_an_invalid_one_is_rejected() {
     let d = &completed["detail"];
     assert_eq!(d["verdict"], "passed", "{d}");
     assert_eq!(d["requests"].as_u64(), Some(t.stats().requests));
+    // Each line says when it was written.
+    for n in [&completed, &rejected] {
+        let at = n["at"].as_str().unwrap_or_default();
+        assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{n}");
+    }
     let run = d["run_id"].as_str().expect("run id");
     let summary = serve.summary(run);
     assert_eq!(summary["agents"].as_array().map(Vec::len), Some(2));

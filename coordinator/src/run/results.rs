@@ -3,7 +3,8 @@
 //! Files: `summary.json` (totals, per label, per region, thresholds with observed values and
 //! verdict, agents with start skew and losses), `timeseries.csv` and `timeseries.json` (per
 //! second, per label, plus a `TOTAL` label), `junit.xml` (one case per threshold), the spec as
-//! written (`spec.yaml`) and as run (`spec.json`, with the resolved target URL).
+//! written (`spec.yaml`) and as run (`spec.json`: the same spec as JSON with the resolved target
+//! URL — itself a valid spec).
 //!
 //! Each file is written atomically (temp file, fsync, rename, folder fsync) and `summary.json`
 //! last: its presence marks a complete folder. A file that cannot be written (a full disk)
@@ -15,7 +16,6 @@ use std::path::{Path, PathBuf};
 
 use actix::prelude::*;
 use messages::spec::Spec;
-use messages::threshold::ThresholdResult;
 use transport::QoS;
 
 use super::fold::{Row, RowStats};
@@ -23,10 +23,27 @@ use super::outcome::FinalResult;
 use crate::bus::RunBus;
 use crate::journal::{self, FileError, Step};
 
-fn csv_row(out: &mut String, r: &Row, label: &str, s: &RowStats) {
+fn csv_row(out: &mut String, r: &Row, label: &str, s: &RowStats, start_at_ms: Option<u64>) {
+    let time = chrono::DateTime::from_timestamp(r.second as i64, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    // Seconds from the start to the end of this second, as the live view counts them.
+    let elapsed = start_at_ms
+        .map(|ms| {
+            format!(
+                "{:.3}",
+                ((r.second + 1) * 1000).saturating_sub(ms) as f64 / 1000.0
+            )
+        })
+        .unwrap_or_default();
+    let error_rate = if s.requests > 0 {
+        s.errors as f64 / s.requests as f64
+    } else {
+        0.0
+    };
     let _ = writeln!(
         out,
-        "{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{}",
+        "{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{},{time},{elapsed},{error_rate:.6},{},{}",
         r.second,
         csv_escape(label),
         s.requests,
@@ -37,7 +54,9 @@ fn csv_row(out: &mut String, r: &Row, label: &str, s: &RowStats) {
         s.p95_ms,
         s.p99_ms,
         s.max_ms,
-        r.vus
+        r.vus,
+        r.iterations,
+        r.dropped_iterations,
     );
 }
 
@@ -49,13 +68,16 @@ fn csv_escape(s: &str) -> String {
     }
 }
 
-pub fn timeseries_csv(rows: &[Row]) -> String {
-    let mut out =
-        String::from("second,label,requests,errors,rps,p50_ms,p90_ms,p95_ms,p99_ms,max_ms,vus\n");
+/// One row per second and label (`TOTAL` first). `vus`, `iterations` and
+/// `dropped_iterations` are the fleet's in that second, the same on each of its rows.
+pub fn timeseries_csv(rows: &[Row], start_at_ms: Option<u64>) -> String {
+    let mut out = String::from(
+        "second,label,requests,errors,rps,p50_ms,p90_ms,p95_ms,p99_ms,max_ms,vus,time,elapsed_s,error_rate,iterations,dropped_iterations\n",
+    );
     for r in rows {
-        csv_row(&mut out, r, "TOTAL", &r.total);
+        csv_row(&mut out, r, "TOTAL", &r.total, start_at_ms);
         for (l, s) in &r.labels {
-            csv_row(&mut out, r, l, s);
+            csv_row(&mut out, r, l, s, start_at_ms);
         }
     }
     out
@@ -68,14 +90,33 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-pub fn junit(run_id: &str, verdicts: &[ThresholdResult], seconds: f64) -> String {
+pub fn junit(r: &FinalResult) -> String {
+    let verdicts = &r.thresholds;
     let failures = verdicts.iter().filter(|v| !v.passed).count();
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    // Named after the spec, so a CI's test history follows it from run to run; the run is a
+    // property, its start the suite's timestamp (UTC, as JUnit readers expect it).
+    let timestamp = r
+        .start_at_ms
+        .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64))
+        .map(|t| format!(" timestamp=\"{}\"", t.format("%Y-%m-%dT%H:%M:%S")))
+        .unwrap_or_default();
     let _ = writeln!(
         x,
-        "<testsuites><testsuite name=\"herd thresholds ({})\" tests=\"{}\" failures=\"{failures}\" time=\"{seconds:.3}\">",
-        xml_escape(run_id),
-        verdicts.len()
+        "<testsuites><testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\"{timestamp}>",
+        xml_escape(&r.spec_name),
+        verdicts.len(),
+        r.seconds
+    );
+    let _ = writeln!(
+        x,
+        "  <properties><property name=\"run\" value=\"{}\"/><property name=\"state\" value=\"{}\"/><property name=\"verdict\" value=\"{}\"/></properties>",
+        xml_escape(&r.run_id),
+        r.state,
+        match r.verdict {
+            messages::outcome::Verdict::Passed => "passed",
+            messages::outcome::Verdict::Failed => "failed",
+        }
     );
     for v in verdicts {
         let name = match &v.label {
@@ -217,19 +258,34 @@ impl ResultsWriter {
             )
         };
         Ok(vec![
-            ("timeseries.csv", timeseries_csv(&r.rows).into_bytes()),
+            (
+                "timeseries.csv",
+                timeseries_csv(&r.rows, r.start_at_ms).into_bytes(),
+            ),
             ("timeseries.json", series),
             ("report.html", report.into_bytes()),
-            (
-                "junit.xml",
-                junit(&r.run_id, &r.thresholds, r.seconds).into_bytes(),
-            ),
+            ("junit.xml", junit(r).into_bytes()),
             ("spec.yaml", self.spec_text.clone().into_bytes()),
-            ("spec.json", json("spec.json", &self.spec)?),
+            (
+                "spec.json",
+                json(
+                    "spec.json",
+                    &messages::spec::as_run(&self.spec_text, &self.spec, &AS_RUN_LIMITS)
+                        .unwrap_or_default(),
+                )?,
+            ),
             (SUMMARY, json(SUMMARY, &summary)?),
         ])
     }
 }
+
+/// Reading a spec again for `spec.json`: it was read within its run's limits already; only the
+/// nesting stays bounded (the conversion recurses once per level).
+const AS_RUN_LIMITS: messages::spec::SpecLimits = messages::spec::SpecLimits {
+    yaml_nodes: usize::MAX,
+    yaml_bytes: usize::MAX,
+    ..messages::spec::SpecLimits::DEFAULT
+};
 
 impl Actor for ResultsWriter {
     type Context = Context<Self>;

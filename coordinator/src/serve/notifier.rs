@@ -70,7 +70,13 @@ async fn send(sink: &Sink, msg: &Notification) -> Result<(), NotifyError> {
     let kind = msg.kind();
     match sink {
         Sink::Local(path) => {
-            let line = serde_json::to_string(msg).map_err(|e| NotifyError(vec![e.to_string()]))?;
+            // The notification (`{"RunCompleted": {…}}`) with when it was written beside it.
+            let mut doc =
+                serde_json::to_value(msg).map_err(|e| NotifyError(vec![e.to_string()]))?;
+            if let serde_json::Value::Object(m) = &mut doc {
+                m.insert("at".into(), chrono::Utc::now().to_rfc3339().into());
+            }
+            let line = doc.to_string();
             // The whole line, fsync'd, or nothing: a reader never sees a torn one. On a blocking
             // thread: an fsync must not stall the runs sharing this one.
             let path = path.clone();

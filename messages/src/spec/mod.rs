@@ -84,6 +84,45 @@ pub fn parse_spec_with(src: &str, limits: &SpecLimits) -> Result<Spec, SpecError
     decode::spec(&root, limits)
 }
 
+/// The spec as it ran, as a spec (`spec.json` in a run's folder): `src` as JSON, with the target
+/// URL herd resolved (the built-in target's address, an override). `herd validate` accepts it.
+/// `None` when `src` cannot be read within `limits` (it then never became a run).
+pub fn as_run(src: &str, spec: &Spec, limits: &SpecLimits) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    let mut doc = match node::parse_yaml(src, limits) {
+        Ok(n) => to_json(&n),
+        Err(_) => serde_json::from_str::<Value>(src).ok()?,
+    };
+    let url = Value::String(spec.target.url.clone());
+    match doc.get_mut("target") {
+        Some(Value::Object(t)) => {
+            t.remove("builtin");
+            t.insert("url".into(), url);
+        }
+        Some(t) => *t = url,
+        None => {}
+    }
+    Some(doc)
+}
+
+fn to_json(n: &node::Node) -> serde_json::Value {
+    use serde_json::Value;
+    match &n.kind {
+        node::Kind::Null => Value::Null,
+        node::Kind::Bool(b) => Value::Bool(*b),
+        node::Kind::Int(i) => Value::from(*i),
+        node::Kind::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        node::Kind::Str(s) => Value::String(s.clone()),
+        node::Kind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
+        node::Kind::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, _, v)| (k.clone(), to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
 impl From<node::ReadError> for SpecError {
     fn from(e: node::ReadError) -> SpecError {
         match e {
