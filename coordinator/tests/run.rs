@@ -172,6 +172,13 @@ async fn three_agents_count_what_the_target_saw_and_p99_is_that_of_the_union() {
     assert!(live
         .iter()
         .all(|d| d["agents"]["total"] == 3 && d["latency_ms"]["p99"].is_number()));
+    // The feed goes to the run's end: its last second is the series' last, not two before.
+    let last_live = live.iter().filter_map(|d| d["second"].as_u64()).max();
+    let last_row = rows.iter().filter_map(|r| r["second"].as_u64()).max();
+    assert_eq!(
+        last_live, last_row,
+        "the live feed stopped short of the run's end"
+    );
     let g = collected.lock().unwrap();
     assert_eq!(
         g.1, total,
@@ -188,11 +195,16 @@ async fn three_agents_count_what_the_target_saw_and_p99_is_that_of_the_union() {
 async fn open_model_across_three_agents_runs_or_drops_every_iteration() {
     let t = start_target().await;
     let spec = "name: open\ntarget: {url}\nscenario: [{request: GET /}]\nload: {executor: constant-arrival-rate, rate: 150, duration: 3s, pre_allocated_vus: 6, max_vus: 30}\n";
-    let (code, stdout, stderr, results) =
-        spawn_run(herd(), spec, &t.url(), &["--agents", "3", "--quiet"])
-            .finish()
-            .await;
+    let (code, stdout, stderr, results) = spawn_run(herd(), spec, &t.url(), &["--agents", "3"])
+        .finish()
+        .await;
     assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // An open-model run's live lines say how many iterations could not start.
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("s/3s")).collect();
+    assert!(
+        !lines.is_empty() && lines.iter().all(|l| l.contains("dropped")),
+        "{stdout}"
+    );
     let s = summary(results.path());
     let total = &s["total"];
     // 150/s for 3 s split 50/50/50: exactly 450 iterations were scheduled across the fleet.

@@ -62,6 +62,19 @@ async fn an_inbox_spec_runs_and_an_invalid_one_is_rejected() {
         assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{n}");
     }
     let run = d["run_id"].as_str().expect("run id");
+    // Whoever watches the service sees each run start and end, with its verdict.
+    let out = serve.stdout();
+    assert!(
+        out.contains(&format!(
+            "herd serve: run {run} starting — spec shop, 2 agent(s)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("herd serve: run {run} completed — passed (")),
+        "{out}"
+    );
+
     let summary = serve.summary(run);
     assert_eq!(summary["agents"].as_array().map(Vec::len), Some(2));
     assert_eq!(summary["verdict"], "passed");

@@ -60,6 +60,8 @@ pub struct Aggregator {
     rejected: Recipient<BatchesRejected>,
     confirmed: Recipient<Confirmed>,
     live: Recipient<LiveRow>,
+    /// The last second the live feed showed: the run's end publishes the ones after it.
+    live_upto: Option<u64>,
     journal: BatchJournal,
     /// A journal write failed: logged once; those batches stay unconfirmed.
     journal_failed: bool,
@@ -79,6 +81,9 @@ pub const TEST_FOLD_DELAY_VAR: &str = "HERD_TEST_FOLD_DELAY_MS";
 pub const LATE_WINDOW_S: u64 = 10;
 /// The live feed shows the second that ended this long ago (agents emit 250 ms after a second).
 const LIVE_LAG_S: u64 = 2;
+/// At most this many unshown seconds are published when the run ends (a run whose feed showed
+/// nothing does not replay its whole series).
+const MAX_FINAL_LIVE_ROWS: usize = 30;
 
 /// Where the aggregator reports to.
 pub struct AggregatorLinks {
@@ -110,6 +115,7 @@ impl Aggregator {
             rejected: links.rejected,
             confirmed: links.confirmed,
             live: links.live,
+            live_upto: None,
             journal,
             journal_failed: false,
             last_confirmed: None,
@@ -190,6 +196,7 @@ impl Actor for Aggregator {
         ctx.run_interval(Duration::from_secs(1), |a, _| {
             let now_s = unix_ms() / 1000;
             if let Some(row) = a.fold.peek(now_s.saturating_sub(LIVE_LAG_S)) {
+                a.live_upto = Some(row.second);
                 a.live.do_send(LiveRow { row });
             }
             a.fold.tick(now_s);
@@ -271,6 +278,20 @@ impl Handler<Finish> for Aggregator {
         ctx.stop();
         self.confirm();
         self.fold.finish();
+        // The seconds the feed had not shown yet (it lags by LIVE_LAG_S), final now: the live
+        // view and the stream end with the run's last second, not two before it.
+        let unseen: Vec<&Row> = self
+            .fold
+            .rows
+            .iter()
+            .filter(|r| self.live_upto.is_none_or(|u| r.second > u))
+            .collect();
+        for r in unseen
+            .iter()
+            .skip(unseen.len().saturating_sub(MAX_FINAL_LIVE_ROWS))
+        {
+            self.live.do_send(LiveRow { row: (*r).clone() });
+        }
         let batches = (0..self.agents)
             .map(|a| (a, self.fold.batches_from(a)))
             .collect();

@@ -74,9 +74,16 @@ pub struct LivePublisher {
     started_ms: Option<u64>,
     tty: bool,
     quiet: bool,
+    /// Open-model runs: each line says how many iterations could not start (no free VU).
+    show_dropped: bool,
 }
 
 impl LivePublisher {
+    pub fn showing_dropped(mut self, yes: bool) -> LivePublisher {
+        self.show_dropped = yes;
+        self
+    }
+
     pub fn new(
         bus: RunBus,
         run_id: String,
@@ -94,6 +101,7 @@ impl LivePublisher {
             started_ms: None,
             tty: std::io::stdout().is_terminal(),
             quiet,
+            show_dropped: false,
         }
     }
 }
@@ -180,8 +188,13 @@ impl Handler<LiveRow> for LivePublisher {
         } else {
             0.0
         };
+        let dropped = if self.show_dropped {
+            format!("  dropped {:>6}", row.dropped_iterations)
+        } else {
+            String::new()
+        };
         let line = format!(
-            "{:>5.0}s/{:.0}s  vus {:>5}  rps {:>8}  p50 {:>8.2}ms  p95 {:>8.2}ms  p99 {:>8.2}ms  errors {:>5.2}%  agents {}/{}",
+            "{:>5.0}s/{:.0}s  vus {:>5}  rps {:>8}  p50 {:>8.2}ms  p95 {:>8.2}ms  p99 {:>8.2}ms  errors {:>5.2}%{dropped}  agents {}/{}",
             elapsed_s, self.planned_s, row.vus, t.requests, t.p50_ms, t.p95_ms, t.p99_ms, err, row.agents, self.agents
         );
         let mut out = std::io::stdout();

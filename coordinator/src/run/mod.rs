@@ -215,6 +215,11 @@ pub async fn start_run(
         )
         .await?;
     let planned_s = plan.spec.load.executor.planned_ms() as f64 / 1000.0;
+    let open_model = matches!(
+        plan.spec.load.executor,
+        messages::spec::Executor::ConstantArrivalRate { .. }
+            | messages::spec::Executor::RampingArrivalRate { .. }
+    );
     let live = LivePublisher::new(
         run_bus.clone(),
         plan.run_id.clone(),
@@ -223,6 +228,7 @@ pub async fn start_run(
         settings.quiet,
         settings.live_tap.clone(),
     )
+    .showing_dropped(open_model)
     .start();
     let mut aggregator = Aggregator::new(
         settings.late_window_s,

@@ -395,6 +395,10 @@ impl Runs {
             accepted_at_ms: record.accepted_at_ms,
         };
         tracing::info!(run = %run_id, origin = %record.source, agents = record.agents, "starting a run");
+        println!(
+            "herd serve: run {run_id} starting — spec {}, {} agent(s), from {}",
+            record.spec.name, record.agents, record.source
+        );
         let req = RunRequest {
             idempotency_key: record.idempotency_key.clone(),
             spec: crate::request::SpecSource::Inline(String::new()),
@@ -656,6 +660,28 @@ impl Runs {
     /// over, so a restart does not announce it again.
     fn completed(&mut self, run_id: &str, a: Announced) {
         self.completing.remove(run_id);
+        // One line per end on stdout, for whoever watches the service (logs have the detail).
+        let n = &a.note;
+        println!(
+            "herd serve: run {run_id} {} — {} ({} requests, {} errors, p95 {:.2}ms{}){}",
+            n.state,
+            match n.verdict {
+                messages::outcome::Verdict::Passed => "passed",
+                messages::outcome::Verdict::Failed => "failed",
+            },
+            n.requests,
+            n.errors,
+            n.p95_ms,
+            if n.agents_lost > 0 {
+                format!(", {} agent(s) lost", n.agents_lost)
+            } else {
+                String::new()
+            },
+            n.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
         let result = serde_json::to_string(&a.note).unwrap_or_default();
         // The history's write is queued first: a client that reads the run after the stream
         // gave it the result finds it ended.

@@ -54,11 +54,12 @@ impl Serve {
         )
         .expect("config");
         let log = std::fs::File::create(work.path().join("serve.log")).expect("log");
+        let out = std::fs::File::create(work.path().join("serve.out")).expect("stdout file");
         let child = tokio::process::Command::new(herd())
             .args(["serve", "--config"])
             .arg(&cfg)
             .envs(env.iter().copied())
-            .stdout(std::process::Stdio::null())
+            .stdout(out)
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
@@ -70,6 +71,11 @@ impl Serve {
             inbox,
             results,
         }
+    }
+
+    /// What `herd serve` printed on stdout (a line per run start and end).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.work.path().join("serve.out")).unwrap_or_default()
     }
 
     pub fn log(&self) -> String {
