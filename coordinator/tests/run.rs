@@ -37,6 +37,12 @@ async fn three_agents_count_what_the_target_saw_and_p99_is_that_of_the_union() {
         .subscribe("herd/runs/+/live", QoS::AtMostOnce)
         .await
         .unwrap();
+    client
+        .subscribe("herd/runs/+/result", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let result_doc = std::sync::Arc::new(std::sync::Mutex::new(None::<serde_json::Value>));
+    let result_sink = result_doc.clone();
     let live_docs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
     let live_sink = live_docs.clone();
     // Every batch any agent publishes, de-duplicated, merged here independently.
@@ -49,6 +55,10 @@ async fn three_agents_count_what_the_target_saw_and_p99_is_that_of_the_union() {
     let listener = tokio::spawn(async move {
         while let Ok(ev) = el.poll().await {
             if let Event::Incoming(Packet::Publish(p)) = ev {
+                if p.topic.ends_with("/result") {
+                    *result_sink.lock().unwrap() = serde_json::from_slice(&p.payload).ok();
+                    continue;
+                }
                 if p.topic.ends_with("/live") {
                     if let Ok(doc) = serde_json::from_slice(&p.payload) {
                         live_sink.lock().unwrap().push(doc);
@@ -167,6 +177,17 @@ async fn three_agents_count_what_the_target_saw_and_p99_is_that_of_the_union() {
     assert!(compare.contains("Against the baseline") && compare.contains("+0.0%"));
     assert!(!compare.contains("class=\"worse\""));
     listener.abort();
+    // The retained result reached a subscriber of the embedded broker: summary.json's numbers.
+    let result = result_doc
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("no result was delivered");
+    assert_eq!(
+        result["total"]["requests"].as_u64(),
+        Some(total),
+        "{result}"
+    );
     let live = live_docs.lock().unwrap();
     assert!(!live.is_empty(), "no live snapshot was published");
     assert!(live
@@ -929,5 +950,75 @@ async fn the_builtin_target_stays_reachable_under_an_allow_list() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A subscriber of `herd run`'s own embedded broker (the observer login) gets the retained
+/// result before the broker goes down with `herd run`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_result_reaches_a_subscriber_of_herd_runs_own_broker() {
+    use tokio::io::AsyncBufReadExt;
+    let t = start_target().await;
+    let spec = "name: retained\ntarget: {url}\nscenario: [{request: GET /fast}]\nload: {executor: constant-vus, vus: 2, duration: 3s}\n";
+    let mut run = spawn_run(herd(), spec, &t.url(), &["--agents", "1", "--quiet"]);
+    let stderr = run.child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let port: u16 = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the run's first lines");
+        if let Some(at) = line.find("broker mqtt://127.0.0.1:") {
+            let rest = &line[at + "broker mqtt://127.0.0.1:".len()..];
+            break rest
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let login: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.results.path().join(".broker-observer")).unwrap(),
+    )
+    .unwrap();
+    let mut opts = MqttOptions::new("herd-observer-test", "127.0.0.1", port);
+    opts.set_credentials(
+        login["user"].as_str().unwrap(),
+        login["password"].as_str().unwrap(),
+    );
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut el) = AsyncClient::new(opts, 10);
+    client
+        .subscribe("herd/runs/+/result", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let got = tokio::spawn(async move {
+        while let Ok(ev) = el.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                if p.topic.ends_with("/result") {
+                    return serde_json::from_slice::<serde_json::Value>(&p.payload).ok();
+                }
+            }
+        }
+        None
+    });
+    let (code, _, _, results) = run.finish().await;
+    assert_eq!(code, Some(0));
+    let result = tokio::time::timeout(Duration::from_secs(5), got)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+        .expect("the result reached the subscriber");
+    assert_eq!(
+        result["total"]["requests"],
+        summary(results.path())["total"]["requests"]
+    );
+    assert_eq!(
+        result["total"]["requests"].as_u64(),
+        Some(t.stats().requests)
     );
 }
