@@ -193,6 +193,9 @@ pub fn summary_table(
             .collect();
         let _ = writeln!(out, "errors without a response: {}", kinds.join(", "));
     }
+    for w in messages::summary::run_warnings(&total) {
+        let _ = writeln!(out, "⚠ WARNING: {w}");
+    }
     for v in verdicts {
         let _ = writeln!(
             out,

@@ -149,6 +149,7 @@ fn standalone_summary(
         max_clock_offset_ms: None,
         agents_lost: 0,
         late_batches: 0,
+        warnings: messages::summary::run_warnings(&total),
     };
     serde_json::to_value(&s).unwrap_or_default()
 }

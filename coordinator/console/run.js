@@ -128,6 +128,7 @@ export async function runPage(id, ctx) {
   const body = [head,
     h("p", { class: "muted small" }, `spec ${run.spec} · ${run.agents} agent(s) · accepted ${when(run.accepted_at_ms)} · from ${run.source}`, run.ended_at_ms ? ` · ended ${when(run.ended_at_ms)}` : ""),
     run.reason ? h("p", { class: "worse" }, run.reason) : null,
+    ...((run.summary && run.summary.warnings) || []).map((w) => h("p", { class: "worse", role: "alert" }, `⚠ ${w}`)),
     actions, cards(run, run.summary), status, h("h2", {}, "Per second"), scoped.node];
   if (run.summary) {
     body.push(h("h2", {}, "Thresholds"), thresholds(run.summary),

@@ -896,6 +896,13 @@ async fn a_denied_target_completes_with_every_request_a_policy_error_and_the_tar
     assert_eq!(total["errors"], 10, "{total}");
     assert_eq!(total["error_kinds"]["policy"], 10, "{total}");
     assert_eq!(total["status"]["0"], 10, "{total}");
+    // Said loudly: the run measured nothing of the target.
+    let warning = "100.0% of requests got no response (policy: 10): is the target up, and reachable from the agents?";
+    assert_eq!(s["warnings"][0], warning, "{s}");
+    assert!(
+        stderr.contains(&format!("⚠ WARNING: {warning}")),
+        "{stderr}"
+    );
     assert_eq!(t.stats().requests, 0);
 }
 

@@ -136,4 +136,34 @@ pub struct Summary {
     pub agents_lost: u32,
     /// Batches that arrived after their second was final: in the totals, in no series row.
     pub late_batches: u64,
+    /// What a person should look at before trusting the numbers (most requests got no
+    /// response, no request at all).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Most requests got no response, or none was made: said loudly, since such a run can pass
+/// every threshold it has (or have none) and still measure nothing of the target.
+pub fn run_warnings(total: &LabelStats) -> Vec<String> {
+    if total.requests == 0 {
+        return vec!["no request was made: check the scenario and the load".into()];
+    }
+    let none = total
+        .status
+        .get(&crate::metrics::NO_RESPONSE)
+        .copied()
+        .unwrap_or(0);
+    if none * 2 <= total.requests {
+        return Vec::new();
+    }
+    let kinds: Vec<String> = total
+        .error_kinds
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    vec![format!(
+        "{:.1}% of requests got no response ({}): is the target up, and reachable from the agents?",
+        none as f64 * 100.0 / total.requests as f64,
+        kinds.join(", ")
+    )]
 }

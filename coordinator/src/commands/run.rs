@@ -283,6 +283,11 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
     let r = &outcome.result;
     if !opts.quiet {
         print!("\n{}", summary_table(r));
+    } else {
+        // The table (which has them) is not printed; the warnings are, even so.
+        for w in messages::summary::run_warnings(&r.total) {
+            eprintln!("herd: ⚠ WARNING: {w}");
+        }
     }
     println!(
         "run {} {}{} — agents {}/{} finished{}, start skew {} ms",

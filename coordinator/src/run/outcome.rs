@@ -255,6 +255,7 @@ impl FinalResult {
             max_clock_offset_ms: self.max_clock_offset_ms(),
             agents_lost: self.agents_lost(),
             late_batches: self.late_batches,
+            warnings: messages::summary::run_warnings(&self.total),
         }
     }
 
