@@ -381,3 +381,90 @@ async fn a_zipped_locust_folder_runs_with_its_modules() {
         r.summary["labels"]["item"]["requests"]
     );
 }
+
+/// Every live process whose parent is `pid` (from /proc: pid, command line).
+fn children_of(pid: i32) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid …`: the command may hold spaces, so read after its ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if ppid == Some(pid) && !cmd.is_empty() {
+            out.push((child, String::from_utf8_lossy(&cmd).replace('\0', " ")));
+        }
+    }
+    out
+}
+
+/// An agent killed outright (SIGKILL, as the coordinator kills one that overran) takes its
+/// tool process with it: no Locust is left loading the target with nobody counting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_leaves_no_tool_process_behind() {
+    let Some(locust) = find("locust") else { return };
+    let t = start_target().await;
+    let spec = "name: orphantool\ntarget: {url}\nengine: locust\nscript: shop.py\nload: {executor: constant-vus, vus: 2, duration: 60s}\n";
+    let path = locust.path.display().to_string();
+    let run = spawn_run_with(
+        herd(),
+        spec,
+        &t.url(),
+        &[("shop.py", LOCUSTFILE)],
+        &["--agents", "1", "--quiet"],
+        &[(locust.var, path.as_str())],
+    );
+    let run_id = herd_tests::wait_for_run_id(run.results.path()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while t.stats().requests < 50 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no load within 40 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let agents = herd_tests::agent_pids(&run_id);
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    let tools = children_of(agents[0].0);
+    assert!(
+        tools.iter().any(|(_, c)| c.contains("locust")),
+        "the agent's tool: {tools:?}"
+    );
+    // SAFETY: killing the agent process this test's run started.
+    unsafe { libc::kill(agents[0].0, libc::SIGKILL) };
+    let gone = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let alive: Vec<i32> = tools
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| {
+                std::path::Path::new(&format!("/proc/{p}/cmdline")).exists()
+                    && !std::fs::read(format!("/proc/{p}/cmdline"))
+                        .unwrap_or_default()
+                        .is_empty()
+            })
+            .collect();
+        if alive.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < gone,
+            "tool processes outlived their agent: {alive:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And the load stopped: the target's count holds still.
+    let before = t.stats().requests;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        t.stats().requests,
+        before,
+        "something still loads the target"
+    );
+    let _ = run.finish().await;
+}

@@ -47,13 +47,48 @@ impl LastLines {
     }
 }
 
+/// Signals the tool's whole process group: the tool leads its own group, so what it started
+/// (JMeter's `java` under its launcher script, Locust's workers) gets the signal too.
 fn signal(pid: Option<u32>, sig: i32) {
     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        // SAFETY: signalling the tool process this agent started.
+        // SAFETY: signalling the process group of the tool this agent started.
         unsafe {
-            libc::kill(pid, sig);
+            libc::kill(-pid, sig);
         }
     }
+}
+
+/// Kills the tool's process group when dropped: however `drive` ends — done, failed, or this
+/// agent's task dropped — nothing the tool started keeps loading the target.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        signal(self.0, libc::SIGKILL);
+    }
+}
+
+/// The tool gets SIGKILL from the kernel if this agent dies without stopping it (SIGKILL,
+/// a crash): a tool outliving its agent would keep loading with nobody counting.
+fn die_with_agent(cmd: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }
 
 /// Runs `cmd` to its end, feeding every line of its output file to `feed` through the
@@ -66,17 +101,22 @@ pub(super) async fn drive(
     feed: &mut Feed,
 ) -> Result<(), RunnerError> {
     let tool = runner.tool();
-    let mut child = tokio::process::Command::new(&cmd.program)
+    let mut command = tokio::process::Command::new(&cmd.program);
+    command
         .args(&cmd.args)
         .envs(cmd.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(&cmd.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .process_group(0)
+        .kill_on_drop(true);
+    die_with_agent(&mut command);
+    let mut child = command
         .spawn()
         .map_err(|e| RunnerError::Setup(format!("starting {}: {e}", cmd.program.display())))?;
     let pid = child.id();
+    let _group = GroupGuard(pid);
     let last = LastLines::default();
     if let Some(s) = child.stdout.take() {
         last.collect(Box::new(s));
