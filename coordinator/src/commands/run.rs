@@ -239,7 +239,9 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
     };
     let program = opts.program.clone();
     let handle = start_run(plan, settings, &bus, move |sup| {
-        let l = LocalLauncher::new(program, sup, dir).start();
+        let l = LocalLauncher::new(program, sup, dir)
+            .dying_with_parent()
+            .start();
         LauncherLink {
             launch: l.clone().recipient(),
             stop: l.recipient(),

@@ -20,6 +20,9 @@ pub struct LocalLauncher {
     /// Agents outlive this process when it exits (`on_shutdown = "resume"`: the next coordinator
     /// takes them back); otherwise they are killed with it, whatever ends it gracefully.
     outlive: bool,
+    /// Agents get SIGTERM from the kernel when this process dies (`herd run`). Not under
+    /// `herd serve`: a serve that crashed is restarted and takes its runs' agents back.
+    die_with_parent: bool,
 }
 
 impl LocalLauncher {
@@ -34,7 +37,14 @@ impl LocalLauncher {
             kills: HashMap::new(),
             log_dir,
             outlive: false,
+            die_with_parent: false,
         }
+    }
+
+    /// Its agents stop when this process dies however it dies (`herd run`).
+    pub fn dying_with_parent(mut self) -> LocalLauncher {
+        self.die_with_parent = true;
+        self
     }
 
     /// Its agents outlive this process's graceful exit (they still stop on `StopAgents`).
@@ -80,7 +90,7 @@ impl Handler<LaunchAgents> for LocalLauncher {
             }
             // Own process group: a Ctrl-C in the terminal reaches `herd run`, which stops agents
             // gracefully through the broker instead of having them die mid-second.
-            if !self.outlive {
+            if self.die_with_parent {
                 stop_with_parent(&mut cmd);
             }
             cmd.process_group(0)
