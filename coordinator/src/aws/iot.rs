@@ -78,9 +78,25 @@ pub const AGENT_POLICY_TEMPLATE: &str = include_str!("../../../deploy/iot-agent-
 /// `agent` attribute), subscribe to and receive only the run's control topic.
 pub fn agent_policy(region: &str, account: &str, run: &str) -> String {
     AGENT_POLICY_TEMPLATE
+        .replace("${Partition}", partition_of(region))
         .replace("${Region}", region)
         .replace("${Account}", account)
         .replace("${Run}", run)
+}
+
+/// The ARN partition of `region`: China and GovCloud regions are not `arn:aws:`.
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-iso-") {
+        "aws-iso"
+    } else if region.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else {
+        "aws"
+    }
 }
 
 /// IoT calls in flight at once when making or removing a run's credentials.
@@ -485,6 +501,10 @@ mod tests {
         ));
         assert!(text.contains("client/${iot:Connection.Thing.ThingName}"));
         assert!(!text.contains("${Run}") && !text.contains("${Region}"));
+        assert!(!text.contains("${Partition}"));
+        assert!(agent_policy("cn-north-1", "*", "r").contains("arn:aws-cn:iot:cn-north-1:"));
+        assert!(agent_policy("us-gov-west-1", "*", "r").contains("arn:aws-us-gov:iot:"));
+        assert!(agent_policy("eu-west-1", "*", "r").contains("arn:aws:iot:eu-west-1:"));
     }
 
     #[test]

@@ -532,6 +532,40 @@ mod tests {
         }
     }
 
+    /// Fresh-account deployment rules the template must keep (issue 15): the coordinator names
+    /// its IoT policy by the stack's reference and its service waits for it; its log group
+    /// outlives a rolled-back first start; only spec files start runs.
+    #[test]
+    fn the_stack_orders_and_keeps_what_a_first_deployment_needs() {
+        let yaml = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/herd.yaml"),
+        )
+        .expect("deploy/herd.yaml");
+        // A resource: its header line and every line indented deeper than it.
+        let section = |name: &str| {
+            let at = yaml.find(&format!("\n  {name}:\n")).expect(name);
+            yaml[at + 1..]
+                .lines()
+                .enumerate()
+                .take_while(|(i, l)| *i == 0 || l.is_empty() || l.starts_with("   "))
+                .map(|(_, l)| format!("{l}\n"))
+                .collect::<String>()
+        };
+        assert!(yaml.contains("coordinator_policy = \"${CoordinatorIotPolicy}\""));
+        assert!(section("CoordinatorService").contains("CoordinatorIotPolicy]"));
+        let logs = section("CoordinatorLogGroup");
+        assert!(
+            logs.contains("DeletionPolicy: Retain") && logs.contains("UpdateReplacePolicy: Retain")
+        );
+        let rule = section("SpecDroppedRule");
+        assert!(rule.contains("wildcard: \"specs/*.yaml\"") && !rule.contains("prefix: specs/"));
+        assert!(!std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/iot-agent-policy.json")
+        )
+        .expect("agent policy")
+        .contains("arn:aws:"));
+    }
+
     /// Every other `${Name}` becomes a plain word.
     fn fill_substitutions(text: &str) -> String {
         let mut out = String::new();
