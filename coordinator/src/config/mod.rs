@@ -557,6 +557,15 @@ mod tests {
         assert!(
             logs.contains("DeletionPolicy: Retain") && logs.contains("UpdateReplacePolicy: Retain")
         );
+        // Agents are launched by task family, so a new image's revision does not break RunTask.
+        let region = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/agent-region.yaml"),
+        )
+        .expect("deploy/agent-region.yaml");
+        for t in [&yaml, &region] {
+            assert!(t.contains("task_definition = \"herd-agent\""));
+            assert!(!t.contains("task_definition = \"${AgentTaskDefinition}\""));
+        }
         let rule = section("SpecDroppedRule");
         assert!(rule.contains("wildcard: \"specs/*.yaml\"") && !rule.contains("prefix: specs/"));
         assert!(!std::fs::read_to_string(
