@@ -62,3 +62,31 @@ impl Source for S3Source<'_> {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denied_or_missing_spec_is_rejected_and_only_an_unreachable_s3_retried() {
+        let (bucket, key) = ("specs-bucket".to_string(), "results/x.yaml".to_string());
+        let denied = StoreError::Denied {
+            bucket: bucket.clone(),
+            key: key.clone(),
+        };
+        assert!(
+            matches!(source_error(denied), SourceError::Unusable(m) if m.contains("access denied"))
+        );
+        let missing = StoreError::Missing {
+            bucket: bucket.clone(),
+            key: key.clone(),
+        };
+        assert!(matches!(source_error(missing), SourceError::Unusable(_)));
+        let down = StoreError::S3 {
+            bucket,
+            key,
+            message: "connection refused".into(),
+        };
+        assert!(matches!(source_error(down), SourceError::Transient(_)));
+    }
+}

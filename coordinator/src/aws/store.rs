@@ -34,11 +34,13 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Missing or unusable for good, as opposed to S3 being unreachable right now.
+    /// Missing, denied or unusable for good, as opposed to S3 being unreachable right now. A
+    /// denied read (a `spec_key` outside what the coordinator may read) does not change on
+    /// retry: the request is rejected with why, not retried into the dead-letter queue.
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            StoreError::Missing { .. } | StoreError::Unusable { .. }
+            StoreError::Missing { .. } | StoreError::Denied { .. } | StoreError::Unusable { .. }
         )
     }
 }
