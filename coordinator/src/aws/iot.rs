@@ -99,6 +99,9 @@ pub fn partition_of(region: &str) -> &'static str {
     }
 }
 
+/// Tries of DeleteCertificate while a detach is still settling (200 ms doubling: ≈ 6 s).
+const DELETE_ATTEMPTS: u32 = 6;
+
 /// IoT calls in flight at once when making or removing a run's credentials.
 const PARALLEL: usize = 8;
 
@@ -423,14 +426,32 @@ impl Iot {
         {
             warn("UpdateCertificate", &e);
         }
-        if let Err(e) = self
-            .client
-            .delete_certificate()
-            .certificate_id(&c.cert_id)
-            .send()
-            .await
-        {
-            warn("DeleteCertificate", &e);
+        // DetachThingPrincipal is asynchronous: until IoT has finished it, DeleteCertificate
+        // answers DeleteConflict. Retried with backoff (≈ 6 s in all) rather than leaving an
+        // inactive certificate behind.
+        let mut wait = std::time::Duration::from_millis(200);
+        for attempt in 1..=DELETE_ATTEMPTS {
+            match self
+                .client
+                .delete_certificate()
+                .certificate_id(&c.cert_id)
+                .send()
+                .await
+            {
+                Ok(_) => break,
+                Err(e)
+                    if attempt < DELETE_ATTEMPTS
+                        && e.as_service_error()
+                            .is_some_and(|s| s.is_delete_conflict_exception()) =>
+                {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => {
+                    warn("DeleteCertificate", &e);
+                    break;
+                }
+            }
         }
         if !c.thing.is_empty() {
             if let Err(e) = self.client.delete_thing().thing_name(&c.thing).send().await {
