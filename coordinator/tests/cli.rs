@@ -101,6 +101,32 @@ fn validate_catches_what_run_would_refuse_and_names_what_was_meant() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("load.duration: \"1M\": `M` is a calendar month here, not a load length — minutes are `m`"), "{err}");
 
+    // What a tool cannot do is refused before anything starts: Locust ramping down, a JMeter
+    // plan with two thread groups (no tool needs to be installed for this).
+    std::fs::write(dir.path().join("shop.py"), "from locust import HttpUser\n").unwrap();
+    let (code, _, err) = validate(
+        "rampdown.yaml",
+        "name: r\ntarget: http://127.0.0.1:1\nengine: locust\nscript: shop.py\nload: {executor: ramping-vus, stages: [{duration: 5s, target: 4}, {duration: 5s, target: 0}]}\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("engine locust runs constant-vus, or ramping-vus that ramps up from 0 in its first stage and then holds"), "{err}");
+    let plan = include_str!("../../loadtest-specs/jmeter/shop.jmx");
+    let (i, j) = (
+        plan.find("<ThreadGroup").unwrap(),
+        plan.find("</ThreadGroup>").unwrap() + "</ThreadGroup>".len(),
+    );
+    std::fs::write(
+        dir.path().join("two.jmx"),
+        format!("{}{}{}", &plan[..j], &plan[i..j], &plan[j..]),
+    )
+    .unwrap();
+    let (code, _, err) = validate(
+        "two.yaml",
+        "name: j\ntarget: http://127.0.0.1:1\nengine: jmeter\nscript: two.jmx\nload: {executor: constant-vus, vus: 2, duration: 5s}\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("the plan has 2 thread groups"), "{err}");
+
     let (code, out, err) = validate(
         "ok.yaml",
         "name: ok\ntarget: http://127.0.0.1:1\nagents: 3\nscenario:\n  - request: GET /\nload: {executor: ramping-vus, stages: [{duration: 1m, target: 40}, {duration: 30s, target: 0}]}\nthresholds: [p95 < 200, error_rate < 1]\n",

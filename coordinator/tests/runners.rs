@@ -271,14 +271,20 @@ async fn a_plan_herd_cannot_split_fails_with_the_reason() {
         "</ThreadGroup>",
         "</ThreadGroup>\n<ThreadGroup testclass=\"ThreadGroup\"></ThreadGroup>",
     );
-    assert_fails(
-        &t,
-        &jmeter,
+    // Refused before any agent starts: an invalid spec (exit 2), naming why.
+    let path = jmeter.path.display().to_string();
+    let (code, stdout, stderr, _) = spawn_run_with(
+        herd(),
         spec,
+        &t.url(),
         &[("two.jmx", two.as_bytes())],
-        &["the plan has 2 thread groups"],
+        &["--agents", "2", "--quiet"],
+        &[(jmeter.var, path.as_str())],
     )
+    .finish()
     .await;
+    assert_eq!(code, Some(2), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("the plan has 2 thread groups"), "{stderr}");
     assert_eq!(t.stats().requests, 0);
 }
 

@@ -84,6 +84,32 @@ pub fn check(spec: &Spec, data: &BTreeMap<String, Vec<u8>>) -> Result<(), Runner
     Ok(())
 }
 
+/// What a runner spec asks that its tool cannot do, checked where the spec is read (`herd
+/// validate`, `herd run`, serve) rather than by each agent after the launch: a load shape the
+/// tool cannot express (Locust and JMeter: constant, or a ramp up that then holds — no
+/// ramp-down, no arrival rate), a JMeter plan herd cannot split (not exactly one thread
+/// group), a script that is not there. The tool need not be installed where this runs.
+pub fn check_plan(spec: &Spec, data: &BTreeMap<String, Vec<u8>>) -> Result<(), RunnerError> {
+    let Some(r) = &spec.runner else { return Ok(()) };
+    let files = script_files(data);
+    if files.is_empty() {
+        return Err(RunnerError::NoScript);
+    }
+    let start = entry(runner(r.engine), &r.script, &files)?;
+    if matches!(r.engine, Engine::Locust | Engine::Jmeter) {
+        let shape = users_shape(r.engine, &spec.load.executor)?;
+        if r.engine == Engine::Jmeter {
+            let plan = files
+                .iter()
+                .find(|(p, _)| p.is_empty() || *p == start)
+                .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            jmeter::share_plan(&plan, shape.users.max(1), 1, 1)?;
+        }
+    }
+    Ok(())
+}
+
 /// The script's files as (relative path, bytes): one file under [`SCRIPT_FILE`], or a folder's
 /// files under `@script/<path>`.
 fn script_files(data: &BTreeMap<String, Vec<u8>>) -> Vec<(String, &[u8])> {

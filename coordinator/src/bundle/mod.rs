@@ -267,6 +267,15 @@ pub async fn build(
             data.push(DataFile { name, bytes });
         }
     }
+    // A runner spec's load shape and plan, as its agents would judge them.
+    if spec.runner.is_some() {
+        let files: std::collections::BTreeMap<String, Vec<u8>> = data
+            .iter()
+            .map(|d| (d.name.clone(), d.bytes.clone()))
+            .collect();
+        agent::runners::check_plan(&spec, &files)
+            .map_err(|e| BundleError::Invalid(vec![format!("{origin}: {e}")]))?;
+    }
     // What an agent would refuse when it compiles the scenario (a `{{users.nmae}}` its CSV
     // has no column for, a bad regex) is refused here, before anything starts.
     if spec.runner.is_none() {
