@@ -323,6 +323,9 @@ async fn a_run_slower_than_its_baseline_fails_its_baseline_threshold_by_name() {
         report.contains("<polyline class=\"base\""),
         "the baseline's series overlaid"
     );
+    // The latency distribution, this run's bars beside the baseline's.
+    assert!(report.contains("<h2>Latency distribution</h2>"));
+    assert!(report.contains("<rect class=\"bar\"") && report.contains("<rect class=\"bar base\""));
     // No baseline given: the threshold cannot hold.
     let (code, out, _, _) = spawn_run(herd(), &gate(10, "1.5"), &t.url(), &["--agents", "1"])
         .finish()

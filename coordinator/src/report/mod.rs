@@ -24,7 +24,7 @@ svg.chart{width:100%;height:auto;background:#fbfcfe;border:1px solid #e4e8f0}.gr
 .title{font-weight:600}polyline{fill:none;stroke-width:1.6}.key::before{content:'\\25A0 '}\
 .rps{stroke:#0969da;color:#0969da}.p50{stroke:#1f883d;color:#1f883d}.p95{stroke:#bf8700;color:#bf8700}\
 .p99{stroke:#cf222e;color:#cf222e}.errors{stroke:#cf222e;color:#cf222e}.vus{stroke:#8250df;color:#8250df}\
-.base{stroke:#8c959f;color:#8c959f;stroke-dasharray:4 3}.worse{color:#cf222e}.better{color:#1f883d}";
+.base{stroke:#8c959f;color:#8c959f;stroke-dasharray:4 3}rect.bar{fill:#0969da}rect.bar.base{fill:#8c959f;stroke:none}.worse{color:#cf222e}.better{color:#1f883d}";
 
 fn num(v: &Value, p: &str) -> f64 {
     v.pointer(p).and_then(Value::as_f64).unwrap_or(0.0)
@@ -231,6 +231,27 @@ pub fn render(run: &RunDocs<'_>, baseline: Option<&RunDocs<'_>>) -> String {
         }
         h.push_str("</p>");
     }
+    // The latency distribution, all requests and each label (charted ones), against the
+    // baseline's when there is one.
+    h.push_str("<h2>Latency distribution</h2>");
+    let ladder_of = |stats: &Value| -> Vec<(&'static str, f64)> {
+        ["min", "p50", "p90", "p95", "p99", "max"]
+            .into_iter()
+            .map(|k| (k, num(stats, &format!("/latency_ms/{k}"))))
+            .collect()
+    };
+    let base_summary = baseline.map(|b| b.summary);
+    let all = ladder_of(&s["total"]);
+    let base_all = base_summary.map(|b| ladder_of(&b["total"]));
+    h.push_str(&svg::ladder("All requests", &all, base_all.as_deref()));
+    for (name, stats) in labels.iter().take(MAX_LABEL_CHARTS) {
+        let this = ladder_of(stats);
+        let base = base_summary
+            .and_then(|b| b.get("labels"))
+            .and_then(|l| l.get(name.as_str()))
+            .map(&ladder_of);
+        h.push_str(&svg::ladder(name, &this, base.as_deref()));
+    }
     // Charts.
     let series = run.series;
     let seconds = per_second(series, "/total/requests").len();
@@ -412,8 +433,15 @@ mod tests {
             !html.contains("http://") && !html.contains("https://"),
             "nothing fetched"
         );
-        // Requests, latency, errors, VUs, and the one label's latency.
-        assert_eq!(html.matches("<svg").count(), 5);
+        // The distribution (all, and the one label), then requests, latency, errors, VUs, and
+        // the one label's latency.
+        assert_eq!(html.matches("<svg").count(), 7);
+        assert_eq!(html.matches("<svg class=\"chart ladder\"").count(), 2);
+        assert_eq!(
+            html.matches("<rect class=\"bar\"").count(),
+            12,
+            "six points each"
+        );
         let rps_line = html.split("class=\"rps\" points=\"").nth(1).unwrap();
         let points = rps_line.split('"').next().unwrap().split(' ').count();
         assert_eq!(points, 30, "one point a second");

@@ -76,6 +76,77 @@ fn fmt_num(v: f64) -> String {
 }
 
 /// A chart of `lines` over `seconds` seconds (the x axis, from 0), `unit` on the y axis.
+/// The latency distribution of one set of stats: a bar per point of its ladder (min, p50, p90,
+/// p95, p99, max, in ms), and the baseline's beside each when given. From the merged
+/// histograms' percentiles in `summary.json`.
+pub fn ladder(title: &str, this: &[(&str, f64)], base: Option<&[(&str, f64)]>) -> String {
+    let ymax = nice_max(
+        this.iter()
+            .chain(base.unwrap_or_default())
+            .map(|(_, v)| *v)
+            .filter(|v| v.is_finite())
+            .fold(0.0, f64::max),
+    );
+    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+    let slot = pw / this.len().max(1) as f64;
+    let bar = if base.is_some() {
+        slot * 0.36
+    } else {
+        slot * 0.6
+    };
+    let y = |v: f64| TOP + ph * (1.0 - (v.max(0.0) / ymax).min(1.0));
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<figure><svg class="chart ladder" viewBox="0 0 {W} {H}" role="img" aria-label="{t}"><title>{t}</title><text class="title" x="{LEFT}" y="16">{t}</text>"#,
+        t = esc(title)
+    );
+    for k in 0..=4 {
+        let v = ymax * f64::from(k) / 4.0;
+        let yy = y(v);
+        let _ = write!(
+            s,
+            r#"<line class="grid" x1="{LEFT}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}"/><text class="tick" x="{tx}" y="{ty:.1}" text-anchor="end">{}</text>"#,
+            esc(&fmt_num(v)),
+            x2 = W - RIGHT,
+            tx = LEFT - 6.0,
+            ty = yy + 4.0
+        );
+    }
+    for (i, (name, v)) in this.iter().enumerate() {
+        let x0 =
+            LEFT + slot * i as f64 + (slot - bar * if base.is_some() { 2.0 } else { 1.0 }) / 2.0;
+        let mut put = |x: f64, v: f64, class: &str, who: &str| {
+            let top = y(v);
+            let _ = write!(
+                s,
+                r#"<rect class="{class}" x="{x:.1}" y="{top:.1}" width="{bar:.1}" height="{h:.1}"><title>{} {}: {} ms</title></rect>"#,
+                esc(who),
+                esc(name),
+                esc(&fmt_num(v)),
+                h = (TOP + ph - top).max(0.0)
+            );
+        };
+        put(x0, *v, "bar", "this run");
+        if let Some((_, b)) = base.and_then(|b| b.get(i)) {
+            put(x0 + bar, *b, "bar base", "baseline");
+        }
+        let _ = write!(
+            s,
+            r#"<text class="tick" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            LEFT + slot * (i as f64 + 0.5),
+            H - 8.0,
+            esc(name)
+        );
+    }
+    s.push_str("</svg><figcaption>ms");
+    if base.is_some() {
+        s.push_str(r#" · <span class="key base">baseline</span>"#);
+    }
+    s.push_str("</figcaption></figure>");
+    s
+}
+
 pub fn chart(title: &str, unit: &str, seconds: usize, lines: &[Line<'_>]) -> String {
     let ymax = nice_max(
         lines
