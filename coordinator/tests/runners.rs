@@ -474,3 +474,40 @@ async fn a_killed_agent_leaves_no_tool_process_behind() {
     );
     let _ = run.finish().await;
 }
+
+/// A Locust `LoadTestShape` keeps loading past herd's planned length: at the run's deadline
+/// the agents are stopped and marked lost (every agent lost: the run fails, as it must), and
+/// what they measured until then is still counted — herd's count equals the target's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_stopped_for_overrunning_still_count_what_they_measured() {
+    let Some(locust) = find("locust") else { return };
+    let t = start_target().await;
+    let shape = br#"from locust import HttpUser, LoadTestShape, task, constant
+
+class Shopper(HttpUser):
+    wait_time = constant(0.05)
+
+    @task
+    def browse(self):
+        self.client.get("/items/7", name="item")
+
+class Long(LoadTestShape):
+    def tick(self):
+        return (2, 2) if self.get_run_time() < 120 else None
+"#;
+    let spec = "name: overrun\ntarget: {url}\nengine: locust\nscript: shape.py\nload: {executor: constant-vus, vus: 2, duration: 2s, graceful_stop: 0s}\n";
+    let r = run(&t, &locust, spec, &[("shape.py", shape)]).await;
+    let s = r.summary;
+    assert_eq!(s["state"], "failed", "{}", r.out);
+    let agents = s["agents"].as_array().expect("agents");
+    assert!(
+        agents
+            .iter()
+            .all(|a| a["state"] == "lost"
+                && a["reason"].as_str().is_some_and(|w| w.contains("overran"))),
+        "{agents:?}"
+    );
+    let seen = t.stats().requests;
+    assert!(seen > 0);
+    assert_eq!(s["total"]["requests"].as_u64(), Some(seen), "{s}");
+}

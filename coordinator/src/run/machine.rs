@@ -160,9 +160,15 @@ pub struct Slot {
 pub enum Timer {
     Ready,
     Run,
-    Drain { agent: u32 },
-    ExitGrace { agent: u32 },
+    Drain {
+        agent: u32,
+    },
+    ExitGrace {
+        agent: u32,
+    },
     Stop,
+    /// After the run deadline stopped overrunning agents: their last batches have had time.
+    OverrunGrace,
 }
 
 /// Everything that can happen to a run.
@@ -271,6 +277,9 @@ pub struct RunMachine {
     backlog: Vec<u64>,
     /// After a stall of the coordinator: no drain deadline loses an agent before this.
     grace_until: Option<u64>,
+    /// Agents overran the run's deadline and were told to stop: the run waits for
+    /// [`Timer::OverrunGrace`] before it ends, so what they measured until then still arrives.
+    overrun_grace: bool,
 }
 
 impl RunMachine {
@@ -294,6 +303,7 @@ impl RunMachine {
             effects: Vec::new(),
             backlog: Vec::new(),
             grace_until: None,
+            overrun_grace: false,
         }
     }
 
@@ -584,6 +594,9 @@ impl RunMachine {
         }
         if let Some(why) = self.below_min_healthy() {
             self.fail(why);
+            return;
+        }
+        if self.overrun_grace {
             return;
         }
         if self.slots.iter().all(|s| s.state.is_terminal()) {

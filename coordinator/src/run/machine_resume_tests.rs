@@ -40,11 +40,22 @@ fn replay_rebuilds_the_state_and_keeps_only_unfired_deadlines() {
     );
     let mut j = running_journal();
     j.push((run_deadline, Event::Timer(Timer::Run)));
-    let r = replay(cfg(2), T0, j);
+    let r = replay(cfg(2), T0, j.clone());
     assert!(
         !r.timers.iter().any(|(t, _)| *t == Timer::Run),
         "fired: gone"
     );
+    // The overrunning agents are stopped; the grace for their last batches is still to come
+    // (and is armed again on resume).
+    let grace = run_deadline + 2_000 + 10_000;
+    assert!(
+        r.timers.contains(&(Timer::OverrunGrace, grace)),
+        "{:?}",
+        r.timers
+    );
+    assert!(!r.machine.state().is_terminal());
+    j.push((grace, Event::Timer(Timer::OverrunGrace)));
+    let r = replay(cfg(2), T0, j);
     assert!(r.machine.state().is_terminal());
     assert!(r.timers.is_empty(), "an ended run arms nothing");
 }

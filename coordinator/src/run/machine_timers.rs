@@ -33,16 +33,35 @@ impl RunMachine {
             }
             Timer::Run => {
                 if self.state.loading() {
+                    let mut overran = false;
                     for i in 0..self.slots.len() as u32 {
-                        if !self.finished_and_queued(i) {
+                        if !self.finished_and_queued(i)
+                            && !self.slots[i as usize].state.is_terminal()
+                        {
                             self.lose(i, AgentLoss::Overran);
+                            overran = true;
                         }
                     }
                     self.effects.push(Effect::Stop {
                         reason: AgentLoss::Overran.to_string(),
                     });
+                    if overran {
+                        // They are lost (the run is flagged), but what they measured before the
+                        // Stop is still on its way: give it the graceful stop and the stop
+                        // allowance before the run ends and its totals are final.
+                        self.overrun_grace = true;
+                        let wait = self
+                            .cfg
+                            .graceful_stop_ms
+                            .saturating_add(self.cfg.timing.stop_extra_ms);
+                        self.arm(Timer::OverrunGrace, now.saturating_add(wait));
+                    }
                     self.check_done();
                 }
+            }
+            Timer::OverrunGrace => {
+                self.overrun_grace = false;
+                self.check_done();
             }
             Timer::Drain { agent } => {
                 let Some(slot) = self.slots.get(agent as usize) else {
