@@ -186,17 +186,15 @@ run_herd() {
   herd_spec "$DUR" "$OUT/herd.yaml"
   on_tool_core "$HERD" agent --json --standalone "$OUT/herd.yaml" >"$OUT/herd.txt" 2>"$OUT/herd.stderr"
   local rc=$? summary
-  # stdout is the summary alone, laid out as summary.json (its first "rps" is the total's).
+  # stdout is the summary alone, laid out as summary.json: total.rps and total.requests.
   summary=$(grep '^{' "$OUT/herd.txt" | tail -n 1)
   if [[ -z $summary ]]; then
     STATUS[herd]="herd failed (exit $rc, no summary on stdout; see $OUT/herd.stderr)"
     return
   fi
   ((rc == 0)) || log "herd exited $rc but printed a summary"
-  summary=$(tr -d ' \t\r' <<<"$summary")
-  RPS[herd]=$(grep -o '"rps":[0-9.eE+-]*' <<<"$summary" | head -n 1 | cut -d: -f2)
-  # Best effort: the first "requests" count in the summary, if it has one.
-  COUNT[herd]=$(grep -o '"requests":[0-9]*' <<<"$summary" | head -n 1 | cut -d: -f2)
+  RPS[herd]=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["total"]["rps"])' <<<"$summary" 2>/dev/null)
+  COUNT[herd]=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["total"]["requests"])' <<<"$summary" 2>/dev/null)
   [[ -n ${RPS[herd]} ]] || STATUS[herd]="herd's summary has no \"rps\" (see $OUT/herd.txt)"
 }
 

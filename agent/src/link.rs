@@ -457,6 +457,7 @@ async fn drive(
             last_batch_seq: sent,
             batches_sent: sent,
             batches_dropped: kept.evicted(),
+            error_samples: crate::http::error_samples(),
         }),
         &mut kept,
     );

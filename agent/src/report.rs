@@ -130,6 +130,7 @@ pub fn summary_table(
     t: &Totals,
     seconds: f64,
     verdicts: &[ThresholdResult],
+    error_samples: &std::collections::BTreeMap<String, String>,
 ) -> Result<String, MetricsError> {
     let total = t.total()?;
     let mut out = String::new();
@@ -192,6 +193,9 @@ pub fn summary_table(
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
         let _ = writeln!(out, "errors without a response: {}", kinds.join(", "));
+        for l in messages::summary::error_sample_lines(error_samples) {
+            let _ = writeln!(out, "{l}");
+        }
     }
     for w in messages::summary::run_warnings(&total) {
         let _ = writeln!(out, "⚠ WARNING: {w}");

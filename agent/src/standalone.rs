@@ -85,7 +85,8 @@ pub async fn run(
     if json {
         let _ = writeln!(out, "{summary}");
     } else {
-        match summary_table(&totals, seconds, &verdicts) {
+        let samples = crate::http::error_samples().into_iter().collect();
+        match summary_table(&totals, seconds, &verdicts, &samples) {
             Ok(t) => {
                 let _ = write!(out, "\n{t}");
             }
@@ -150,6 +151,7 @@ fn standalone_summary(
         agents_lost: 0,
         late_batches: 0,
         warnings: messages::summary::run_warnings(&total),
+        error_samples: crate::http::error_samples().into_iter().collect(),
     };
     serde_json::to_value(&s).unwrap_or_default()
 }

@@ -769,6 +769,7 @@ async fn forged_agent_and_coordinator_messages_are_refused() {
         last_batch_seq: 1,
         batches_sent: 1,
         batches_dropped: 0,
+        error_samples: Vec::new(),
     });
     let stop = Body::Stop(Stop {
         reason: "forged".into(),
@@ -1031,5 +1032,31 @@ async fn the_result_reaches_a_subscriber_of_herd_runs_own_broker() {
     assert_eq!(
         result["total"]["requests"].as_u64(),
         Some(t.stats().requests)
+    );
+}
+
+/// Requests that got no response say why, in words: the first message of each kind with what
+/// usually fixes it — here a self-signed certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_response_say_why_with_a_sample_and_a_hint() {
+    let t = herd_tests::start_target_with(true).await;
+    let spec = "name: tlsfail\ntarget: {url}\nscenario: [{request: GET /fast}]\nload: {executor: per-vu-iterations, vus: 2, iterations: 3}\n";
+    let (code, stdout, stderr, results) = spawn_run(herd(), spec, &t.url(), &["--agents", "2"])
+        .finish()
+        .await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let s = summary(results.path());
+    assert_eq!(s["total"]["error_kinds"]["tls"], 6, "{s}");
+    let sample = s["error_samples"]["tls"].as_str().unwrap_or_default();
+    assert!(sample.to_lowercase().contains("certificate"), "{s}");
+    assert!(
+        stdout.contains(&format!(
+            "  tls: \"{sample}\" — a self-signed or private certificate?"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("⚠ WARNING: 100.0% of requests got no response (tls: 6)"),
+        "{stdout}"
     );
 }

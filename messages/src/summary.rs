@@ -140,6 +140,33 @@ pub struct Summary {
     /// response, no request at all).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// For each kind of request that got no response, the first message an agent saw
+    /// (`tls` → the certificate problem): why, in words.
+    #[serde(default)]
+    pub error_samples: BTreeMap<String, String>,
+}
+
+/// What usually fixes a kind of request failure, for the line that shows its sample.
+pub fn error_hint(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "tls" => "a self-signed or private certificate? set `target: {http: {insecure: true}}` (test targets only)",
+        "connect" => "is the target up at its URL, and reachable from the agents?",
+        "timeout" => "the target is slow or overloaded; `target.http.timeout` sets the limit",
+        "policy" => "the target policy denied it (`--allow-target`, `[targets]`)",
+        "redirect" => "too many redirects (`target.http.redirects`), or a loop",
+        _ => return None,
+    })
+}
+
+/// The lines that say why requests failed: `kind: "sample" — hint`.
+pub fn error_sample_lines(samples: &BTreeMap<String, String>) -> Vec<String> {
+    samples
+        .iter()
+        .map(|(k, m)| match error_hint(k) {
+            Some(h) => format!("  {k}: \"{m}\" — {h}"),
+            None => format!("  {k}: \"{m}\""),
+        })
+        .collect()
 }
 
 /// Most requests got no response, or none was made: said loudly, since such a run can pass

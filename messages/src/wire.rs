@@ -185,6 +185,36 @@ pub struct Finished {
     pub batches_sent: u64,
     /// Batches dropped from the offline buffer while the broker was unreachable.
     pub batches_dropped: u64,
+    /// The first message seen for each kind of failed request (`tls` → the certificate
+    /// problem): why requests got no response, in words. At most [`MAX_ERROR_SAMPLES`], each
+    /// clipped to [`MAX_ERROR_SAMPLE_BYTES`] by the agent; the coordinator clips again.
+    pub error_samples: Vec<(String, String)>,
+}
+
+/// Kinds of request failure an agent reports a sample message for.
+pub const MAX_ERROR_SAMPLES: usize = 16;
+/// Longest sample message, in bytes.
+pub const MAX_ERROR_SAMPLE_BYTES: usize = 400;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub fn clip_text(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Samples as a coordinator keeps them: bounded in number and size whatever an agent sent.
+pub fn bounded_samples(samples: &[(String, String)]) -> Vec<(String, String)> {
+    samples
+        .iter()
+        .take(MAX_ERROR_SAMPLES)
+        .map(|(k, m)| (clip_text(k, 32), clip_text(m, MAX_ERROR_SAMPLE_BYTES)))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

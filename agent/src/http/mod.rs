@@ -22,6 +22,35 @@ use messages::spec::HttpVersion;
 use conn::{Conn, ConnectOptions, Sender};
 pub use conn::{ConnectTimings, WireCounters};
 
+/// The first message of each kind of failed request in this process, for people to read why
+/// requests failed (`Finished.error_samples`, the standalone summary). One atomic load once
+/// a kind has its sample: nothing on the hot path waits.
+static ERROR_SAMPLES: [std::sync::OnceLock<String>; ErrorKind::COUNT] =
+    [const { std::sync::OnceLock::new() }; ErrorKind::COUNT];
+
+/// Keeps `e`'s message if it is the first of its kind.
+pub fn note_error(e: &HttpError) {
+    let slot = &ERROR_SAMPLES[e.kind as usize];
+    if slot.get().is_none() {
+        let _ = slot.set(messages::wire::clip_text(
+            &e.message,
+            messages::wire::MAX_ERROR_SAMPLE_BYTES,
+        ));
+    }
+}
+
+/// (kind, first message) for every kind seen.
+pub fn error_samples() -> Vec<(String, String)> {
+    ErrorKind::ALL
+        .iter()
+        .filter_map(|k| {
+            ERROR_SAMPLES[*k as usize]
+                .get()
+                .map(|m| (k.as_str().to_string(), m.clone()))
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     Connect,
@@ -37,6 +66,18 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    const COUNT: usize = 8;
+    const ALL: [ErrorKind; ErrorKind::COUNT] = [
+        ErrorKind::Connect,
+        ErrorKind::Tls,
+        ErrorKind::Timeout,
+        ErrorKind::Io,
+        ErrorKind::Protocol,
+        ErrorKind::Redirect,
+        ErrorKind::InvalidRequest,
+        ErrorKind::Policy,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Connect => "connect",

@@ -161,6 +161,7 @@ impl Vu {
                         }
                     }
                     tracing::debug!(step = %step.name, error = %e, "request failed");
+                    crate::http::note_error(e);
                     Sample {
                         label: step.label,
                         status: messages::metrics::NO_RESPONSE,

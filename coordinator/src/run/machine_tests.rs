@@ -431,22 +431,13 @@ fn the_run_deadline_loses_overrunning_agents_and_stops_them_then_waits_for_their
     r.finished(12_000, 0, 11);
     r.at(12_100, Event::Drained { agent: 0 });
     let fx = r.at(43_100, Event::Timer(Timer::Run));
-    // Lost (the run is flagged) and told to stop; the run waits the graceful stop and the
-    // stop allowance, so what the agent measured before the Stop is still counted.
-    assert_eq!(
-        fx,
-        vec![
-            stop("overran the planned duration"),
-            arm(Timer::OverrunGrace, T0 + 43_100 + 2_000 + 10_000)
-        ]
-    );
+    // Lost and told to stop; the run waits graceful stop + stop allowance for its last batches.
+    let grace = arm(Timer::OverrunGrace, T0 + 43_100 + 2_000 + 10_000);
+    assert_eq!(fx, vec![stop("overran the planned duration"), grace]);
     assert_eq!(r.slot(1), &SlotState::Lost(AgentLoss::Overran));
     assert!(r.m.state().loading(), "not over yet: {:?}", r.m.state());
-    assert_eq!(
-        r.at(55_100, Event::Timer(Timer::OverrunGrace)),
-        vec![Effect::End]
-    );
-    assert_eq!(r.m.state(), &RunState::Completed);
+    let fx = r.at(55_100, Event::Timer(Timer::OverrunGrace));
+    assert_eq!((fx, r.m.state()), (vec![Effect::End], &RunState::Completed));
 }
 
 #[test]

@@ -36,6 +36,9 @@ pub struct FinalResult {
     pub dropped: u64,
     pub late_batches: u64,
     pub rows: Vec<Row>,
+    /// The first message agents saw for each kind of failed request (set by the supervisor
+    /// from their `Finished`).
+    pub error_samples: BTreeMap<String, String>,
 }
 
 /// What the state machine knew at the end.
@@ -137,6 +140,7 @@ pub fn build(facts: RunFacts<'_>, folded: Folded) -> FinalResult {
         dropped: folded.dropped,
         late_batches: folded.late_batches,
         rows: folded.rows,
+        error_samples: BTreeMap::new(),
     }
 }
 
@@ -256,6 +260,7 @@ impl FinalResult {
             agents_lost: self.agents_lost(),
             late_batches: self.late_batches,
             warnings: messages::summary::run_warnings(&self.total),
+            error_samples: self.error_samples.clone(),
         }
     }
 

@@ -87,6 +87,8 @@ pub struct RunSupervisor {
     machine: RunMachine,
     /// The agents' clock probes and measured offsets.
     clocks: Clocks,
+    /// The first message of each kind of failed request, from the agents' `Finished`.
+    error_samples: std::collections::BTreeMap<String, String>,
     launch: LaunchAgents,
     deps: Deps,
     /// Sequence numbers of this coordinator's control messages.
@@ -121,6 +123,7 @@ impl RunSupervisor {
             confirmed: Vec::new(),
             last_tick: None,
             clocks: Clocks::new(plan.agents()),
+            error_samples: Default::default(),
             plan,
             policy,
             machine,
@@ -297,6 +300,7 @@ impl RunSupervisor {
         let state = self.machine.state().clone();
         let slots = self.machine.slots().to_vec();
         let clocks = self.clocks.synced().to_vec();
+        let error_samples = std::mem::take(&mut self.error_samples);
         let refused = self.deps.bus.refused();
         let start_at_ms = self.machine.start_at_ms();
         let aggregator = self.deps.aggregator.clone();
@@ -319,7 +323,7 @@ impl RunSupervisor {
                 let mut alive = Alive::new(bus.epoch());
                 alive.confirmed = folded.confirmed.clone();
                 bus.last_alive(last_seq, alive);
-                let result = build(
+                let mut result = build(
                     RunFacts {
                         run_id: &plan.run_id,
                         spec: &plan.spec,
@@ -334,6 +338,7 @@ impl RunSupervisor {
                     },
                     folded,
                 );
+                result.error_samples = error_samples;
                 let dir = match results.send(WriteResults(result.clone())).await {
                     Ok(r) => r,
                     Err(e) => Err(ResultsError::Writer {
@@ -421,13 +426,22 @@ impl Handler<FromAgent> for RunSupervisor {
                 self.clocks.ready(agent, r.clock);
                 Event::Ready { agent }
             }
-            Body::Finished(f) => Event::Finished {
-                agent,
-                started_at_ms: f.started_at_ms,
-                sent_at_ms: msg.env.sent_at_ms,
-                batches_sent: f.batches_sent,
-                batches_dropped: f.batches_dropped,
-            },
+            Body::Finished(f) => {
+                // Why requests failed, in words: the first sample of each kind any agent saw,
+                // bounded whatever the agent sent.
+                for (k, m) in messages::wire::bounded_samples(&f.error_samples) {
+                    if self.error_samples.len() < messages::wire::MAX_ERROR_SAMPLES {
+                        self.error_samples.entry(k).or_insert(m);
+                    }
+                }
+                Event::Finished {
+                    agent,
+                    started_at_ms: f.started_at_ms,
+                    sent_at_ms: msg.env.sent_at_ms,
+                    batches_sent: f.batches_sent,
+                    batches_dropped: f.batches_dropped,
+                }
+            }
             Body::Failed(f) => Event::Failed {
                 agent,
                 reason: f.reason,
