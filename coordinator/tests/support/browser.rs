@@ -39,10 +39,12 @@ impl Browser {
             return None;
         };
         let port = free_port();
+        // Its own process group: the browsers it starts go with it, even when a test panics.
         let driver = tokio::process::Command::new(driver_bin)
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver");
@@ -176,8 +178,17 @@ impl Browser {
         .await
     }
 
-    pub async fn close(mut self) {
-        let _ = self.client.close().await;
-        let _ = self.driver.kill().await;
+    pub async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
+
+impl Drop for Browser {
+    /// chromedriver and every browser it started (its process group), however the test ended.
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id().and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: signalling the process group of the driver this test started.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
     }
 }
