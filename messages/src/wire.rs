@@ -255,6 +255,22 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
 
 #[cfg(test)]
 mod tests {
+    /// An agent's Finished is outside input: however many and however long the samples it
+    /// sends, the coordinator keeps at most 16, each clipped on a character boundary.
+    #[test]
+    fn hostile_error_samples_are_kept_bounded() {
+        let huge: Vec<(String, String)> = (0..1_000)
+            .map(|i| (format!("kind-{i}-{}", "k".repeat(100)), "é".repeat(10_000)))
+            .collect();
+        let kept = super::bounded_samples(&huge);
+        assert_eq!(kept.len(), super::MAX_ERROR_SAMPLES);
+        for (k, m) in &kept {
+            assert!(k.len() <= 32 + '…'.len_utf8(), "{k}");
+            assert!(m.len() <= super::MAX_ERROR_SAMPLE_BYTES + '…'.len_utf8());
+            assert!(m.ends_with('…'));
+        }
+    }
+
     use super::*;
     use crate::metrics::LabelStats;
     use proptest::prelude::*;

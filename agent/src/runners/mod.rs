@@ -17,6 +17,7 @@ pub mod jmeter;
 pub mod k6;
 pub mod locust;
 mod process;
+pub use process::on_parent_death;
 mod runner;
 
 use std::collections::BTreeMap;

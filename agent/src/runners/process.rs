@@ -68,27 +68,30 @@ impl Drop for GroupGuard {
     }
 }
 
-/// The tool gets SIGKILL from the kernel if this agent dies without stopping it (SIGKILL,
-/// a crash): a tool outliving its agent would keep loading with nobody counting.
-fn die_with_agent(cmd: &mut tokio::process::Command) {
+/// `signal` from the kernel to the child `cmd` starts if this process dies without stopping
+/// it (SIGKILL, a crash): a tool outliving its agent, or an agent outliving `herd run`, would
+/// keep loading with nobody counting. (Linux; elsewhere nothing.) The signal follows the
+/// thread that forked: callers spawn from a thread that lives as long as the process.
+pub fn on_parent_death(cmd: &mut tokio::process::Command, signal: i32) {
     #[cfg(target_os = "linux")]
     {
         let parent = std::process::id() as libc::pid_t;
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // The parent died before the prctl took: nobody will send the signal.
                 if libc::getppid() != parent {
-                    libc::kill(libc::getpid(), libc::SIGKILL);
+                    libc::kill(libc::getpid(), signal);
                 }
                 Ok(())
             });
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
+    let _ = (cmd, signal);
 }
 
 /// Runs `cmd` to its end, feeding every line of its output file to `feed` through the
@@ -111,7 +114,7 @@ pub(super) async fn drive(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    die_with_agent(&mut command);
+    on_parent_death(&mut command, libc::SIGKILL);
     let mut child = command
         .spawn()
         .map_err(|e| RunnerError::Setup(format!("starting {}: {e}", cmd.program.display())))?;

@@ -76,6 +76,22 @@ fn fmt_num(v: f64) -> String {
 }
 
 /// A chart of `lines` over `seconds` seconds (the x axis, from 0), `unit` on the y axis.
+/// Five horizontal grid lines from 0 to `ymax`, each with its value; `y` places a value.
+fn grid(s: &mut String, ymax: f64, y: impl Fn(f64) -> f64) {
+    for k in 0..=4 {
+        let v = ymax * f64::from(k) / 4.0;
+        let yy = y(v);
+        let _ = write!(
+            s,
+            r#"<line class="grid" x1="{LEFT}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}"/><text class="tick" x="{tx}" y="{ty:.1}" text-anchor="end">{}</text>"#,
+            esc(&fmt_num(v)),
+            x2 = W - RIGHT,
+            tx = LEFT - 6.0,
+            ty = yy + 4.0
+        );
+    }
+}
+
 /// The latency distribution of one set of stats: a bar per point of its ladder (min, p50, p90,
 /// p95, p99, max, in ms), and the baseline's beside each when given. From the merged
 /// histograms' percentiles in `summary.json`.
@@ -101,18 +117,7 @@ pub fn ladder(title: &str, this: &[(&str, f64)], base: Option<&[(&str, f64)]>) -
         r#"<figure><svg class="chart ladder" viewBox="0 0 {W} {H}" role="img" aria-label="{t}"><title>{t}</title><text class="title" x="{LEFT}" y="16">{t}</text>"#,
         t = esc(title)
     );
-    for k in 0..=4 {
-        let v = ymax * f64::from(k) / 4.0;
-        let yy = y(v);
-        let _ = write!(
-            s,
-            r#"<line class="grid" x1="{LEFT}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}"/><text class="tick" x="{tx}" y="{ty:.1}" text-anchor="end">{}</text>"#,
-            esc(&fmt_num(v)),
-            x2 = W - RIGHT,
-            tx = LEFT - 6.0,
-            ty = yy + 4.0
-        );
-    }
+    grid(&mut s, ymax, y);
     for (i, (name, v)) in this.iter().enumerate() {
         let x0 =
             LEFT + slot * i as f64 + (slot - bar * if base.is_some() { 2.0 } else { 1.0 }) / 2.0;
@@ -170,18 +175,7 @@ pub fn chart(title: &str, unit: &str, seconds: usize, lines: &[Line<'_>]) -> Str
         r#"<text class="title" x="{LEFT}" y="16">{}</text>"#,
         esc(title)
     );
-    for k in 0..=4 {
-        let v = ymax * f64::from(k) / 4.0;
-        let yy = y(v);
-        let _ = write!(
-            s,
-            r#"<line class="grid" x1="{LEFT}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}"/><text class="tick" x="{tx}" y="{ty:.1}" text-anchor="end">{}</text>"#,
-            esc(&fmt_num(v)),
-            x2 = W - RIGHT,
-            tx = LEFT - 6.0,
-            ty = yy + 4.0
-        );
-    }
+    grid(&mut s, ymax, y);
     let _ = write!(
         s,
         r#"<text class="tick" x="{LEFT}" y="{by}">0 s</text><text class="tick" x="{ex}" y="{by}" text-anchor="end">{seconds} s</text><text class="tick" x="4" y="{uy}">{}</text>"#,

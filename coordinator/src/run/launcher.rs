@@ -90,8 +90,11 @@ impl Handler<LaunchAgents> for LocalLauncher {
             }
             // Own process group: a Ctrl-C in the terminal reaches `herd run`, which stops agents
             // gracefully through the broker instead of having them die mid-second.
+            // An agent whose `herd run` dies without stopping it (SIGKILL, a crash) gets
+            // SIGTERM and stops its load gracefully at once, instead of loading the target
+            // until its orphan watchdog notices (the actix System's thread forks it).
             if self.die_with_parent {
-                stop_with_parent(&mut cmd);
+                agent::runners::on_parent_death(&mut cmd, libc::SIGTERM);
             }
             cmd.process_group(0)
                 .stdin(Stdio::piped())
@@ -140,30 +143,4 @@ impl Handler<StopAgents> for LocalLauncher {
             let _ = k.send(());
         }
     }
-}
-
-/// An agent whose `herd run` dies without stopping it (SIGKILL, a crash, an OOM kill) is sent
-/// SIGTERM by the kernel and stops its load gracefully at once, instead of loading the target
-/// until its orphan watchdog notices the coordinator's silence. (The signal follows the thread
-/// that started the child: here the actix System's, which lives as long as the process.)
-fn stop_with_parent(cmd: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        let parent = std::process::id() as libc::pid_t;
-        // Safety: between fork and exec only async-signal-safe calls (prctl, getppid, kill).
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The parent died before the prctl took: nobody will send the signal.
-                if libc::getppid() != parent {
-                    libc::kill(libc::getpid(), libc::SIGTERM);
-                }
-                Ok(())
-            });
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
 }
