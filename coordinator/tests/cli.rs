@@ -134,7 +134,7 @@ fn validate_catches_what_run_would_refuse_and_names_what_was_meant() {
     assert_eq!(code, Some(0), "{err}");
     assert!(
         out.contains(
-            "ok.yaml: ok — 1 step(s), executor ramping-vus, 1m 30s, peak 40 VUs, 3 agent(s)"
+            "ok.yaml: ok — 1 step(s), executor ramping-vus, 1m 30s, peak 40 VUs, 3 agent(s), 2 threshold(s)"
         ),
         "{out}"
     );
@@ -341,4 +341,101 @@ async fn a_share_beyond_the_open_file_limit_is_refused_and_one_within_the_hard_l
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["total"]["requests"].as_u64(), Some(t.stats().requests));
     assert_eq!(v["total"]["errors"].as_u64(), Some(0), "{v}");
+}
+
+/// A k6 script's own options decide the load and the thresholds when the spec leaves them out;
+/// what herd cannot carry over is refused with the script's line, and a Locust shape class is
+/// refused before anything starts. No tool needs to be installed: herd reads, never runs.
+#[test]
+fn validate_reads_a_k6_scripts_own_options_and_refuses_what_it_cannot_carry_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let validate = |script: &str, body: &str, spec_rest: &str| {
+        std::fs::write(dir.path().join(script), body).unwrap();
+        let engine = if script.ends_with(".py") {
+            "locust"
+        } else {
+            "k6"
+        };
+        std::fs::write(
+            dir.path().join("s.yaml"),
+            format!("name: s\ntarget: http://127.0.0.1:1\nagents: 2\nengine: {engine}\nscript: {script}\n{spec_rest}"),
+        )
+        .unwrap();
+        let out = Command::new(herd())
+            .args(["validate", "s.yaml"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let stages = "export let options = {\n  stages: [\n    { duration: '10s', target: 5 },\n    { duration: '5s', target: 5 },\n    { duration: '5s', target: 0 },\n  ],\n  thresholds: { 'http_req_duration{name:login}': [{ threshold: 'p(95)<500', abortOnFail: true }], http_req_failed: ['rate<0.01'] },\n};\nexport default function () {}\n";
+    let (code, out, err) = validate("stages.js", stages, "");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("executor ramping-vus, 20s, peak 5 VUs (from the script's options), 2 agent(s), 2 threshold(s) (from the script's options)"),
+        "{out}"
+    );
+    // The spec's own load and thresholds win, and say so.
+    let (code, out, err) = validate(
+        "stages.js",
+        stages,
+        "load: {executor: constant-vus, vus: 2, duration: 3s}\nthresholds: [p95 < 1s]\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("executor constant-vus, 3s, peak 2 VUs, 2 agent(s), 1 threshold(s)\n"),
+        "{out}"
+    );
+    assert!(
+        err.contains("stages.js options (line 1): the spec's `load:` replaces the load"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the spec's `thresholds:` replace the script's own"),
+        "{err}"
+    );
+
+    for (body, needle) in [
+        (
+            "import http from 'k6/http';\n\nexport const options = { vus: __ENV.VUS, duration: '1m' };\n",
+            "x.js: line 3: the script's `options` is not a plain literal",
+        ),
+        (
+            "export const options = { scenarios: { a: { executor: 'constant-vus', duration: '1s' }, b: { executor: 'per-vu-iterations' } } };\n",
+            "x.js options (line 1): options.scenarios declares 2 scenarios (a, b)",
+        ),
+        (
+            "export const options = { vus: 2, duration: '1m', thresholds: { my_trend: ['avg<3'] } };\n",
+            "a threshold on `my_trend` cannot be judged",
+        ),
+        (
+            "export const options = { vus: 200000, duration: '1m' };\n",
+            "as herd's load.vus: 200000 is more than the limit of 100000 VUs",
+        ),
+    ] {
+        let (code, _, err) = validate("x.js", body, "");
+        assert_eq!(code, Some(2), "{body}: {err}");
+        assert!(err.contains(needle), "{needle:?} in {err}");
+    }
+
+    let shape = "from locust import HttpUser, LoadTestShape, task\n\nclass U(HttpUser):\n    @task\n    def t(self):\n        pass\n\nclass Stages(LoadTestShape):\n    def tick(self):\n        return None\n";
+    let (code, _, err) = validate(
+        "shape.py",
+        shape,
+        "load: {executor: constant-vus, vus: 2, duration: 3s}\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("shape.py line 8: class Stages is a LoadTestShape")
+            && err.contains("give its stages as the spec's `load:`"),
+        "{err}"
+    );
+    // A Locust spec still needs its load.
+    let (code, _, err) = validate("plain.py", "from locust import HttpUser\n", "");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("load"), "{err}");
 }

@@ -475,14 +475,17 @@ async fn a_killed_agent_leaves_no_tool_process_behind() {
     let _ = run.finish().await;
 }
 
-/// A Locust `LoadTestShape` keeps loading past herd's planned length: at the run's deadline
-/// the agents are stopped and marked lost (every agent lost: the run fails, as it must), and
-/// what they measured until then is still counted — herd's count equals the target's.
+/// A Locust script that keeps loading after Locust's own end (a `test_stop` listener with its
+/// own session) runs past herd's planned length: at the run's deadline the agents are stopped
+/// and marked lost (every agent lost: the run fails, as it must), and what they measured until
+/// then is still counted — herd's count equals the target's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_stopped_for_overrunning_still_count_what_they_measured() {
     let Some(locust) = find("locust") else { return };
     let t = start_target().await;
-    let shape = br#"from locust import HttpUser, LoadTestShape, task, constant
+    let lingers = br#"import time
+from locust import HttpUser, task, constant, events
+from locust.clients import HttpSession
 
 class Shopper(HttpUser):
     wait_time = constant(0.05)
@@ -491,12 +494,16 @@ class Shopper(HttpUser):
     def browse(self):
         self.client.get("/items/7", name="item")
 
-class Long(LoadTestShape):
-    def tick(self):
-        return (2, 2) if self.get_run_time() < 120 else None
+@events.test_stop.add_listener
+def linger(environment, **kwargs):
+    s = HttpSession(base_url=environment.host, request_event=environment.events.request, user=None)
+    end = time.time() + 120
+    while time.time() < end:
+        s.get("/items/7", name="item")
+        time.sleep(0.05)
 "#;
-    let spec = "name: overrun\ntarget: {url}\nengine: locust\nscript: shape.py\nload: {executor: constant-vus, vus: 2, duration: 2s, graceful_stop: 0s}\n";
-    let r = run(&t, &locust, spec, &[("shape.py", shape)]).await;
+    let spec = "name: overrun\ntarget: {url}\nengine: locust\nscript: linger.py\nload: {executor: constant-vus, vus: 2, duration: 2s, graceful_stop: 0s}\n";
+    let r = run(&t, &locust, spec, &[("linger.py", lingers)]).await;
     let s = r.summary;
     assert_eq!(s["state"], "failed", "{}", r.out);
     let agents = s["agents"].as_array().expect("agents");
@@ -510,4 +517,133 @@ class Long(LoadTestShape):
     let seen = t.stats().requests;
     assert!(seen > 0);
     assert_eq!(s["total"]["requests"].as_u64(), Some(seen), "{s}");
+}
+
+/// A k6 script as its author wrote it, with no `load:` or `thresholds:` in the spec: its own
+/// stages decide the load (split across the 2 agents), and its own thresholds — one with a
+/// `{name:…}` filter — are judged on the fleet's merged data: exit 99, named in the JUnit file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_k6_scripts_own_stages_and_thresholds_decide_the_load_and_the_verdict() {
+    let Some(k6) = find("k6") else { return };
+    let t = start_target().await;
+    let script = br#"import http from 'k6/http';
+export const options = {
+  stages: [
+    { duration: '1s', target: 4 },
+    { duration: '2s', target: 4 },
+  ],
+  thresholds: {
+    'http_req_duration{name:slow}': ['p(95)<5'],
+    http_req_failed: ['rate<0.01'],
+  },
+};
+export default function () {
+  http.get(`${__ENV.HERD_TARGET}/delay/20`, { tags: { name: 'slow' } });
+  http.get(`${__ENV.HERD_TARGET}/items/7`, { tags: { name: 'item' } });
+}
+"#;
+    let spec = "name: k6own\ntarget: {url}\nengine: k6\nscript: own.js\n";
+    let r = run(&t, &k6, spec, &[("own.js", script)]).await;
+    assert_eq!(r.code, Some(99), "a failed threshold: {}", r.out);
+    let s = r.summary;
+    assert_eq!(s["state"], "completed", "{s}");
+    let seen = t.stats().requests;
+    assert!(seen > 0);
+    assert_eq!(s["total"]["requests"].as_u64(), Some(seen), "{s}");
+    let th = s["thresholds"].as_array().expect("thresholds");
+    let slow = th
+        .iter()
+        .find(|x| x["expr"] == "http_req_duration{name:slow}: p(95)<5")
+        .expect("the script's threshold");
+    assert_eq!(
+        (slow["label"].as_str(), slow["passed"].as_bool()),
+        (Some("slow"), Some(false)),
+        "{slow}"
+    );
+    let failed = th
+        .iter()
+        .find(|x| x["expr"] == "http_req_failed: rate<0.01")
+        .expect("the script's threshold");
+    assert_eq!(failed["passed"], true, "{failed}");
+    // The stages ran: about 3 s of load, both agents, up to 4 VUs in all.
+    let secs = s["duration_s"].as_f64().unwrap_or(0.0);
+    assert!((2.5..15.0).contains(&secs), "{secs}");
+}
+
+/// `abortOnFail` stops the whole fleet as soon as the merged data fails the threshold (after
+/// its `delayAbortEval`), not after the script's minute; the agents drain, so the count is
+/// still exactly the target's, and the threshold says why the run ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_k6_abort_on_fail_threshold_stops_the_fleet_within_seconds_of_failing() {
+    let Some(k6) = find("k6") else { return };
+    let t = start_target().await;
+    let script = br#"import http from 'k6/http';
+export const options = {
+  vus: 2,
+  duration: '60s',
+  thresholds: {
+    'http_req_duration{name:slow}': [{ threshold: 'p(95)<5', abortOnFail: true, delayAbortEval: '1s' }],
+  },
+};
+export default function () {
+  http.get(`${__ENV.HERD_TARGET}/delay/20`, { tags: { name: 'slow' } });
+}
+"#;
+    let spec = "name: k6abort\ntarget: {url}\nengine: k6\nscript: abort.js\n";
+    let begun = std::time::Instant::now();
+    let r = run(&t, &k6, spec, &[("abort.js", script)]).await;
+    assert_eq!(r.code, Some(99), "{}", r.out);
+    assert!(
+        begun.elapsed() < Duration::from_secs(45),
+        "stopped early: {:?}",
+        begun.elapsed()
+    );
+    let s = r.summary;
+    assert_eq!(s["state"], "completed", "{s}");
+    assert_eq!(s["agents_lost"], 0, "{s}");
+    // Stopping k6 interrupts the requests in flight (at most one per VU, 2 here), which k6
+    // does not record — as when a run is cancelled.
+    let herd = s["total"]["requests"].as_u64().unwrap_or(0);
+    let seen = t.stats().requests;
+    assert!(
+        herd > 0 && herd <= seen && seen - herd <= 2,
+        "herd {herd}, target {seen}: {s}"
+    );
+    let th = &s["thresholds"][0];
+    assert_eq!(th["passed"], false, "{th}");
+    assert!(
+        th["reason"]
+            .as_str()
+            .is_some_and(|w| w.contains("abort_on_fail stopped the run")),
+        "{th}"
+    );
+    assert!(
+        s["duration_s"].as_f64().unwrap_or(99.0) < 8.0,
+        "judged within seconds: {s}"
+    );
+}
+
+/// A script whose only scenario runs a named function (and has no default export) keeps its
+/// scenario's name, `exec` and `env`; its shared iterations are split exactly: the target sees
+/// exactly the script's 21.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_k6_scenario_with_exec_and_env_runs_as_written_and_its_iterations_split_exactly() {
+    let Some(k6) = find("k6") else { return };
+    let t = start_target().await;
+    let script = br#"import http from 'k6/http';
+export const options = {
+  scenarios: {
+    browse: { executor: 'shared-iterations', vus: 3, iterations: 21, exec: 'browse', env: { ITEM: '7' } },
+  },
+};
+export function browse() {
+  http.get(`${__ENV.HERD_TARGET}/items/${__ENV.ITEM}`, { tags: { name: 'item' } });
+}
+"#;
+    let spec = "name: k6exec\ntarget: {url}\nengine: k6\nscript: exec.js\n";
+    let r = run(&t, &k6, spec, &[("exec.js", script)]).await;
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert_eq!(t.stats().requests, 21);
+    assert_eq!(r.summary["total"]["requests"], 21, "{}", r.summary);
+    assert_eq!(r.summary["labels"]["item"]["status"]["200"], 21);
 }

@@ -18,6 +18,17 @@ pub struct Threshold {
     /// The limit is the baseline run's value of this metric times a factor
     /// (`p95 < baseline.p95 * 1.10`).
     pub baseline: Option<BaselineRef>,
+    /// Judged every second while the run goes (on everything folded so far) as well as at
+    /// the end; the first time it fails the run is stopped (k6's `abortOnFail`).
+    #[serde(default)]
+    pub abort: Option<AbortOnFail>,
+}
+
+/// Stop the run as soon as the threshold fails, judging it from `delay_ms` after the start
+/// (k6's `delayAbortEval`: the first seconds' few samples do not stop a run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortOnFail {
+    pub delay_ms: u64,
 }
 
 /// `baseline.METRIC * FACTOR`.
@@ -549,6 +560,7 @@ mod tests {
             op,
             value: 0.0,
             baseline: Some(b),
+            abort: None,
         };
         let mut stats = LabelStats::default();
         for _ in 0..100 {

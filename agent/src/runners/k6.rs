@@ -288,13 +288,79 @@ pub fn scenario(ex: &messages::spec::Executor, graceful_stop_ms: u64) -> Option<
     })
 }
 
-/// The module k6 runs: the user's script with herd's options in place of its own. An explicit
-/// export shadows the star export, so the script's `options` (and its VU settings, which would
-/// otherwise win over any config file) are replaced while its functions stay.
-pub fn wrapper(script_file: &str, options: &serde_json::Value) -> String {
+/// The script's options herd replaces: the load (this agent's share goes in their place) and
+/// the thresholds (judged by the coordinator on the whole fleet's merged data; k6 would judge
+/// one agent's part, and abort that agent alone).
+const REPLACED_OPTIONS: &[&str] = &[
+    "scenarios",
+    "stages",
+    "vus",
+    "duration",
+    "iterations",
+    "thresholds",
+    "executionSegment",
+    "executionSegmentSequence",
+];
+
+/// The module k6 runs: the user's script with herd's share of the load in place of its own.
+/// An explicit export shadows the star export, so the script's `options` are replaced while
+/// its functions stay; its other options (TLS, tags, hosts, `discardResponseBodies`…) are
+/// copied over. `has_default`: the script exports a default function (a script whose
+/// scenario names its `exec` may not, and re-exporting a missing default fails to load).
+pub fn wrapper(script_file: &str, options: &serde_json::Value, has_default: bool) -> String {
+    let replaced = serde_json::json!(REPLACED_OPTIONS);
+    let default = if has_default {
+        format!("export {{ default }} from \"./{script_file}\";\n")
+    } else {
+        String::new()
+    };
     format!(
-        "// Written by herd: this agent's share of the load.\nexport * from \"./{script_file}\";\nexport {{ default }} from \"./{script_file}\";\nexport const options = {options};\n"
+        "// Written by herd: this agent's share of the load.\n\
+         import * as herdScript from \"./{script_file}\";\n\
+         export * from \"./{script_file}\";\n\
+         {default}\
+         const herdOptions = Object.assign({{}}, herdScript.options);\n\
+         for (const k of {replaced}) delete herdOptions[k];\n\
+         export const options = Object.assign(herdOptions, {options});\n"
     )
+}
+
+/// Whether a script exports a default function (read from its text: `export default`, or a
+/// name exported `as default`).
+pub fn exports_default(src: &str) -> bool {
+    regex::Regex::new(r"export\s+default\b|\bas\s+default\b")
+        .map(|re| re.is_match(src))
+        .unwrap_or(true)
+}
+
+/// This agent's k6 scenario, under the script's own scenario name with its `exec`, `env` and
+/// `tags` when its options named one.
+pub fn named_scenario(
+    mut sc: serde_json::Value,
+    script: Option<&messages::spec::ScriptScenario>,
+) -> serde_json::Value {
+    let Some(s) = script else {
+        return serde_json::json!({ "herd": sc });
+    };
+    let pairs = |p: &[(String, String)]| {
+        serde_json::Value::Object(
+            p.iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+        )
+    };
+    if let Some(e) = &s.exec {
+        sc["exec"] = e.clone().into();
+    }
+    if !s.env.is_empty() {
+        sc["env"] = pairs(&s.env);
+    }
+    if !s.tags.is_empty() {
+        sc["tags"] = pairs(&s.tags);
+    }
+    let mut m = serde_json::Map::new();
+    m.insert(s.name.clone(), sc);
+    serde_json::Value::Object(m)
 }
 
 /// k6's exit status when its own thresholds failed.
@@ -330,12 +396,16 @@ impl Runner for K6 {
         let Some(sc) = scenario(&share.executor, spec.load.graceful_stop_ms) else {
             return Ok(None);
         };
-        let options = serde_json::json!({"scenarios": {"herd": sc}});
+        let runner = spec.runner.as_ref();
+        let named = named_scenario(sc, runner.and_then(|r| r.scenario.as_ref()));
+        let options = serde_json::json!({ "scenarios": named });
+        let has_default = std::fs::read_to_string(dir.join(l.script_file))
+            .map(|src| exports_default(&src))
+            .unwrap_or(true);
         let wrapper_file = dir.join("herd-k6-wrapper.js");
-        std::fs::write(&wrapper_file, wrapper(l.script_file, &options))
+        std::fs::write(&wrapper_file, wrapper(l.script_file, &options, has_default))
             .map_err(|e| RunnerError::Setup(format!("writing the k6 wrapper: {e}")))?;
         let output = dir.join("k6-out.json");
-        let runner = spec.runner.as_ref();
         let mut args: Vec<String> = vec![
             "run".into(),
             "--quiet".into(),
@@ -513,11 +583,23 @@ mod tests {
         let sc = scenario(&ramp, 0).expect("load");
         assert_eq!(sc["stages"][0]["target"], 5);
         assert_eq!(sc["preAllocatedVUs"], 1);
-        let w = wrapper("load.js", &serde_json::json!({"scenarios": {"herd": sc}}));
+        let w = wrapper(
+            "load.js",
+            &serde_json::json!({"scenarios": {"herd": sc}}),
+            true,
+        );
         assert!(
             w.contains("export * from \"./load.js\";")
                 && w.contains("export { default } from \"./load.js\";")
         );
-        assert!(w.contains("export const options = {\"scenarios\""));
+        assert!(w.contains("export const options = Object.assign(herdOptions, {\"scenarios\""));
+        assert!(w.contains("delete herdOptions[k]") && w.contains("\"thresholds\""));
+        let w = wrapper("load.js", &serde_json::json!({}), false);
+        assert!(!w.contains("export { default }"));
+        assert!(exports_default("export default function () {}"));
+        assert!(exports_default(
+            "function main() {}\nexport { main as default };"
+        ));
+        assert!(!exports_default("export function browse() {}"));
     }
 }

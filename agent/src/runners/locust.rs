@@ -32,6 +32,24 @@ struct Line {
     users: Option<u64>,
 }
 
+/// The first class in `src` that subclasses Locust's `LoadTestShape`: (line, class name).
+/// Locust runs such a class instead of `-u/-r/-t`, on every agent in full — the fleet would
+/// make N times the shape's load, and run for a length the coordinator cannot know — so herd
+/// refuses it where the spec is read (`check_plan`).
+pub fn load_test_shape(src: &str) -> Option<(usize, String)> {
+    let re = regex::Regex::new(r"(?m)^[ \t]*class[ \t]+([A-Za-z_][A-Za-z0-9_]*)[ \t]*\(([^)]*)\)")
+        .ok()?;
+    let found = re.captures_iter(src).find_map(|c| {
+        let bases = c.get(2)?.as_str();
+        let shape = bases
+            .split(',')
+            .any(|b| b.trim().rsplit('.').next() == Some("LoadTestShape"));
+        let at = c.get(0)?.start();
+        shape.then(|| (src[..at].matches('\n').count() + 1, c[1].to_string()))
+    });
+    found
+}
+
 /// A listener line herd cannot read.
 #[derive(Debug, thiserror::Error)]
 pub enum LocustParseError {

@@ -15,6 +15,7 @@
 mod feed;
 pub mod jmeter;
 pub mod k6;
+pub mod k6_options;
 pub mod locust;
 mod process;
 pub use process::on_parent_death;
@@ -48,6 +49,9 @@ pub enum RunnerError {
     Setup(String),
     #[error(transparent)]
     Plan(#[from] jmeter::PlanError),
+    /// What the script's own options ask that herd cannot carry over, one line each.
+    #[error("{}", .0.join("; "))]
+    Options(Vec<String>),
     #[error("{tool} exited with {status}; last lines of its output:\n{tail}")]
     Failed {
         tool: &'static str,
@@ -97,6 +101,27 @@ pub fn check_plan(spec: &Spec, data: &BTreeMap<String, Vec<u8>>) -> Result<(), R
         return Err(RunnerError::NoScript);
     }
     let start = entry(runner(r.engine), &r.script, &files)?;
+    if r.engine == Engine::Locust {
+        for (path, bytes) in &files {
+            let name = if path.is_empty() {
+                start.as_str()
+            } else {
+                path.as_str()
+            };
+            if !name.ends_with(".py") {
+                continue;
+            }
+            if let Some((line, class)) = locust::load_test_shape(&String::from_utf8_lossy(bytes)) {
+                return Err(RunnerError::Setup(format!(
+                    "{name} line {line}: class {class} is a LoadTestShape; Locust would run the \
+                     whole shape on every agent (the fleet making that load times the agents) for \
+                     a length herd cannot know before the run, so herd does not run shapes: give \
+                     its stages as the spec's `load:` (constant-vus, or ramping-vus that ramps up \
+                     and holds) and remove the class"
+                )));
+            }
+        }
+    }
     if matches!(r.engine, Engine::Locust | Engine::Jmeter) {
         let shape = users_shape(r.engine, &spec.load.executor)?;
         if r.engine == Engine::Jmeter {
@@ -107,6 +132,62 @@ pub fn check_plan(spec: &Spec, data: &BTreeMap<String, Vec<u8>>) -> Result<(), R
                 .unwrap_or_default();
             jmeter::share_plan(&plan, shape.users.max(1), 1, 1)?;
         }
+    }
+    Ok(())
+}
+
+/// Reads a k6 script's own `options` into `spec` where the spec leaves them to the script
+/// (no `load:`, no `thresholds:`; see [`k6_options`]): the load, checked against `limits` like
+/// a written one, the scenario's name, `exec`, `env` and `tags`, the thresholds, and notes on
+/// what was not carried over. Called once, where the spec and its files are read.
+pub fn apply_script_options(
+    spec: &mut Spec,
+    data: &BTreeMap<String, Vec<u8>>,
+    limits: &messages::spec::SpecLimits,
+) -> Result<(), RunnerError> {
+    let Some(r) = spec.runner.as_ref().filter(|r| r.engine == Engine::K6) else {
+        return Ok(());
+    };
+    let (load_from_script, thresholds_from_script) = (r.load_from_script, r.thresholds_from_script);
+    let files = script_files(data);
+    if files.is_empty() {
+        return Err(RunnerError::NoScript);
+    }
+    let start = entry(runner(Engine::K6), &r.script, &files)?;
+    let Some((_, bytes)) = files.iter().find(|(p, _)| p.is_empty() || *p == start) else {
+        return Err(RunnerError::NoScript);
+    };
+    let src = std::str::from_utf8(bytes)
+        .map_err(|e| RunnerError::Setup(format!("{start} is not UTF-8: {e}")))?;
+    let found =
+        k6_options::read(src).map_err(|e| RunnerError::Options(vec![format!("{start}: {e}")]))?;
+    let Some(found) = found else { return Ok(()) };
+    let at = |e: &str| format!("{start} options (line {}): {e}", found.line);
+    let t = k6_options::translate(&found.value, load_from_script, thresholds_from_script)
+        .map_err(|errs| RunnerError::Options(errs.iter().map(|e| at(e)).collect()))?;
+    if let Some(load) = &t.load {
+        spec.load = messages::spec::decode_load(load, limits).map_err(|e| {
+            RunnerError::Options(
+                e.issues()
+                    .iter()
+                    .map(|i| at(&format!("as herd's {}: {}", i.path, i.message)))
+                    .collect(),
+            )
+        })?;
+    }
+    if thresholds_from_script {
+        if t.thresholds.len() > limits.thresholds {
+            return Err(RunnerError::Options(vec![at(&format!(
+                "{} thresholds, more than the {} a spec may have",
+                t.thresholds.len(),
+                limits.thresholds
+            ))]));
+        }
+        spec.thresholds = t.thresholds;
+    }
+    if let Some(r) = spec.runner.as_mut() {
+        r.scenario = t.scenario;
+        r.notes = t.notes.iter().map(|n| at(n)).collect();
     }
     Ok(())
 }

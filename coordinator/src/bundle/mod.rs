@@ -273,6 +273,13 @@ pub async fn build(
             .iter()
             .map(|d| (d.name.clone(), d.bytes.clone()))
             .collect();
+        // A k6 script's own options, where the spec leaves the load or thresholds to it.
+        agent::runners::apply_script_options(&mut spec, &files, limits).map_err(|e| match e {
+            agent::runners::RunnerError::Options(lines) => {
+                BundleError::Invalid(lines.iter().map(|l| format!("{origin}: {l}")).collect())
+            }
+            e => BundleError::Invalid(vec![format!("{origin}: {e}")]),
+        })?;
         agent::runners::check_plan(&spec, &files)
             .map_err(|e| BundleError::Invalid(vec![format!("{origin}: {e}")]))?;
     }

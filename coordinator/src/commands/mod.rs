@@ -35,14 +35,27 @@ pub async fn validate(path: &Path) -> anyhow::Result<Exit> {
                 Some(r) => format!("engine {} running {}", r.engine.name(), r.script),
                 None => format!("{} step(s)", spec.scenario.len()),
             };
+            let from_script = |yes: bool| {
+                if yes {
+                    " (from the script's options)"
+                } else {
+                    ""
+                }
+            };
+            let (load_from, thresholds_from) = spec.runner.as_ref().map_or((false, false), |r| {
+                (r.load_from_script, r.thresholds_from_script)
+            });
             println!(
-                "{}: ok — {what}, {}, {}",
+                "{}: ok — {what}, {}{}, {}, {} threshold(s){}",
                 path.display(),
                 load_line(&spec.load.executor),
+                from_script(load_from),
                 match spec.agents.total() {
                     Some(n) => format!("{n} agent(s)"),
                     None => "one agent per CPU core".to_string(),
-                }
+                },
+                spec.thresholds.len(),
+                from_script(thresholds_from && !spec.thresholds.is_empty()),
             );
             for w in messages::spec::lint::warnings(spec) {
                 eprintln!("{}: warning: {w}", path.display());

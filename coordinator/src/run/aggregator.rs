@@ -24,9 +24,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use messages::metrics::LabelStats;
 
+use super::abort::{AbortWatch, Crossed};
 use super::durable::{BatchJournal, StoredBatch};
 use super::fold::{Added, Fold, Row};
-use super::protocol::{BatchesRejected, Confirmed, Drained, ExpectBatches, LiveRow, Started};
+use super::protocol::{
+    BatchesRejected, Confirmed, Drained, ExpectBatches, LiveRow, Started, ThresholdCrossed,
+};
 use crate::bus::{BatchIn, BatchQueue};
 use crate::clock::unix_ms;
 
@@ -44,6 +47,8 @@ pub struct Folded {
     pub rejected: HashMap<u32, u64>,
     /// Per agent, the batches it may forget (the last `Alive` says so).
     pub confirmed: Vec<u64>,
+    /// The `abort_on_fail` threshold that stopped the run, if one did.
+    pub crossed: Option<Crossed>,
 }
 
 /// End of run: finalize every second and hand over the results.
@@ -60,6 +65,11 @@ pub struct Aggregator {
     rejected: Recipient<BatchesRejected>,
     confirmed: Recipient<Confirmed>,
     live: Recipient<LiveRow>,
+    crossed_to: Recipient<ThresholdCrossed>,
+    /// Thresholds that stop the run when they fail, judged each second.
+    abort: AbortWatch,
+    /// The load's start (unix ms), once known.
+    start_at_ms: Option<u64>,
     /// The last second the live feed showed: the run's end publishes the ones after it.
     live_upto: Option<u64>,
     journal: BatchJournal,
@@ -91,6 +101,8 @@ pub struct AggregatorLinks {
     pub rejected: Recipient<BatchesRejected>,
     pub confirmed: Recipient<Confirmed>,
     pub live: Recipient<LiveRow>,
+    /// Told when an `abort_on_fail` threshold fails.
+    pub crossed: Recipient<ThresholdCrossed>,
     /// The bus's hand-over to this aggregator (the same `Arc` as in its `Route`).
     pub queue: Arc<BatchQueue>,
 }
@@ -115,6 +127,9 @@ impl Aggregator {
             rejected: links.rejected,
             confirmed: links.confirmed,
             live: links.live,
+            crossed_to: links.crossed,
+            abort: AbortWatch::default(),
+            start_at_ms: None,
             live_upto: None,
             journal,
             journal_failed: false,
@@ -135,10 +150,44 @@ impl Aggregator {
     pub fn replay(&mut self, start_at_ms: Option<u64>, batches: Vec<StoredBatch>) {
         if let Some(at) = start_at_ms {
             self.fold.started(at);
+            self.start_at_ms = Some(at);
         }
         for b in batches {
             self.fold.tick(b.now_s);
             let _ = self.fold.add(b.agent, b.seq, &b.batch, b.now_s);
+        }
+    }
+
+    /// Watches the spec's `abort_on_fail` thresholds.
+    pub fn watching(mut self, thresholds: &[messages::threshold::Threshold]) -> Aggregator {
+        self.abort = AbortWatch::new(thresholds);
+        self
+    }
+
+    /// Judges the `abort_on_fail` thresholds on everything folded so far (once a second).
+    fn judge_aborts(&mut self, now_ms: u64) {
+        let Some(start) = self.start_at_ms.filter(|s| now_ms > *s) else {
+            return;
+        };
+        if self.abort.is_idle() {
+            return;
+        }
+        // The open seconds too: totals alone lag by the late window.
+        let labels = self.fold.so_far();
+        let crossed = self.abort.judge(
+            now_ms - start,
+            &labels,
+            || messages::metrics::total_of(labels.values()).ok(),
+            self.fold.dropped,
+        );
+        if let Some(c) = crossed.cloned() {
+            let reason = self
+                .abort
+                .threshold(c.index)
+                .map(|t| c.reason(t))
+                .unwrap_or_default();
+            tracing::warn!(%reason, "stopping the run");
+            self.crossed_to.do_send(ThresholdCrossed { reason });
         }
     }
 
@@ -200,6 +249,7 @@ impl Actor for Aggregator {
                 a.live.do_send(LiveRow { row });
             }
             a.fold.tick(now_s);
+            a.judge_aborts(unix_ms());
             a.confirm();
         });
     }
@@ -257,6 +307,7 @@ impl Handler<Started> for Aggregator {
 
     fn handle(&mut self, msg: Started, _ctx: &mut Context<Self>) {
         self.fold.started(msg.at_ms);
+        self.start_at_ms = Some(msg.at_ms);
     }
 }
 
@@ -313,6 +364,7 @@ impl Handler<Finish> for Aggregator {
             batches,
             rejected,
             confirmed: self.journal.confirmed(self.agents),
+            crossed: self.abort.crossed().cloned(),
         })
     }
 }

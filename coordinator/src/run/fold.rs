@@ -297,6 +297,19 @@ impl Fold {
         &self.rejections.per_agent
     }
 
+    /// Everything folded so far — the final seconds' totals and the open seconds' — per
+    /// label, for judging while the run goes (`abort_on_fail`). A merge per label and open
+    /// second: called once a second, and only for runs that watch such thresholds.
+    pub fn so_far(&self) -> BTreeMap<String, LabelStats> {
+        let mut out = self.totals.clone();
+        for o in self.open.values() {
+            for (k, d) in &o.labels {
+                merge_into(&mut out, k, &d.to_stats());
+            }
+        }
+        out
+    }
+
     /// The current view of second `s` (for the live feed), if any batch reported it.
     pub fn peek(&self, s: u64) -> Option<Row> {
         let o = self.open.get(&s)?;

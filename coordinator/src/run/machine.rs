@@ -215,6 +215,11 @@ pub enum Event {
     Cancel {
         reason: String,
     },
+    /// A threshold with `abort_on_fail` failed while the run went: stop the agents as a cancel
+    /// does, but the run completes (its verdict is the thresholds').
+    EndEarly {
+        reason: String,
+    },
     Timer(Timer),
     /// Once a second while the load runs: the liveness check.
     Tick,
@@ -400,6 +405,7 @@ impl RunMachine {
                 }
             }
             Event::Cancel { reason } => self.cancel(reason, now),
+            Event::EndEarly { reason } => self.end_early(reason, now),
             Event::Resumed => self.resumed(now),
             Event::Silent { agents, ms } => {
                 for agent in agents {
@@ -585,6 +591,17 @@ impl RunMachine {
         } else if self.slots.iter().all(|s| s.state.is_terminal()) {
             // min_healthy_agents: 0% and nobody left: nothing will ever start.
             self.fail(Reason::EveryAgentLost);
+        }
+    }
+
+    /// Only a run that is loading ends early; the agents finish what they started (graceful
+    /// stop) and send everything, so the result is as exact as a full run's.
+    fn end_early(&mut self, reason: String, now: u64) {
+        if self.state == RunState::Running {
+            self.effects.push(Effect::Stop { reason });
+            self.state = RunState::Draining;
+            let wait = (self.cfg.graceful_stop_ms).saturating_add(self.cfg.timing.stop_extra_ms);
+            self.arm(Timer::Stop, now.saturating_add(wait));
         }
     }
 

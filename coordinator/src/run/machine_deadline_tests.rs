@@ -207,3 +207,37 @@ fn a_stall_of_the_coordinator_loses_no_agent_by_silence_or_by_drain() {
     );
     assert_eq!(m.lost(), vec![0, 1]);
 }
+
+// A threshold with abort_on_fail failed while the run went.
+
+#[test]
+fn ending_early_stops_the_agents_and_the_run_completes_once_they_drained() {
+    let mut m = running();
+    let fx = m.on(
+        Event::EndEarly {
+            reason: "threshold failed".into(),
+        },
+        T0 + 3_000,
+    );
+    assert!(fx.contains(&Effect::Stop {
+        reason: "threshold failed".into()
+    }));
+    assert!(fx.contains(&Effect::Arm {
+        timer: Timer::Stop,
+        at_ms: T0 + 3_000 + 2_000 + Timing::default().stop_extra_ms
+    }));
+    assert_eq!(m.state(), &RunState::Draining);
+    // A second crossing, or one after the end, changes nothing.
+    assert!(m
+        .on(Event::EndEarly { reason: "x".into() }, T0 + 3_100)
+        .is_empty());
+    for agent in 0..2 {
+        finished(&mut m, agent, T0 + 4_000, 3);
+        m.on(Event::Drained { agent }, T0 + 4_100);
+    }
+    assert_eq!(
+        m.state(),
+        &RunState::Completed,
+        "its verdict is the thresholds'"
+    );
+}

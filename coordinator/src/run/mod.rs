@@ -12,6 +12,7 @@
 //!
 //! [`start_run`] wires them for one run on a shared [`Bus`].
 
+pub mod abort;
 pub mod aggregator;
 pub mod baseline;
 pub mod clocks;
@@ -240,10 +241,12 @@ pub async fn start_run(
             rejected: sup.clone().recipient(),
             confirmed: sup.clone().recipient(),
             live: live.clone().recipient(),
+            crossed: sup.clone().recipient(),
             queue: queue.clone(),
         },
         batch_journal,
-    );
+    )
+    .watching(&plan.spec.thresholds);
     let start_at_ms = replayed.machine.start_at_ms();
     aggregator.replay(start_at_ms, past_batches);
     let agg = agg_ctx.run(aggregator);

@@ -83,7 +83,7 @@ pub fn build(facts: RunFacts<'_>, folded: Folded) -> FinalResult {
         tracing::error!(error = %e, "summing labels failed: totals are empty");
         LabelStats::default()
     });
-    let thresholds = judge(
+    let mut thresholds = judge(
         facts.spec,
         &folded.totals,
         &total,
@@ -91,6 +91,17 @@ pub fn build(facts: RunFacts<'_>, folded: Folded) -> FinalResult {
         folded.dropped,
         facts.baseline,
     );
+    // A threshold that stopped the run failed, whatever the whole run's data says of it now
+    // (as in k6): the run was judged by it and cut short.
+    if let Some(c) = &folded.crossed {
+        if let (Some(r), Some(t)) = (
+            thresholds.get_mut(c.index),
+            facts.spec.thresholds.get(c.index),
+        ) {
+            r.passed = false;
+            r.reason = Some(c.reason(t));
+        }
+    }
     let agents = facts
         .slots
         .iter()

@@ -54,6 +54,13 @@ impl AgentCredentials {
     }
 }
 
+/// An `abort_on_fail` threshold failed: the run stops early (aggregator → supervisor).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ThresholdCrossed {
+    pub reason: String,
+}
+
 /// Stop every agent of the run now (cancel, overrun, end).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

@@ -495,6 +495,13 @@ impl Handler<Cancel> for RunSupervisor {
     }
 }
 
+impl Handler<super::protocol::ThresholdCrossed> for RunSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: super::protocol::ThresholdCrossed, ctx: &mut Context<Self>) {
+        self.apply(Event::EndEarly { reason: msg.reason }, ctx);
+    }
+}
+
 impl Handler<Fire> for RunSupervisor {
     type Result = ();
     fn handle(&mut self, msg: Fire, ctx: &mut Context<Self>) {

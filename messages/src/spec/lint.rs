@@ -8,6 +8,13 @@ use crate::threshold::Op;
 /// Every warning for `spec`, in the order of its thresholds.
 pub fn warnings(spec: &Spec) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(r) = &spec.runner {
+        out.extend(r.notes.iter().cloned());
+        if r.thresholds_from_script {
+            // Translated from k6's own syntax, whose units are fixed: nothing to guess.
+            return out;
+        }
+    }
     for (i, t) in spec.thresholds.iter().enumerate() {
         if t.baseline.is_some() {
             continue;

@@ -84,6 +84,14 @@ pub fn parse_spec_with(src: &str, limits: &SpecLimits) -> Result<Spec, SpecError
     decode::spec(&root, limits)
 }
 
+/// A `load:` section given as JSON (what `bundle::build` makes of a k6 script's options),
+/// checked exactly like one written in a spec, within `limits`. Issues name their path below
+/// `load`.
+pub fn decode_load(v: &serde_json::Value, limits: &SpecLimits) -> Result<Load, SpecError> {
+    let n = node::from_json(v, limits)?;
+    decode::load_only(&n, limits)
+}
+
 /// The spec as it ran, as a spec (`spec.json` in a run's folder): `src` as JSON, with the target
 /// URL herd resolved (the built-in target's address, an override). `herd validate` accepts it.
 /// `None` when `src` cannot be read within `limits` (it then never became a run).

@@ -55,6 +55,27 @@ pub struct Runner {
     pub script: String,
     /// Extra command-line arguments for the tool, passed through as written.
     pub args: Vec<String>,
+    /// No `load:` in the spec: the script's own options decide the load (k6). Until the script
+    /// has been read (by `bundle::build`, for `herd validate`, a run, serve) `load` is k6's own
+    /// default, one iteration of one VU ([`Load::k6_default`]).
+    pub load_from_script: bool,
+    /// No `thresholds:` in the spec: the script's own thresholds are judged, fleet-wide (k6).
+    pub thresholds_from_script: bool,
+    /// The scenario the script's options named, so the k6 it runs keeps its name, `exec`,
+    /// `env` and `tags` as the author wrote them.
+    pub scenario: Option<ScriptScenario>,
+    /// What of the script's options herd did not carry over, shown as warnings.
+    pub notes: Vec<String>,
+}
+
+/// A k6 scenario's settings besides its load, which herd splits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptScenario {
+    pub name: String,
+    /// The exported function its VUs run; `None`: `default`.
+    pub exec: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
 }
 
 /// Name under which the runner's script travels in the Assign message.
@@ -219,6 +240,21 @@ pub struct Load {
     pub executor: Executor,
     /// How long iterations in flight may finish after the executor's end.
     pub graceful_stop_ms: u64,
+}
+
+impl Load {
+    /// What k6 runs for a script without load options: one VU, one iteration (within k6's
+    /// default ten minutes), and its default 30 s graceful stop.
+    pub fn k6_default() -> Load {
+        Load {
+            executor: Executor::SharedIterations {
+                vus: 1,
+                iterations: 1,
+                max_duration_ms: 10 * 60 * 1000,
+            },
+            graceful_stop_ms: 30_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -266,3 +266,50 @@ fn runner_engines_take_a_script_instead_of_a_scenario() {
     let got = issues(base);
     assert!(got.iter().any(|e| e.contains("scenario")), "{got:#?}");
 }
+
+#[test]
+fn a_threshold_may_stop_the_run_when_it_fails() {
+    let base = "name: a\ntarget: http://127.0.0.1:1\nscenario:\n  - request: GET /\nload: {executor: constant-vus, vus: 1, duration: 10s}\nthresholds:\n";
+    let s = parse_spec(&format!(
+        "{base}  - {{expr: p95 < 10ms, abort_on_fail: true, delay_abort_eval: 5s}}\n  - error_rate < 1%\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        s.thresholds[0].abort,
+        Some(crate::threshold::AbortOnFail { delay_ms: 5_000 })
+    );
+    assert_eq!(s.thresholds[1].abort, None);
+    let e = parse_spec(&format!(
+        "{base}  - {{expr: p95 < 10ms, delay_abort_eval: 5s}}\n"
+    ))
+    .expect_err("delay alone");
+    assert!(
+        e.to_string()
+            .contains("delay_abort_eval needs abort_on_fail: true"),
+        "{e}"
+    );
+    let e = parse_spec(&format!(
+        "{base}  - {{expr: p95 < baseline.p95 * 1.1, abort_on_fail: true}}\n"
+    ))
+    .expect_err("baseline");
+    assert!(
+        e.to_string().contains("abort_on_fail needs a fixed limit"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_k6_spec_may_leave_load_and_thresholds_to_its_script() {
+    let s = parse_spec("name: k\ntarget: http://127.0.0.1:1\nengine: k6\nscript: load.js\n")
+        .expect("valid");
+    let r = s.runner.as_ref().expect("runner");
+    assert!(r.load_from_script && r.thresholds_from_script);
+    assert_eq!(s.load, Load::k6_default());
+    let s = parse_spec("name: k\ntarget: http://127.0.0.1:1\nengine: k6\nscript: load.js\nload: {executor: constant-vus, vus: 1, duration: 1s}\nthresholds: []\n")
+        .expect("valid");
+    let r = s.runner.as_ref().expect("runner");
+    assert!(!r.load_from_script && !r.thresholds_from_script);
+    let e = parse_spec("name: l\ntarget: http://127.0.0.1:1\nengine: locust\nscript: l.py\n")
+        .expect_err("locust needs its load");
+    assert!(e.to_string().contains("load"), "{e}");
+}

@@ -22,7 +22,7 @@ use self::scenario::step;
 use self::target::target;
 use self::thresholds::threshold;
 use super::limits::{check_name, SpecLimits};
-use super::model::{Agents, Body, Spec};
+use super::model::{Agents, Body, Engine, Load, Spec};
 use super::node::{Kind, Node, Pos};
 use super::SpecError;
 use crate::template::{Template, BUILTINS};
@@ -38,6 +38,14 @@ pub(super) fn spec(root: &Node, lim: &SpecLimits) -> Result<Spec, SpecError> {
             }
             Err(SpecError::Invalid(errs.0))
         }
+    }
+}
+
+pub(super) fn load_only(n: &Node, lim: &SpecLimits) -> Result<Load, SpecError> {
+    let mut errs = Errs(Vec::new());
+    match load(n, "load", lim, &mut errs) {
+        Some(l) if errs.0.is_empty() => Ok(l),
+        _ => Err(SpecError::Invalid(errs.0)),
     }
 }
 
@@ -111,9 +119,24 @@ fn spec_inner(root: &Node, lim: &SpecLimits, errs: &mut Errs) -> Option<Spec> {
         (None, Some(Some(_))) => Some(Vec::new()),
         (s, _) => s,
     };
-    let load = m
-        .required("load", errs)
-        .and_then(|(n, p)| load(n, &p, lim, errs));
+    // A k6 script without `load:` brings its own (read by `bundle::build` with the script).
+    let k6 = matches!(&runner, Some(Some(r)) if r.engine == Engine::K6);
+    let has_thresholds = m.has("thresholds");
+    let load = match m.get("load") {
+        Some((n, p)) => load(n, &p, lim, errs),
+        None if k6 => Some(Load::k6_default()),
+        None => m
+            .required("load", errs)
+            .and_then(|(n, p)| load(n, &p, lim, errs)),
+    };
+    let load_from_script = k6 && !m.has("load");
+    let runner = runner.map(|r| {
+        r.map(|mut r| {
+            r.load_from_script = load_from_script;
+            r.thresholds_from_script = k6 && !has_thresholds;
+            r
+        })
+    });
     let agents = match m.get("agents") {
         None => Some(Agents::Default),
         Some((n, p)) => agents(n, &p, lim, errs),
@@ -128,7 +151,7 @@ fn spec_inner(root: &Node, lim: &SpecLimits, errs: &mut Errs) -> Option<Spec> {
             items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, t)| threshold(t, &format!("{p}[{i}]"), &step_names, errs))
+                .filter_map(|(i, t)| threshold(t, &format!("{p}[{i}]"), &step_names, lim, errs))
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();

@@ -72,6 +72,10 @@ pub(super) fn runner(m: &mut Map, errs: &mut Errs) -> Option<Option<Runner>> {
             engine,
             script,
             args,
+            load_from_script: false,
+            thresholds_from_script: false,
+            scenario: None,
+            notes: Vec::new(),
         }),
         _ => None,
     })

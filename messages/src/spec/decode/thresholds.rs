@@ -2,16 +2,19 @@
 
 use std::collections::BTreeSet;
 
-use super::fields::{nonempty_string, string, Errs, Map};
+use super::fields::{boolean, duration, nonempty_string, string, Errs, Map};
+use crate::spec::limits::SpecLimits;
 use crate::spec::node::{Kind, Node};
-use crate::threshold::{parse_limit, Limit, Threshold};
+use crate::threshold::{parse_limit, AbortOnFail, Limit, Threshold};
 
 pub(super) fn threshold(
     n: &Node,
     path: &str,
     labels: &BTreeSet<String>,
+    lim: &SpecLimits,
     errs: &mut Errs,
 ) -> Option<Threshold> {
+    let mut abort = None;
     let (expr, epos, epath, label) = match &n.kind {
         Kind::Str(s) => (s.clone(), n.pos, path.to_string(), None),
         _ => {
@@ -29,12 +32,38 @@ pub(super) fn threshold(
                 }
                 Some(l)
             });
+            let on = m
+                .get("abort_on_fail")
+                .and_then(|(n, p)| boolean(n, &p, errs))
+                .unwrap_or(false);
+            let delay = m
+                .get("delay_abort_eval")
+                .map(|(n, p)| (duration(n, &p, lim, errs), n.pos, p));
+            match (on, delay) {
+                (true, d) => {
+                    abort = Some(AbortOnFail {
+                        delay_ms: d.and_then(|(ms, _, _)| ms).unwrap_or(0),
+                    })
+                }
+                (false, Some((_, pos, p))) => {
+                    errs.at(&p, pos, "delay_abort_eval needs abort_on_fail: true")
+                }
+                (false, None) => {}
+            }
             m.finish(errs, " in a threshold");
             let (en, ep) = e?;
             (string(en, &ep, errs)?, en.pos, ep, label)
         }
     };
     match parse_limit(&expr) {
+        Ok((_, _, Limit::Baseline(_))) if abort.is_some() => {
+            errs.at(
+                &epath,
+                epos,
+                "abort_on_fail needs a fixed limit: a baseline's is known only at the end",
+            );
+            None
+        }
         Ok((metric, op, limit)) => Some(Threshold {
             expr,
             label,
@@ -48,6 +77,7 @@ pub(super) fn threshold(
                 Limit::Baseline(b) => Some(b),
                 Limit::Value(_) => None,
             },
+            abort,
         }),
         Err(e) => {
             errs.at(&epath, epos, e.to_string());
