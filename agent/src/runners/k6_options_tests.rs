@@ -1,4 +1,5 @@
 use super::*;
+use messages::threshold::{AbortOnFail, Metric, Op};
 
 /// k6's own `examples/stages.js`, as its authors wrote it.
 const STAGES_JS: &str = r#"import http from "k6/http";

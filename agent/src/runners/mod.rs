@@ -15,7 +15,9 @@
 mod feed;
 pub mod jmeter;
 pub mod k6;
+mod k6_duration;
 pub mod k6_options;
+mod k6_thresholds;
 pub mod locust;
 mod process;
 pub use process::on_parent_death;
