@@ -61,6 +61,7 @@ pub fn http_config(spec: &Spec, net: &NetConfig) -> Arc<HttpConfig> {
         cookies: h.cookies,
         tls: tls::client_config(h.version, h.insecure, &net.extra_roots),
         policy: net.policy.clone(),
+        versions: Default::default(),
     })
 }
 
@@ -97,18 +98,24 @@ pub async fn run_share(
         &net.policy,
     )?);
     let recorder = Recorder::new(share.index, plan.labels.clone(), &net.clock, out);
+    let checks = recorder.checks();
+    let http = http_config(spec, net);
+    let versions = http.versions.clone();
     let env = Env {
-        plan,
-        http: http_config(spec, net),
+        plan: plan.clone(),
+        http,
         recorder: recorder.handle(),
         vu_offset: share.vu_offset,
         graceful_stop: Duration::from_millis(spec.load.graceful_stop_ms),
     };
     let rec = tokio::spawn(recorder.run());
-    let report = executor::run(&share.executor, env, stop).await;
+    let mut report = executor::run(&share.executor, env, stop).await;
     // Every buffer and handle is gone now, so the recorder drains and ends.
     if let Err(e) = rec.await {
         tracing::error!(error = %e, "recorder task failed");
     }
+    report.checks =
+        crate::scenario::checks::counts(spec, &plan, &crate::recorder::lock_checks(&checks));
+    report.http_versions = versions.snapshot();
     Ok(report)
 }

@@ -431,12 +431,17 @@ async fn drive(
     }
     // The batch channel can close before the engine's result was polled: wait for it, or an
     // engine error would pass for a normal finish — unless it was left behind.
-    let engine_error = match engine_result {
-        Some(r) => r.err(),
+    let engine_result = match engine_result {
+        Some(r) => Some(r),
         None if abandoned => None,
-        None => (&mut engine).await.err(),
+        None => Some((&mut engine).await),
     };
-    if let Some(e) = engine_error {
+    // Left behind: its checks are not known (the batches still carry their totals).
+    let (checks, http_versions) = match &engine_result {
+        Some(Ok(report)) => (report.checks.clone(), report.http_versions.clone()),
+        _ => (Vec::new(), Vec::new()),
+    };
+    if let Some(Err(e)) = engine_result {
         let reason = format!("agent {me}: {e}");
         out.last_word(
             Body::Failed(Failed {
@@ -458,6 +463,8 @@ async fn drive(
             batches_sent: sent,
             batches_dropped: kept.evicted(),
             error_samples: crate::http::error_samples(),
+            checks,
+            http_versions,
         }),
         &mut kept,
     );

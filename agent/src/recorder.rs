@@ -30,9 +30,69 @@ pub struct Sample {
     pub failed: bool,
     pub checks_passed: u16,
     pub checks_failed: u16,
+    /// The native step that made the request ([`NO_STEP`] for framework runners), and which
+    /// of its checks failed (bit i: check i, captures after the checks; bit 63 also stands
+    /// for any past it): the per-check tally of [`CheckBook`].
+    pub step: u16,
+    pub failed_checks: u64,
     pub latency_us: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+}
+
+/// [`Sample::step`] of a sample no native step made.
+pub const NO_STEP: u16 = u16::MAX;
+
+/// Each check's passes and failures over the whole run, beside the per-second batches (which
+/// carry only each label's totals): the agent's `Finished` reports them by name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CheckBook {
+    /// Native steps by index: how many responses (or failures) their checks were run on, and
+    /// each check's failures.
+    pub steps: Vec<StepChecks>,
+    /// Checks a tool names (k6's `check()`), by name: (passed, failed).
+    pub named: BTreeMap<String, (u64, u64)>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StepChecks {
+    pub evaluated: u64,
+    pub failed: Vec<u64>,
+}
+
+/// Shared between the recorder (which writes it) and whoever reports the run.
+pub type Checks = Arc<std::sync::Mutex<CheckBook>>;
+
+impl CheckBook {
+    fn add(&mut self, s: &Sample) {
+        if s.step == NO_STEP || u32::from(s.checks_passed) + u32::from(s.checks_failed) == 0 {
+            return;
+        }
+        let i = usize::from(s.step);
+        if self.steps.len() <= i {
+            self.steps.resize_with(i + 1, StepChecks::default);
+        }
+        let st = &mut self.steps[i];
+        st.evaluated += 1;
+        let mut mask = s.failed_checks;
+        while mask != 0 {
+            let bit = mask.trailing_zeros() as usize;
+            if st.failed.len() <= bit {
+                st.failed.resize(bit + 1, 0);
+            }
+            st.failed[bit] += 1;
+            mask &= mask - 1;
+        }
+    }
+}
+
+/// Locks a check book, taking it over from a holder that panicked (its counts are whole:
+/// every update is a few additions).
+pub fn lock_checks(c: &Checks) -> std::sync::MutexGuard<'_, CheckBook> {
+    match c.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 struct Chunk {
@@ -166,6 +226,7 @@ pub struct Recorder {
     rx: mpsc::UnboundedReceiver<Chunk>,
     handle: RecorderHandle,
     labels: Labels,
+    checks: Checks,
     agent: u32,
     grace: Duration,
     out: mpsc::UnboundedSender<MetricBatch>,
@@ -189,6 +250,7 @@ impl Recorder {
                 active_vus: Arc::new(AtomicU64::new(0)),
             },
             labels: Arc::new(std::sync::RwLock::new(labels)),
+            checks: Checks::default(),
             agent,
             grace: Duration::from_millis(250),
             out,
@@ -204,12 +266,18 @@ impl Recorder {
         self.labels.clone()
     }
 
+    /// The run's per-check tally, complete once [`Recorder::run`] has returned.
+    pub fn checks(&self) -> Checks {
+        self.checks.clone()
+    }
+
     /// Runs until every handle and buffer is dropped, then emits what is left.
     pub async fn run(self) {
         let Recorder {
             mut rx,
             handle,
             labels,
+            checks,
             agent,
             grace,
             out,
@@ -256,6 +324,12 @@ impl Recorder {
                 chunk = rx.recv() => match chunk {
                     Some(c) => {
                         next.get_or_insert(c.second);
+                        {
+                            let mut book = lock_checks(&checks);
+                            for s in &c.samples {
+                                book.add(s);
+                            }
+                        }
                         fold(open.entry(c.second).or_default(), c);
                     }
                     None => break,

@@ -131,6 +131,7 @@ pub fn summary_table(
     seconds: f64,
     verdicts: &[ThresholdResult],
     error_samples: &std::collections::BTreeMap<String, String>,
+    checks: &[messages::summary::CheckResult],
 ) -> Result<String, MetricsError> {
     let total = t.total()?;
     let mut out = String::new();
@@ -186,6 +187,29 @@ pub fn summary_table(
         total.bytes_in,
         total.bytes_out
     );
+    // Each check, as k6 lists them: which one failed, and how often.
+    for c in checks {
+        let all = c.passed.saturating_add(c.failed);
+        let _ = writeln!(
+            out,
+            "  {} {}  {}/{} passed{}",
+            if c.failed == 0 { "✓" } else { "✗" },
+            c.title(),
+            c.passed,
+            all,
+            if c.failed > 0 {
+                format!(
+                    " ({:.2}% failed)",
+                    100.0 * c.failed as f64 / all.max(1) as f64
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    for w in messages::summary::check_warnings(&total, checks) {
+        let _ = writeln!(out, "⚠ WARNING: {w}");
+    }
     if !total.error_kinds.is_empty() {
         let kinds: Vec<String> = total
             .error_kinds

@@ -81,12 +81,20 @@ pub async fn run(
     } else {
         EndState::Completed
     };
-    let summary = standalone_summary(spec, &totals, &verdicts, state, started_ms, seconds);
+    let summary = standalone_summary(
+        spec, &totals, &verdicts, state, started_ms, seconds, &report,
+    );
     if json {
         let _ = writeln!(out, "{summary}");
     } else {
         let samples = crate::http::error_samples().into_iter().collect();
-        match summary_table(&totals, seconds, &verdicts, &samples) {
+        match summary_table(
+            &totals,
+            seconds,
+            &verdicts,
+            &samples,
+            &check_results(&report),
+        ) {
             Ok(t) => {
                 let _ = write!(out, "\n{t}");
             }
@@ -104,6 +112,19 @@ pub async fn run(
     })
 }
 
+fn check_results(report: &crate::executor::Report) -> Vec<messages::summary::CheckResult> {
+    report
+        .checks
+        .iter()
+        .map(|c| messages::summary::CheckResult {
+            label: c.label.clone(),
+            name: c.name.clone(),
+            passed: c.passed,
+            failed: c.failed,
+        })
+        .collect()
+}
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -118,6 +139,7 @@ fn standalone_summary(
     state: EndState,
     started_ms: u64,
     seconds: f64,
+    report: &crate::executor::Report,
 ) -> serde_json::Value {
     let total = totals.total().unwrap_or_else(|e| {
         tracing::error!(error = %e, "summing labels failed");
@@ -150,8 +172,17 @@ fn standalone_summary(
         max_clock_offset_ms: None,
         agents_lost: 0,
         late_batches: 0,
-        warnings: messages::summary::run_warnings(&total),
+        warnings: {
+            let mut w = messages::summary::run_warnings(&total);
+            w.extend(messages::summary::check_warnings(
+                &total,
+                &check_results(report),
+            ));
+            w
+        },
         error_samples: crate::http::error_samples().into_iter().collect(),
+        checks: check_results(report),
+        http_versions: report.http_versions.iter().cloned().collect(),
     };
     serde_json::to_value(&s).unwrap_or_default()
 }

@@ -274,6 +274,84 @@ async fn a_failing_threshold_gives_exit_code_99_and_a_failing_junit_case() {
     );
 }
 
+/// Each check by name, not only a total: the step's label and what it checks, with passes and
+/// failures summed exactly over both agents — in the terminal, `summary.json` and JUnit — and
+/// the HTTP version the connections spoke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_check_is_counted_by_name_across_agents() {
+    let t = start_target().await;
+    let spec = r#"name: named-checks
+target: {url}
+scenario:
+  - name: item
+    request: GET /items/7
+    checks:
+      - status: 200
+      - json_path: { path: $.name, equals: item-7 }
+    captures:
+      - { var: n, json_path: $.name }
+  - name: missing
+    request: GET /status/404
+    checks:
+      - status: 200
+      - body_contains: nope
+load: {executor: shared-iterations, vus: 2, iterations: 20}
+"#;
+    let (code, stdout, _, results) = spawn_run(herd(), spec, &t.url(), &["--agents", "2"])
+        .finish()
+        .await;
+    assert_eq!(code, Some(0), "checks alone decide no verdict: {stdout}");
+    assert_eq!(t.stats().requests, 40);
+    let s = summary(results.path());
+    let checks: Vec<(String, String, u64, u64)> = s["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| {
+            (
+                c["label"].as_str().unwrap_or("").to_string(),
+                c["name"].as_str().unwrap_or("").to_string(),
+                c["passed"].as_u64().unwrap_or(99),
+                c["failed"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    let row = |l: &str, n: &str, p: u64, f: u64| (l.to_string(), n.to_string(), p, f);
+    assert_eq!(
+        checks,
+        vec![
+            row("item", "status 200", 20, 0),
+            row("item", "json_path $.name == \"item-7\"", 20, 0),
+            row("item", "captures n", 20, 0),
+            row("missing", "status 200", 0, 20),
+            row("missing", "body contains \"nope\"", 0, 20),
+        ],
+        "{s}"
+    );
+    // They add up to the batches' totals: nothing said twice, nothing missing.
+    assert_eq!(s["total"]["checks_passed"], 60);
+    assert_eq!(s["total"]["checks_failed"], 40);
+    assert!(
+        s["warnings"].as_array().is_some_and(|w| w.is_empty()),
+        "{s}"
+    );
+    assert!(s["http_versions"]["h1"].as_u64().unwrap_or(0) >= 2, "{s}");
+    assert!(
+        stdout.contains("✗ missing: status 200  0/20 passed (100.00% failed)")
+            && stdout.contains("✓ item: captures n  20/20 passed"),
+        "{stdout}"
+    );
+    let junit = std::fs::read_to_string(run_dir(results.path()).join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("<testsuite name=\"named-checks checks\" tests=\"5\" failures=\"2\">"),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("name=\"missing: body contains &quot;nope&quot;\"><failure message=\"20 of 20 failed\">"),
+        "{junit}"
+    );
+}
+
 /// A run judged against a baseline run's folder: the same latency passes a 50 % margin, a p95
 /// 20 % slower fails a 10 % one — exit 99, the regression named in the table, JUnit and the
 /// summary — and a baseline threshold with no baseline fails saying so.
@@ -770,6 +848,8 @@ async fn forged_agent_and_coordinator_messages_are_refused() {
         batches_sent: 1,
         batches_dropped: 0,
         error_samples: Vec::new(),
+        checks: Vec::new(),
+        http_versions: Vec::new(),
     });
     let stop = Body::Stop(Stop {
         reason: "forged".into(),

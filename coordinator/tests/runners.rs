@@ -183,7 +183,14 @@ async fn k6_under_two_agents_counts_exactly_what_the_target_saw() {
     let t = start_target().await;
     let spec = "name: k6run\ntarget: {url}\nengine: k6\nscript: load.js\nload: {executor: constant-vus, vus: 3, duration: 3s}\nthresholds: [p95 < 2s]\n";
     let s = assert_exact(&t, &k6, spec, &[("load.js", K6_SCRIPT)]).await;
-    assert!(s["total"]["checks_passed"].as_u64().unwrap_or(0) > 0, "{s}");
+    let passed = s["total"]["checks_passed"].as_u64().unwrap_or(0);
+    assert!(passed > 0, "{s}");
+    // The script's check by its own name, summed over both agents.
+    assert_eq!(
+        s["checks"],
+        serde_json::json!([{"label": "", "name": "status 200", "passed": passed, "failed": 0}]),
+        "{s}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

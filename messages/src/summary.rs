@@ -144,6 +144,49 @@ pub struct Summary {
     /// (`tls` → the certificate problem): why, in words.
     #[serde(default)]
     pub error_samples: BTreeMap<String, String>,
+    /// Each check by the label of the requests it checked (empty for a tool's checks, as
+    /// k6's) and its name, with passes and failures over the whole run.
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    /// Connections the agents opened, by the HTTP version they spoke (`h1`, `h2`): what
+    /// `version: auto` got. Empty for k6, Locust and JMeter runs.
+    #[serde(default)]
+    pub http_versions: BTreeMap<String, u64>,
+}
+
+/// One check's result in `summary.json` (and a JUnit test case).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CheckResult {
+    pub label: String,
+    pub name: String,
+    pub passed: u64,
+    pub failed: u64,
+}
+
+impl CheckResult {
+    /// `login: status 200`, or the name alone for a check without a label.
+    pub fn title(&self) -> String {
+        if self.label.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}: {}", self.label, self.name)
+        }
+    }
+}
+
+/// Said when the per-check counts do not add up to the checks the batches counted (an agent
+/// that did not finish reports none): the table is then not the whole story.
+pub fn check_warnings(total: &LabelStats, checks: &[CheckResult]) -> Vec<String> {
+    let counted = total.checks_passed.saturating_add(total.checks_failed);
+    let named = checks.iter().fold(0u64, |n, c| {
+        n.saturating_add(c.passed).saturating_add(c.failed)
+    });
+    if checks.is_empty() || named == counted {
+        return Vec::new();
+    }
+    vec![format!(
+        "the per-check counts add up to {named} of the {counted} checks counted (agents that did not finish report none)"
+    )]
 }
 
 /// What usually fixes a kind of request failure, for the line that shows its sample.

@@ -12,12 +12,13 @@ use crate::policy::TargetPolicy;
 use crate::spec::Spec;
 use crate::split::Share;
 
+/// 3: `Finished` carries per-check counts and the HTTP versions spoken.
 /// 2: every payload travels in an authenticated frame (`transport::keys`) and `Assign`
 /// carries the target policy. Still 2 with `Assign.clock`, `Ready.clock` and `Alive`: the
 /// coordinator and its agents ship together (one `herd` binary, one image), so no side ever
 /// speaks to a peer built without them (an older peer would refuse `Alive` as malformed, never
 /// act on it).
-pub const WIRE_VERSION: u16 = 2;
+pub const WIRE_VERSION: u16 = 3;
 /// Largest accepted message. A batch is ~1 KiB per label; an Assign carries the spec and its data files.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
@@ -189,6 +190,45 @@ pub struct Finished {
     /// problem): why requests got no response, in words. At most [`MAX_ERROR_SAMPLES`], each
     /// clipped to [`MAX_ERROR_SAMPLE_BYTES`] by the agent; the coordinator clips again.
     pub error_samples: Vec<(String, String)>,
+    /// Each check's passes and failures over the whole run on this agent (at most
+    /// [`MAX_CHECKS`]; the coordinator sums them across agents, bounded again).
+    pub checks: Vec<CheckCount>,
+    /// Connections the agent opened, by the HTTP version they spoke (`h1`, `h2`); empty for
+    /// framework runners, whose tools do not say.
+    pub http_versions: Vec<(String, u64)>,
+}
+
+/// One check's tally: the label of the requests it checked (empty when the tool does not tie
+/// checks to requests, as k6) and its name (the script's, or derived from a spec's check:
+/// `json_path $.user == "ann"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckCount {
+    pub label: String,
+    pub name: String,
+    pub passed: u64,
+    pub failed: u64,
+}
+
+/// Checks an agent reports (and a run keeps) apart; the rest are summed under
+/// [`OTHER_CHECKS`].
+pub const MAX_CHECKS: usize = 100;
+/// Longest check name or label kept, in bytes.
+pub const MAX_CHECK_NAME_BYTES: usize = 160;
+/// Where checks past [`MAX_CHECKS`] are counted.
+pub const OTHER_CHECKS: &str = "(other checks)";
+
+/// Checks as a coordinator takes them from one agent: at most [`MAX_CHECKS`], names clipped.
+pub fn bounded_checks(checks: &[CheckCount]) -> Vec<CheckCount> {
+    checks
+        .iter()
+        .take(MAX_CHECKS)
+        .map(|c| CheckCount {
+            label: clip_text(&c.label, MAX_CHECK_NAME_BYTES),
+            name: clip_text(&c.name, MAX_CHECK_NAME_BYTES),
+            passed: c.passed,
+            failed: c.failed,
+        })
+        .collect()
 }
 
 /// Kinds of request failure an agent reports a sample message for.

@@ -350,6 +350,7 @@ async fn the_client_reuses_its_connection_and_reports_timings() {
         cookies: false,
         tls: tls::client_config(messages::spec::HttpVersion::Http1, false, &[]),
         policy: Default::default(),
+        versions: Default::default(),
     });
     let mut c = Client::new(cfg);
     let origin = Origin {

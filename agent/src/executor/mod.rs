@@ -44,7 +44,7 @@ impl Env {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Report {
     pub started: Instant,
     pub ended: Instant,
@@ -52,6 +52,10 @@ pub struct Report {
     pub interrupted: bool,
     /// The run was ended early by a stop request.
     pub stopped_early: bool,
+    /// Each check's passes and failures (filled in by whoever ran the recorder).
+    pub checks: Vec<messages::wire::CheckCount>,
+    /// Connections opened, by HTTP version (native engine).
+    pub http_versions: Vec<(String, u64)>,
 }
 
 /// Runs `executor` to completion. Flipping `stop` to true ends it early, gracefully.
@@ -68,6 +72,8 @@ pub async fn run(executor: &Executor, env: Env, stop: watch::Receiver<bool>) -> 
         ended: Instant::now(),
         interrupted,
         stopped_early,
+        checks: Vec::new(),
+        http_versions: Vec::new(),
     }
 }
 

@@ -266,6 +266,34 @@ pub struct HttpConfig {
     pub tls: Arc<rustls::ClientConfig>,
     /// Checked on every redirect hop and every connected address.
     pub policy: Arc<TargetPolicy>,
+    /// Connections opened, by the HTTP version they speak: what `auto` actually got.
+    pub versions: Arc<VersionCounts>,
+}
+
+/// Connections opened per HTTP version (one atomic add per connection, never per request).
+#[derive(Debug, Default)]
+pub struct VersionCounts {
+    h1: std::sync::atomic::AtomicU64,
+    h2: std::sync::atomic::AtomicU64,
+}
+
+impl VersionCounts {
+    fn opened(&self, sender: &Sender) {
+        let c = match sender {
+            Sender::H1(_) => &self.h1,
+            Sender::H2(_) => &self.h2,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `("h1", n)`, `("h2", n)` for the versions used at all.
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        [("h1", &self.h1), ("h2", &self.h2)]
+            .into_iter()
+            .map(|(k, c)| (k.to_string(), c.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
 }
 
 pub struct Client {
@@ -525,7 +553,7 @@ impl Client {
         origin: &Origin,
         verdict: UrlVerdict,
     ) -> Result<(Conn, ConnectTimings), HttpError> {
-        conn::open(
+        let opened = conn::open(
             origin,
             &ConnectOptions {
                 version: self.cfg.version,
@@ -535,7 +563,9 @@ impl Client {
                 verdict,
             },
         )
-        .await
+        .await?;
+        self.cfg.versions.opened(&opened.0.sender);
+        Ok(opened)
     }
 }
 

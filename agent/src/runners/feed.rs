@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use crate::recorder::{Labels, Recorder, RecorderHandle, Sample, SampleBuf};
+use crate::recorder::{
+    lock_checks, CheckBook, Checks, Labels, Recorder, RecorderHandle, Sample, SampleBuf,
+};
 
 /// The shared shape of every tool's output, so one feed turns any tool's lines into samples.
 #[derive(Debug)]
@@ -26,8 +28,23 @@ pub enum Event {
         at_ms: u64,
     },
     Check {
+        /// The script's name for it (k6's `check()` keys); empty when the tool gives none.
+        name: String,
         passed: bool,
     },
+}
+
+/// A tool's named checks as counts (they are not tied to a request's label).
+pub(super) fn named_counts(book: &CheckBook) -> Vec<messages::wire::CheckCount> {
+    book.named
+        .iter()
+        .map(|(name, (passed, failed))| messages::wire::CheckCount {
+            label: String::new(),
+            name: name.clone(),
+            passed: *passed,
+            failed: *failed,
+        })
+        .collect()
 }
 
 /// Maps tool-reported label names to the recorder's label ids as they appear.
@@ -64,6 +81,7 @@ pub(super) struct Feed {
     bytes_out: u64,
     checks_passed: u16,
     checks_failed: u16,
+    book: Checks,
 }
 
 impl Feed {
@@ -79,6 +97,7 @@ impl Feed {
             bytes_out: 0,
             checks_passed: 0,
             checks_failed: 0,
+            book: recorder.checks(),
         }
     }
 
@@ -108,6 +127,8 @@ impl Feed {
                     failed,
                     checks_passed: std::mem::take(&mut self.checks_passed),
                     checks_failed: std::mem::take(&mut self.checks_failed),
+                    step: crate::recorder::NO_STEP,
+                    failed_checks: 0,
                     latency_us,
                     bytes_in: bytes_in + std::mem::take(&mut self.bytes_in),
                     bytes_out: bytes_out + std::mem::take(&mut self.bytes_out),
@@ -121,7 +142,24 @@ impl Feed {
                 let second = self.second_of(at_ms);
                 self.buf.iteration_in(second);
             }
-            Event::Check { passed } => {
+            Event::Check { name, passed } => {
+                let mut book = lock_checks(&self.book);
+                // Bounded like what the coordinator keeps: past the cap, one shared name.
+                let name = messages::wire::clip_text(&name, messages::wire::MAX_CHECK_NAME_BYTES);
+                let key = if book.named.contains_key(&name)
+                    || book.named.len() < messages::wire::MAX_CHECKS
+                {
+                    name
+                } else {
+                    messages::wire::OTHER_CHECKS.to_string()
+                };
+                let e = book.named.entry(key).or_default();
+                if passed {
+                    e.0 += 1;
+                } else {
+                    e.1 += 1;
+                }
+                drop(book);
                 if passed {
                     self.checks_passed = self.checks_passed.saturating_add(1);
                 } else {

@@ -205,7 +205,7 @@ pub fn events(line: &str) -> Result<Vec<Event>, K6ParseError> {
         Some(K6Event::DataOut { bytes, .. }) => vec![Event::BytesOut(bytes)],
         Some(K6Event::Vus { vus, .. }) => vec![Event::Vus(vus)],
         Some(K6Event::Iteration { at_ms }) => vec![Event::Iteration { at_ms }],
-        Some(K6Event::Check { passed, .. }) => vec![Event::Check { passed }],
+        Some(K6Event::Check { name, passed, .. }) => vec![Event::Check { name, passed }],
     })
 }
 

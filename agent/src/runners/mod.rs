@@ -372,8 +372,11 @@ pub async fn run_share(
             ended: now,
             interrupted: false,
             stopped_early: false,
+            checks: Vec::new(),
+            http_versions: Vec::new(),
         });
     };
+    let checks = recorder.checks();
     let mut feed = feed::Feed::new(&recorder);
     let rec = tokio::spawn(recorder.run());
     let result = process::drive(r, cmd, spec.load.graceful_stop_ms, &mut stop, &mut feed).await;
@@ -387,6 +390,8 @@ pub async fn run_share(
         ended: Instant::now(),
         interrupted: false,
         stopped_early,
+        checks: feed::named_counts(&crate::recorder::lock_checks(&checks)),
+        http_versions: Vec::new(),
     })
 }
 

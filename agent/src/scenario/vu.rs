@@ -104,7 +104,9 @@ impl Vu {
             }
         }
         let plan = self.plan.clone();
-        for step in &plan.steps {
+        for (i, step) in plan.steps.iter().enumerate() {
+            // Steps are capped far below u16 (the spec's `steps` limit).
+            let step_index = u16::try_from(i).unwrap_or(crate::recorder::NO_STEP);
             let rendered;
             let req = match &step.prebuilt {
                 Some(r) => Ok(r),
@@ -149,6 +151,8 @@ impl Vu {
                         failed,
                         checks_passed: tally.passed,
                         checks_failed: tally.failed,
+                        step: step_index,
+                        failed_checks: tally.failed_mask,
                         latency_us: latency.as_micros() as u64,
                         bytes_in: resp.bytes_in,
                         bytes_out: resp.bytes_out,
@@ -169,6 +173,10 @@ impl Vu {
                         failed: true,
                         checks_passed: 0,
                         checks_failed: (step.checks.len() + step.captures.len()) as u16,
+                        step: step_index,
+                        failed_checks: super::checks::all_failed(
+                            step.checks.len() + step.captures.len(),
+                        ),
                         latency_us: latency.as_micros() as u64,
                         bytes_in: 0,
                         bytes_out: 0,

@@ -332,6 +332,12 @@ fn summary_table(r: &FinalResult) -> String {
         iterations: r.iterations,
         dropped: r.dropped,
     };
-    agent::report::summary_table(&totals, r.seconds, &r.thresholds, &r.error_samples)
-        .unwrap_or_else(|e| format!("herd: cannot print the summary: {e}\n"))
+    agent::report::summary_table(
+        &totals,
+        r.seconds,
+        &r.thresholds,
+        &r.error_samples,
+        &r.summary().checks,
+    )
+    .unwrap_or_else(|e| format!("herd: cannot print the summary: {e}\n"))
 }

@@ -211,6 +211,27 @@ pub fn render(run: &RunDocs<'_>, baseline: Option<&RunDocs<'_>>) -> String {
         }
         h.push_str("</table>");
     }
+    // Checks, each by name.
+    if let Some(cs) = s
+        .get("checks")
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty())
+    {
+        h.push_str("<h2>Checks</h2><table><tr><th>label</th><th>check</th><th>passed</th><th>failed</th><th></th></tr>");
+        for c in cs {
+            let failed = num(c, "/failed");
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{:.0}</td><td>{failed:.0}</td><td><span class=\"badge {}\">{}</span></td></tr>",
+                esc(&text(c, "/label")),
+                esc(&text(c, "/name")),
+                num(c, "/passed"),
+                if failed > 0.0 { "failed" } else { "passed" },
+                if failed > 0.0 { "failing" } else { "passing" },
+            );
+        }
+        h.push_str("</table>");
+    }
     // Totals and labels.
     h.push_str("<h2>Totals</h2><table>");
     h.push_str(STATS_HEAD);
@@ -409,6 +430,7 @@ mod tests {
                       "latency_ms": {"p50": 1.0, "p95": p95, "p99": p95 * 2.0}, "status": {"200": requests_per_s * seconds}},
             "labels": {"GET /<script>": {"requests": requests_per_s * seconds, "rps": requests_per_s, "latency_ms": {"p95": p95}}},
             "thresholds": [{"expr": "p95 < 500ms", "label": null, "observed": p95, "passed": true}],
+            "checks": [{"label": "GET /<script>", "name": "body contains \"<b>\"", "passed": 3, "failed": 1}],
             "agents": [{"index": 0, "region": "local", "state": "finished", "batches_received": 3}]});
         (summary, series)
     }
@@ -425,6 +447,10 @@ mod tests {
         );
         assert!(html.starts_with("<!doctype html>"));
         assert!(html.contains("p95 &lt; 500ms"));
+        assert!(
+            html.contains("<td style=\"text-align:left\">body contains &quot;&lt;b&gt;&quot;</td><td>3</td><td>1</td>"),
+            "each check by name, escaped"
+        );
         assert!(
             !html.contains("<script"),
             "no script at all, and labels escaped"

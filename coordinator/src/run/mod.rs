@@ -26,6 +26,7 @@ pub mod protocol;
 pub mod reasons;
 pub mod results;
 pub mod supervisor;
+pub mod tallies;
 
 use std::path::PathBuf;
 use std::sync::Arc;

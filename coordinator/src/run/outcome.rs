@@ -39,6 +39,11 @@ pub struct FinalResult {
     /// The first message agents saw for each kind of failed request (set by the supervisor
     /// from their `Finished`).
     pub error_samples: BTreeMap<String, String>,
+    /// Each check's passes and failures, summed over the agents' `Finished` (set by the
+    /// supervisor).
+    pub checks: Vec<messages::wire::CheckCount>,
+    /// Connections by the HTTP version they spoke, over the agents (set by the supervisor).
+    pub http_versions: BTreeMap<String, u64>,
 }
 
 /// What the state machine knew at the end.
@@ -152,6 +157,8 @@ pub fn build(facts: RunFacts<'_>, folded: Folded) -> FinalResult {
         late_batches: folded.late_batches,
         rows: folded.rows,
         error_samples: BTreeMap::new(),
+        checks: Vec::new(),
+        http_versions: BTreeMap::new(),
     }
 }
 
@@ -248,6 +255,16 @@ impl FinalResult {
                 .map(|(k, v)| (k.clone(), Stats::of(v, s)))
                 .collect()
         };
+        let checks: Vec<messages::summary::CheckResult> = self
+            .checks
+            .iter()
+            .map(|c| messages::summary::CheckResult {
+                label: c.label.clone(),
+                name: c.name.clone(),
+                passed: c.passed,
+                failed: c.failed,
+            })
+            .collect();
         Summary {
             run: self.run_id.clone(),
             spec: self.spec_name.clone(),
@@ -270,8 +287,14 @@ impl FinalResult {
             max_clock_offset_ms: self.max_clock_offset_ms(),
             agents_lost: self.agents_lost(),
             late_batches: self.late_batches,
-            warnings: messages::summary::run_warnings(&self.total),
+            warnings: {
+                let mut w = messages::summary::run_warnings(&self.total);
+                w.extend(messages::summary::check_warnings(&self.total, &checks));
+                w
+            },
             error_samples: self.error_samples.clone(),
+            checks,
+            http_versions: self.http_versions.clone(),
         }
     }
 

@@ -148,8 +148,52 @@ pub fn junit(r: &FinalResult) -> String {
         }
         x.push_str("</testcase>\n");
     }
-    x.push_str("</testsuite></testsuites>\n");
+    x.push_str("</testsuite>\n");
+    checks_suite(&mut x, r);
+    x.push_str("</testsuites>\n");
     x
+}
+
+/// Each check as a test case of its own suite, so a CI page shows which one failed and how
+/// often. The run's verdict stays the thresholds' (`check_pass_rate` judges checks).
+fn checks_suite(x: &mut String, r: &FinalResult) {
+    if r.checks.is_empty() {
+        return;
+    }
+    let failing = r.checks.iter().filter(|c| c.failed > 0).count();
+    let _ = writeln!(
+        x,
+        "<testsuite name=\"{} checks\" tests=\"{}\" failures=\"{failing}\">",
+        xml_escape(&r.spec_name),
+        r.checks.len()
+    );
+    for c in &r.checks {
+        let name = if c.label.is_empty() {
+            c.name.clone()
+        } else {
+            format!("{}: {}", c.label, c.name)
+        };
+        let all = c.passed.saturating_add(c.failed);
+        let _ = write!(
+            x,
+            "  <testcase classname=\"herd.checks\" name=\"{}\">",
+            xml_escape(&name)
+        );
+        if c.failed > 0 {
+            let why = format!("{} of {all} failed", c.failed);
+            let _ = write!(
+                x,
+                "<failure message=\"{}\">{}: {}</failure>",
+                xml_escape(&why),
+                xml_escape(&name),
+                xml_escape(&why)
+            );
+        } else {
+            let _ = write!(x, "<system-out>{} of {all} passed</system-out>", c.passed);
+        }
+        x.push_str("</testcase>\n");
+    }
+    x.push_str("</testsuite>\n");
 }
 
 /// The results could not be written; the run folder has no `summary.json`.

@@ -89,6 +89,8 @@ pub struct RunSupervisor {
     clocks: Clocks,
     /// The first message of each kind of failed request, from the agents' `Finished`.
     error_samples: std::collections::BTreeMap<String, String>,
+    /// Per-check counts and HTTP versions, from the agents' `Finished`.
+    tallies: super::tallies::Tallies,
     launch: LaunchAgents,
     deps: Deps,
     /// Sequence numbers of this coordinator's control messages.
@@ -124,6 +126,7 @@ impl RunSupervisor {
             last_tick: None,
             clocks: Clocks::new(plan.agents()),
             error_samples: Default::default(),
+            tallies: Default::default(),
             plan,
             policy,
             machine,
@@ -301,6 +304,7 @@ impl RunSupervisor {
         let slots = self.machine.slots().to_vec();
         let clocks = self.clocks.synced().to_vec();
         let error_samples = std::mem::take(&mut self.error_samples);
+        let tallies = std::mem::take(&mut self.tallies);
         let refused = self.deps.bus.refused();
         let start_at_ms = self.machine.start_at_ms();
         let aggregator = self.deps.aggregator.clone();
@@ -339,6 +343,8 @@ impl RunSupervisor {
                     folded,
                 );
                 result.error_samples = error_samples;
+                result.checks = tallies.checks();
+                result.http_versions = tallies.http_versions();
                 let dir = match results.send(WriteResults(result.clone())).await {
                     Ok(r) => r,
                     Err(e) => Err(ResultsError::Writer {
@@ -434,6 +440,7 @@ impl Handler<FromAgent> for RunSupervisor {
                         self.error_samples.entry(k).or_insert(m);
                     }
                 }
+                self.tallies.finished(agent, &f);
                 Event::Finished {
                     agent,
                     started_at_ms: f.started_at_ms,
