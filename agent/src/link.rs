@@ -342,12 +342,17 @@ async fn drive(
         Awaited::GaveUp(why) => return Ok(gave_up_before_start(why)),
     };
     let clock = Clock::new(&cfg.clock);
-    let graceful_stop = Duration::from_millis(assign.spec.load.graceful_stop_ms);
-    // The run's planned end plus the grace, on the same clock as the start.
-    let planned = assign.share.executor.planned_ms();
+    let graceful_stop = Duration::from_millis(assign.spec.graceful_stop_ms());
+    // The run's planned end plus the grace, on the same clock as the start (every scenario of
+    // a script: the share's executor has the first one's length).
+    let planned = assign
+        .share
+        .executor
+        .planned_ms()
+        .max(assign.spec.planned_ms());
     let end_ms = at_ms.saturating_add(ceiling_after_start_ms(
         planned,
-        assign.spec.load.graceful_stop_ms,
+        assign.spec.graceful_stop_ms(),
     ));
     dog.ceiling_at(clock.instant_of(end_ms));
     tokio::time::sleep_until(tokio::time::Instant::from_std(clock.instant_of(at_ms))).await;

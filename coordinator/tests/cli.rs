@@ -399,14 +399,29 @@ fn validate_reads_a_k6_scripts_own_options_and_refuses_what_it_cannot_carry_over
         "{err}"
     );
 
+    // Two scenarios, the second starting later: both split, the run as long as the last.
+    let (code, out, err) = validate(
+        "two.js",
+        "export const options = { scenarios: {\n  a: { executor: 'constant-vus', vus: 4, duration: '2s' },\n  b: { executor: 'shared-iterations', iterations: 10, startTime: '1s', maxDuration: '2s', exec: 'b' },\n} };\nexport function b() {}\nexport default function () {}\n",
+        "",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("executor constant-vus, 2s, peak 4 VUs + 1 more scenario(s), the last ending 3s after the start (from the script's options)"),
+        "{out}"
+    );
     for (body, needle) in [
         (
             "import http from 'k6/http';\n\nexport const options = { vus: __ENV.VUS, duration: '1m' };\n",
             "x.js: line 3: the script's `options` is not a plain literal",
         ),
         (
-            "export const options = { scenarios: { a: { executor: 'constant-vus', duration: '1s' }, b: { executor: 'per-vu-iterations' } } };\n",
-            "x.js options (line 1): options.scenarios declares 2 scenarios (a, b)",
+            "export const options = { scenarios: { a: { executor: 'constant-vus', duration: '1s' }, b: { executor: 'externally-controlled' } } };\n",
+            "x.js options (line 1): options.scenarios.b.executor \"externally-controlled\"",
+        ),
+        (
+            "export const options = { scenarios: { a: { executor: 'constant-vus', vus: 60000, duration: '1s' }, b: { executor: 'constant-vus', vus: 60000, duration: '1s' } } };\n",
+            "the scenarios together reach 120000 VUs, more than the limit of 100000",
         ),
         (
             "export const options = { vus: 2, duration: '1m', thresholds: { my_trend: ['avg<3'] } };\n",

@@ -630,27 +630,40 @@ export default function () {
     );
 }
 
-/// A script whose only scenario runs a named function (and has no default export) keeps its
-/// scenario's name, `exec` and `env`; its shared iterations are split exactly: the target sees
-/// exactly the script's 21.
+/// A script with two scenarios, each running a named function (and no default export), one
+/// starting later: both keep their name, `exec`, `env` and `startTime`, and each one's
+/// iterations are split across the agents exactly — the target sees exactly 21 + 2 × 3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_k6_scenario_with_exec_and_env_runs_as_written_and_its_iterations_split_exactly() {
+async fn a_k6_scripts_scenarios_run_side_by_side_each_split_exactly() {
     let Some(k6) = find("k6") else { return };
     let t = start_target().await;
     let script = br#"import http from 'k6/http';
 export const options = {
   scenarios: {
     browse: { executor: 'shared-iterations', vus: 3, iterations: 21, exec: 'browse', env: { ITEM: '7' } },
+    buy: { executor: 'per-vu-iterations', vus: 2, iterations: 3, exec: 'buy', startTime: '1s' },
   },
 };
 export function browse() {
   http.get(`${__ENV.HERD_TARGET}/items/${__ENV.ITEM}`, { tags: { name: 'item' } });
 }
+export function buy() {
+  http.get(`${__ENV.HERD_TARGET}/items/8`, { tags: { name: 'buy' } });
+}
 "#;
     let spec = "name: k6exec\ntarget: {url}\nengine: k6\nscript: exec.js\n";
     let r = run(&t, &k6, spec, &[("exec.js", script)]).await;
     assert_eq!(r.code, Some(0), "{}", r.out);
-    assert_eq!(t.stats().requests, 21);
-    assert_eq!(r.summary["total"]["requests"], 21, "{}", r.summary);
+    let by_path = t.stats().by_path;
+    assert_eq!(
+        (
+            by_path.get("/items/7").copied(),
+            by_path.get("/items/8").copied()
+        ),
+        (Some(21), Some(6)),
+        "{by_path:?}"
+    );
+    assert_eq!(r.summary["total"]["requests"], 27, "{}", r.summary);
     assert_eq!(r.summary["labels"]["item"]["status"]["200"], 21);
+    assert_eq!(r.summary["labels"]["buy"]["status"]["200"], 6);
 }

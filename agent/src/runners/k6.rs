@@ -333,6 +333,39 @@ pub fn exports_default(src: &str) -> bool {
         .unwrap_or(true)
 }
 
+/// This agent's share of every scenario (the spec's load, and a script's further scenarios,
+/// each split across the agents exactly), by name; scenarios with nothing for this agent are
+/// left out.
+pub fn shares(
+    spec: &messages::spec::Spec,
+    share: &messages::split::Share,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let runner = spec.runner.as_ref();
+    if let Some(sc) = scenario(&share.executor, spec.load.graceful_stop_ms) {
+        if let serde_json::Value::Object(m) =
+            named_scenario(sc, runner.and_then(|r| r.scenario.as_ref()))
+        {
+            out.extend(m);
+        }
+    }
+    for m in runner
+        .map(|r| r.more_scenarios.as_slice())
+        .unwrap_or_default()
+    {
+        let mine = messages::split::split(&m.load.executor, share.count)
+            .into_iter()
+            .nth(share.index as usize);
+        let Some(sc) = mine.and_then(|s| scenario(&s.executor, m.load.graceful_stop_ms)) else {
+            continue;
+        };
+        if let serde_json::Value::Object(named) = named_scenario(sc, Some(&m.scenario)) {
+            out.extend(named);
+        }
+    }
+    out
+}
+
 /// This agent's k6 scenario, under the script's own scenario name with its `exec`, `env` and
 /// `tags` when its options named one.
 pub fn named_scenario(
@@ -357,6 +390,9 @@ pub fn named_scenario(
     }
     if !s.tags.is_empty() {
         sc["tags"] = pairs(&s.tags);
+    }
+    if s.start_ms > 0 {
+        sc["startTime"] = ms(s.start_ms).into();
     }
     let mut m = serde_json::Map::new();
     m.insert(s.name.clone(), sc);
@@ -393,12 +429,12 @@ impl Runner for K6 {
     /// options; the `HERD_*` variables let a script address the target and tell agents apart.
     fn command(&self, l: &Launch<'_>) -> Result<Option<Command>, RunnerError> {
         let (spec, share, dir) = (l.spec, l.share, l.dir);
-        let Some(sc) = scenario(&share.executor, spec.load.graceful_stop_ms) else {
-            return Ok(None);
-        };
         let runner = spec.runner.as_ref();
-        let named = named_scenario(sc, runner.and_then(|r| r.scenario.as_ref()));
-        let options = serde_json::json!({ "scenarios": named });
+        let scenarios = shares(spec, share);
+        if scenarios.is_empty() {
+            return Ok(None);
+        }
+        let options = serde_json::json!({ "scenarios": scenarios });
         let has_default = std::fs::read_to_string(dir.join(l.script_file))
             .map(|src| exports_default(&src))
             .unwrap_or(true);

@@ -199,10 +199,10 @@ fn literal_end(src: &str, start: usize) -> Result<usize, String> {
 /// The options in herd's terms.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Translated {
-    /// A `load:` section (JSON) for the spec decoder; `None` when the script sets no load (k6's
-    /// default, one iteration, stands).
-    pub load: Option<Value>,
-    pub scenario: Option<ScriptScenario>,
+    /// Each scenario's `load:` section (JSON, for the spec decoder) with its settings, in the
+    /// script's order; one entry without settings for k6's shortcuts; none when the script
+    /// sets no load (k6's default, one iteration, stands).
+    pub scenarios: Vec<(Value, Option<ScriptScenario>)>,
     pub thresholds: Vec<Threshold>,
     /// What was not carried over and does not change the numbers.
     pub notes: Vec<String>,
@@ -221,9 +221,8 @@ pub fn translate(
         return Err(vec!["options must be an object".into()]);
     };
     if want_load {
-        if let Some((load, scenario, notes)) = load(o, &mut errs) {
-            out.load = load;
-            out.scenario = scenario;
+        if let Some((scenarios, notes)) = load(o, &mut errs) {
+            out.scenarios = scenarios;
             out.notes = notes;
         }
     } else if ["scenarios", "stages", "vus", "duration", "iterations"]
@@ -255,7 +254,11 @@ pub fn translate(
     }
 }
 
-type Loaded = (Option<Value>, Option<ScriptScenario>, Vec<String>);
+/// The scenarios (load and settings) and notes.
+type Loaded = (Vec<(Value, Option<ScriptScenario>)>, Vec<String>);
+
+/// Most scenarios a script may declare.
+const MAX_SCENARIOS: usize = 16;
 
 fn load(o: &Map<String, Value>, errs: &mut Vec<String>) -> Option<Loaded> {
     let shortcuts: Vec<&str> = ["vus", "duration", "iterations", "stages"]
@@ -274,21 +277,22 @@ fn load(o: &Map<String, Value>, errs: &mut Vec<String>) -> Option<Loaded> {
             errs.push("options.scenarios must be an object of named scenarios".into());
             return None;
         };
-        return match map.iter().collect::<Vec<_>>().as_slice() {
-            [] => Some((None, None, Vec::new())),
-            [(name, s)] => scenario(name, s, errs),
-            many => {
-                let names: Vec<&str> = many.iter().map(|(n, _)| n.as_str()).collect();
-                errs.push(format!(
-                    "options.scenarios declares {} scenarios ({}): herd splits one scenario \
-                     across its agents; run each as its own spec (a `load:` in the spec replaces \
-                     the script's)",
-                    names.len(),
-                    names.join(", ")
-                ));
-                None
+        if map.len() > MAX_SCENARIOS {
+            errs.push(format!(
+                "options.scenarios declares {} scenarios, more than the {MAX_SCENARIOS} herd runs",
+                map.len()
+            ));
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut notes = Vec::new();
+        for (name, s) in map {
+            if let Some((load, sc, n)) = scenario(name, s, errs) {
+                out.push((load, Some(sc)));
+                notes.extend(n);
             }
-        };
+        }
+        return Some((out, notes));
     }
     let vus = match o.get("vus").filter(|v| !v.is_null()) {
         Some(v) => Some(count(v, "options.vus", errs)?),
@@ -319,13 +323,17 @@ fn load(o: &Map<String, Value>, errs: &mut Vec<String>) -> Option<Loaded> {
         errs.push("options.vus needs duration, iterations or stages beside it".into());
         return None;
     } else {
-        return Some((None, None, Vec::new()));
+        return Some((Vec::new(), Vec::new()));
     };
-    Some((Some(load), None, Vec::new()))
+    Some((vec![(load, None)], Vec::new()))
 }
 
 /// One named scenario: its load for herd, the rest kept for k6.
-fn scenario(name: &str, s: &Value, errs: &mut Vec<String>) -> Option<Loaded> {
+fn scenario(
+    name: &str,
+    s: &Value,
+    errs: &mut Vec<String>,
+) -> Option<(Value, ScriptScenario, Vec<String>)> {
     let at = format!("options.scenarios.{name}");
     let Some(s) = s.as_object() else {
         errs.push(format!("{at} must be an object"));
@@ -339,14 +347,10 @@ fn scenario(name: &str, s: &Value, errs: &mut Vec<String>) -> Option<Loaded> {
             return None;
         }
     };
-    if let Some(st) = s.get("startTime").filter(|v| !v.is_null()) {
-        if ms(st, &format!("{at}.startTime"), errs)? > 0 {
-            errs.push(format!(
-                "{at}.startTime: the only scenario would start late on every agent; remove it"
-            ));
-            return None;
-        }
-    }
+    let start_ms = match s.get("startTime").filter(|v| !v.is_null()) {
+        Some(st) => ms(st, &format!("{at}.startTime"), errs)?,
+        None => 0,
+    };
     let gs = match s.get("gracefulStop").filter(|v| !v.is_null()) {
         Some(v) => ms(v, &format!("{at}.gracefulStop"), errs)?,
         None => 30_000,
@@ -517,8 +521,9 @@ fn scenario(name: &str, s: &Value, errs: &mut Vec<String>) -> Option<Loaded> {
         exec,
         env: pairs("env", errs)?,
         tags: pairs("tags", errs)?,
+        start_ms,
     };
-    Some((Some(load), Some(scenario), notes))
+    Some((load, scenario, notes))
 }
 
 fn stages(v: &Value, at: &str, errs: &mut Vec<String>) -> Option<Value> {

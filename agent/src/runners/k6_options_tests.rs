@@ -42,7 +42,9 @@ fn stages_become_a_ramping_vus_load_starting_at_one_vu() {
     let f = read(STAGES_JS).expect("read").expect("options");
     assert_eq!(f.line, 4);
     let t = translate(&f.value, true, true).expect("translate");
-    let load = t.load.expect("load");
+    let [(load, None)] = t.scenarios.as_slice() else {
+        panic!("{:?}", t.scenarios)
+    };
     assert_eq!(load["executor"], "ramping-vus");
     assert_eq!(load["start_vus"], 1);
     assert_eq!(
@@ -53,17 +55,20 @@ fn stages_become_a_ramping_vus_load_starting_at_one_vu() {
         load["stages"][2],
         json!({"duration": "5000ms", "target": 0})
     );
-    let l = messages::spec::decode_load(&load, &messages::spec::SpecLimits::DEFAULT)
+    let l = messages::spec::decode_load(load, &messages::spec::SpecLimits::DEFAULT)
         .expect("a valid herd load");
     assert_eq!(l.executor.planned_ms(), 20_000);
-    assert!(t.thresholds.is_empty() && t.scenario.is_none());
+    assert!(t.thresholds.is_empty());
 }
 
 #[test]
 fn thresholds_are_translated_to_herds_own() {
     let f = read(THRESHOLDS_JS).expect("read").expect("options");
     let t = translate(&f.value, true, true).expect("translate");
-    assert_eq!(t.load, None, "no load options: k6's one iteration");
+    assert!(
+        t.scenarios.is_empty(),
+        "no load options: k6's one iteration"
+    );
     let [th] = t.thresholds.as_slice() else {
         panic!("{:?}", t.thresholds)
     };
@@ -151,17 +156,17 @@ fn one_named_scenario_keeps_its_name_exec_env_and_tags() {
     let f = read(src).expect("read").expect("options");
     assert_eq!(f.line, 4);
     let t = translate(&f.value, true, true).expect("translate");
-    let load = t.load.expect("load");
+    let [(load, Some(sc))] = t.scenarios.as_slice() else {
+        panic!("{:?}", t.scenarios)
+    };
     assert_eq!(load["duration"], "90000ms");
     assert_eq!(
         (load["rate"].as_u64(), load["max_vus"].as_u64()),
         (Some(50), Some(40))
     );
     assert_eq!(load["graceful_stop"], "5000ms");
-    let l =
-        messages::spec::decode_load(&load, &messages::spec::SpecLimits::DEFAULT).expect("valid");
+    let l = messages::spec::decode_load(load, &messages::spec::SpecLimits::DEFAULT).expect("valid");
     assert!(l.executor.is_arrival_rate() && l.graceful_stop_ms == 5_000);
-    let sc = t.scenario.expect("scenario");
     assert_eq!(
         (sc.name.as_str(), sc.exec.as_deref()),
         ("browse", Some("browse"))
@@ -172,7 +177,8 @@ fn one_named_scenario_keeps_its_name_exec_env_and_tags() {
 
 #[test]
 fn shortcuts_follow_k6s_rules() {
-    let load = |v: Value| translate(&v, true, true).map(|t| t.load);
+    let load =
+        |v: Value| translate(&v, true, true).map(|t| t.scenarios.first().map(|(l, _)| l.clone()));
     let c = load(json!({"vus": 10, "duration": "30s"}))
         .expect("ok")
         .expect("load");
@@ -199,9 +205,29 @@ fn shortcuts_follow_k6s_rules() {
     let e = load(json!({"vus": 1, "duration": "10s", "scenarios": {"a": {"executor": "constant-vus", "duration": "1s"}}}))
         .expect_err("both");
     assert!(e[0].contains("both scenarios and vus, duration"), "{e:?}");
-    let e = load(json!({"scenarios": {"a": {"executor": "constant-vus", "duration": "1s"}, "b": {"executor": "shared-iterations"}}}))
-        .expect_err("two");
-    assert!(e[0].contains("declares 2 scenarios (a, b)"), "{e:?}");
+    let t = translate(
+        &json!({"scenarios": {
+            "a": {"executor": "constant-vus", "duration": "1s"},
+            "b": {"executor": "shared-iterations", "startTime": "2s", "exec": "b"},
+        }}),
+        true,
+        true,
+    )
+    .expect("two scenarios");
+    let names: Vec<(&str, u64)> = t
+        .scenarios
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().map(|s| (s.name.as_str(), s.start_ms)))
+        .collect();
+    assert_eq!(names, [("a", 0), ("b", 2_000)]);
+    let many: Map<String, Value> = (0..17)
+        .map(|i| (format!("s{i}"), json!({"executor": "shared-iterations"})))
+        .collect();
+    let e = load(json!({ "scenarios": many })).expect_err("too many");
+    assert!(
+        e[0].contains("declares 17 scenarios, more than the 16"),
+        "{e:?}"
+    );
     let e =
         load(json!({"scenarios": {"a": {"executor": "externally-controlled", "duration": "1s"}}}))
             .expect_err("external");

@@ -167,15 +167,50 @@ pub fn apply_script_options(
     let at = |e: &str| format!("{start} options (line {}): {e}", found.line);
     let t = k6_options::translate(&found.value, load_from_script, thresholds_from_script)
         .map_err(|errs| RunnerError::Options(errs.iter().map(|e| at(e)).collect()))?;
-    if let Some(load) = &t.load {
-        spec.load = messages::spec::decode_load(load, limits).map_err(|e| {
-            RunnerError::Options(
+    // Each scenario's load, checked like a written one; then the whole against the caps.
+    let mut errs = Vec::new();
+    let mut loads = Vec::new();
+    for (json, sc) in &t.scenarios {
+        let whose = sc
+            .as_ref()
+            .map(|s| format!("scenario {}: ", s.name))
+            .unwrap_or_default();
+        match messages::spec::decode_load(json, limits) {
+            Ok(l) => loads.push((l, sc.clone())),
+            Err(e) => errs.extend(
                 e.issues()
                     .iter()
-                    .map(|i| at(&format!("as herd's {}: {}", i.path, i.message)))
-                    .collect(),
-            )
-        })?;
+                    .map(|i| at(&format!("{whose}as herd's {}: {}", i.path, i.message))),
+            ),
+        }
+    }
+    if !errs.is_empty() {
+        return Err(RunnerError::Options(errs));
+    }
+    let mut loads = loads.into_iter();
+    let mut first_scenario = None;
+    if let Some((l, sc)) = loads.next() {
+        spec.load = l;
+        first_scenario = sc;
+    }
+    let more: Vec<messages::spec::MoreScenario> = loads
+        .filter_map(|(load, sc)| {
+            Some(messages::spec::MoreScenario {
+                scenario: sc?,
+                load,
+            })
+        })
+        .collect();
+    let peak = more
+        .iter()
+        .fold(messages::split::max_vus(&spec.load.executor), |n, m| {
+            n.saturating_add(messages::split::max_vus(&m.load.executor))
+        });
+    if peak > limits.vus {
+        return Err(RunnerError::Options(vec![at(&format!(
+            "the scenarios together reach {peak} VUs, more than the limit of {} (raise [limits] vus in the serve config)",
+            limits.vus
+        ))]));
     }
     if thresholds_from_script {
         if t.thresholds.len() > limits.thresholds {
@@ -188,8 +223,17 @@ pub fn apply_script_options(
         spec.thresholds = t.thresholds;
     }
     if let Some(r) = spec.runner.as_mut() {
-        r.scenario = t.scenario;
+        r.scenario = first_scenario;
+        r.more_scenarios = more;
         r.notes = t.notes.iter().map(|n| at(n)).collect();
+    }
+    let end = spec.planned_ms();
+    if end > limits.duration_ms {
+        return Err(RunnerError::Options(vec![at(&format!(
+            "the scenarios end {}s after the start, past the limit of {}s (raise [limits] duration_s in the serve config)",
+            end / 1000,
+            limits.duration_ms / 1000
+        ))]));
     }
     Ok(())
 }
@@ -379,7 +423,7 @@ pub async fn run_share(
     let checks = recorder.checks();
     let mut feed = feed::Feed::new(&recorder);
     let rec = tokio::spawn(recorder.run());
-    let result = process::drive(r, cmd, spec.load.graceful_stop_ms, &mut stop, &mut feed).await;
+    let result = process::drive(r, cmd, spec.graceful_stop_ms(), &mut stop, &mut feed).await;
     drop(feed);
     if let Err(e) = rec.await {
         tracing::error!(error = %e, "recorder task failed");

@@ -45,8 +45,17 @@ pub async fn validate(path: &Path) -> anyhow::Result<Exit> {
             let (load_from, thresholds_from) = spec.runner.as_ref().map_or((false, false), |r| {
                 (r.load_from_script, r.thresholds_from_script)
             });
+            let more = spec.runner.as_ref().map_or(0, |r| r.more_scenarios.len());
+            let more = if more > 0 {
+                format!(
+                    " + {more} more scenario(s), the last ending {} after the start",
+                    humantime::format_duration(Duration::from_millis(spec.planned_ms()))
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "{}: ok — {what}, {}{}, {}, {} threshold(s){}",
+                "{}: ok — {what}, {}{more}{}, {}, {} threshold(s){}",
                 path.display(),
                 load_line(&spec.load.executor),
                 from_script(load_from),

@@ -190,8 +190,8 @@ pub async fn start_run(
     let replayed = replay(
         MachineConfig {
             agents: count,
-            planned_ms: plan.spec.load.executor.planned_ms(),
-            graceful_stop_ms: plan.spec.load.graceful_stop_ms,
+            planned_ms: plan.spec.planned_ms(),
+            graceful_stop_ms: plan.spec.graceful_stop_ms(),
             min_healthy_pct: plan.spec.min_healthy_agents,
             timing: settings.timing,
         },
@@ -216,7 +216,7 @@ pub async fn start_run(
             },
         )
         .await?;
-    let planned_s = plan.spec.load.executor.planned_ms() as f64 / 1000.0;
+    let planned_s = plan.spec.planned_ms() as f64 / 1000.0;
     let open_model = matches!(
         plan.spec.load.executor,
         messages::spec::Executor::ConstantArrivalRate { .. }

@@ -62,8 +62,11 @@ pub struct Runner {
     /// No `thresholds:` in the spec: the script's own thresholds are judged, fleet-wide (k6).
     pub thresholds_from_script: bool,
     /// The scenario the script's options named, so the k6 it runs keeps its name, `exec`,
-    /// `env` and `tags` as the author wrote them.
+    /// `env`, `tags` and start as the author wrote them; its load is `load`.
     pub scenario: Option<ScriptScenario>,
+    /// The script's other scenarios, each with its own load, split across the agents like
+    /// `load` (k6 runs them side by side).
+    pub more_scenarios: Vec<MoreScenario>,
     /// What of the script's options herd did not carry over, shown as warnings.
     pub notes: Vec<String>,
 }
@@ -76,6 +79,15 @@ pub struct ScriptScenario {
     pub exec: Option<String>,
     pub env: Vec<(String, String)>,
     pub tags: Vec<(String, String)>,
+    /// k6's `startTime`: how long after the run's start the scenario begins.
+    pub start_ms: u64,
+}
+
+/// A further scenario of a script: its settings and its own load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoreScenario {
+    pub scenario: ScriptScenario,
+    pub load: Load,
 }
 
 /// Name under which the runner's script travels in the Assign message.
@@ -235,11 +247,39 @@ pub enum Think {
     Range { min_ms: u64, max_ms: u64 },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Load {
     pub executor: Executor,
     /// How long iterations in flight may finish after the executor's end.
     pub graceful_stop_ms: u64,
+}
+
+impl Spec {
+    /// When the last of the load ends, after the start (without graceful stop): `load`'s
+    /// planned length, or for a script with several scenarios the latest start + length.
+    /// Saturates rather than wraps.
+    pub fn planned_ms(&self) -> u64 {
+        let first = self.load.executor.planned_ms();
+        let Some(r) = &self.runner else { return first };
+        let first = first.saturating_add(r.scenario.as_ref().map_or(0, |s| s.start_ms));
+        r.more_scenarios.iter().fold(first, |end, m| {
+            end.max(
+                m.scenario
+                    .start_ms
+                    .saturating_add(m.load.executor.planned_ms()),
+            )
+        })
+    }
+
+    /// The longest graceful stop of any scenario.
+    pub fn graceful_stop_ms(&self) -> u64 {
+        let first = self.load.graceful_stop_ms;
+        self.runner.as_ref().map_or(first, |r| {
+            r.more_scenarios
+                .iter()
+                .fold(first, |g, m| g.max(m.load.graceful_stop_ms))
+        })
+    }
 }
 
 impl Load {

@@ -75,6 +75,7 @@ pub(super) fn runner(m: &mut Map, errs: &mut Errs) -> Option<Option<Runner>> {
             load_from_script: false,
             thresholds_from_script: false,
             scenario: None,
+            more_scenarios: Vec::new(),
             notes: Vec::new(),
         }),
         _ => None,
