@@ -394,8 +394,11 @@ async fn drive(
             b = batch_rx.recv() => match b {
                 Some(b) => {
                     vus.store(b.vus, Ordering::Relaxed);
-                    sent += 1;
-                    out.batch(&metrics_topic, sent, Body::Metrics(b), &mut kept);
+                    // Within what one IoT Core message may carry, split between labels.
+                    for part in messages::wire::split_batch(b, messages::wire::MAX_BATCH_PAYLOAD_BYTES) {
+                        sent += 1;
+                        out.batch(&metrics_topic, sent, Body::Metrics(part), &mut kept);
+                    }
                     last_batch.store(sent, Ordering::Relaxed);
                 }
                 None => break,

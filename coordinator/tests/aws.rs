@@ -770,6 +770,7 @@ async fn iot_credentials_are_made_per_agent_and_removed() {
         REGION.into(),
         coordinator::config::CertificateSource::Aws,
         None,
+        "herd-agents".into(),
     );
     let endpoint = iot.endpoint().await.expect("DescribeEndpoint");
     assert!(
@@ -777,7 +778,7 @@ async fn iot_credentials_are_made_per_agent_and_removed() {
         "{endpoint}"
     );
     let creds = iot.issue_run("r-42", 3).await.expect("issue");
-    assert_eq!(creds.policy, "herd-r-42");
+    assert_eq!(creds.policy, "herd-agents", "the one static agent policy");
     assert_eq!(creds.agents.len(), 3);
     for (i, c) in creds.agents.iter().enumerate() {
         assert_eq!(c.thing, format!("herd-r-42-agent-{i}"));
@@ -792,6 +793,14 @@ async fn iot_credentials_are_made_per_agent_and_removed() {
             Some(&i.to_string()),
             "the policy's ${{iot:Connection.Thing.Attributes[agent]}} is this agent's index"
         );
+        assert_eq!(
+            thing
+                .attributes()
+                .and_then(|a| a.get("run"))
+                .map(String::as_str),
+            Some("r-42"),
+            "the policy's ${{iot:Connection.Thing.Attributes[run]}} is this agent's run"
+        );
         assert!(c.cert_pem.contains("BEGIN CERTIFICATE") && c.key_pem.0.contains("PRIVATE KEY"));
         let principals = client
             .list_thing_principals()
@@ -805,21 +814,22 @@ async fn iot_credentials_are_made_per_agent_and_removed() {
             "each thing has its own certificate"
         );
     }
+    // Made once (moto has no stack to make it), from deploy/iot-agent-policy.json.
     let policy = client
         .get_policy()
-        .policy_name("herd-r-42")
+        .policy_name("herd-agents")
         .send()
         .await
         .expect("GetPolicy");
     let doc = policy.policy_document().unwrap_or_default();
     assert!(
-        doc.contains("herd/runs/r-42/agents/${iot:Connection.Thing.Attributes[agent]}/metrics")
-            && doc.contains("herd/runs/r-42/control"),
+        doc.contains("herd/runs/${iot:Connection.Thing.Attributes[run]}/agents/${iot:Connection.Thing.Attributes[agent]}/metrics")
+            && !doc.contains("r-42"),
         "{doc}"
     );
     let targets = client
         .list_targets_for_policy()
-        .policy_name("herd-r-42")
+        .policy_name("herd-agents")
         .send()
         .await
         .expect("ListTargetsForPolicy");
@@ -840,15 +850,20 @@ async fn iot_credentials_are_made_per_agent_and_removed() {
         .expect("ListCertificates")
         .certificates()
         .is_empty());
+    // The static policy stays, attached to nothing.
+    let targets = client
+        .list_targets_for_policy()
+        .policy_name("herd-agents")
+        .send()
+        .await
+        .expect("ListTargetsForPolicy");
+    assert!(targets.targets().is_empty());
     let policies = client.list_policies().send().await.expect("ListPolicies");
-    assert!(policies
-        .policies()
-        .iter()
-        .all(|p| p.policy_name() != Some("herd-r-42")));
+    assert_eq!(policies.policies().len(), 1, "no policy per run");
 }
 
-/// A coordinator that died mid-run, or a cleanup that failed part-way, leaves things,
-/// certificates and a policy behind; the sweeper removes those of runs nobody holds, and
+/// A coordinator that died mid-run, or a cleanup that failed part-way, leaves things and
+/// certificates behind; the sweeper removes those of runs nobody holds, and
 /// leaves the ones it is told to keep.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_runs_iot_identities_are_swept() {
@@ -860,16 +875,14 @@ async fn abandoned_runs_iot_identities_are_swept() {
         REGION.into(),
         coordinator::config::CertificateSource::Aws,
         None,
+        "herd-agents".into(),
     );
     let old = "shop-20200101T000000Z-ab12";
     let live = "shop-20991231T000000Z-cd34";
     iot.issue_run(old, 2).await.expect("issue old");
     iot.issue_run(live, 1).await.expect("issue live");
-    let removed = iot
-        .sweep("herd-coordinator", |run| run == live)
-        .await
-        .expect("sweep");
-    assert_eq!(removed, 3, "two things and a policy");
+    let removed = iot.sweep(|run| run == live).await.expect("sweep");
+    assert_eq!(removed, 2, "the old run's two things");
     let things: Vec<String> = client
         .list_things()
         .send()
@@ -893,8 +906,11 @@ async fn abandoned_runs_iot_identities_are_swept() {
         .iter()
         .filter_map(|p| p.policy_name().map(str::to_string))
         .collect();
-    assert!(!policies.contains(&format!("herd-{old}")), "{policies:?}");
-    assert!(policies.contains(&format!("herd-{live}")), "{policies:?}");
+    assert_eq!(
+        policies,
+        vec!["herd-agents".to_string()],
+        "no policy per run"
+    );
     let certs = client
         .list_certificates()
         .send()

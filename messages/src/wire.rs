@@ -248,6 +248,63 @@ pub fn clip_text(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
+/// The most an agent puts in one metrics message: AWS IoT Core refuses messages over 128 KB,
+/// and the envelope and its authenticating frame need a little room besides.
+pub const MAX_BATCH_PAYLOAD_BYTES: usize = 100 * 1024;
+
+/// Bytes of a [`MetricBatch`] without its labels, with room for the labels' count.
+const BATCH_HEADER_BYTES: usize = 64;
+
+fn encoded_len<T: Serialize>(v: &T) -> usize {
+    bincode::serde::encode_to_vec(v, cfg()).map_or(usize::MAX, |b| b.len())
+}
+
+/// `b` as one or more batches of the same agent and second whose encodings each stay within
+/// `max` bytes, split between labels (a label's histogram is never cut). The parts add up to
+/// `b` exactly: each carries the second's VUs (a level, kept as the latest), and the first
+/// alone its iterations and dropped iterations (counts, added). A single label larger than
+/// `max` goes alone in its part. The coordinator folds parts like any batches of one second.
+pub fn split_batch(b: MetricBatch, max: usize) -> Vec<MetricBatch> {
+    if encoded_len(&b) <= max {
+        return vec![b];
+    }
+    let MetricBatch {
+        agent,
+        second,
+        labels,
+        vus,
+        iterations,
+        dropped_iterations,
+    } = b;
+    let mut parts: Vec<Vec<crate::metrics::LabelBatch>> = Vec::new();
+    let mut current = Vec::new();
+    let mut size = BATCH_HEADER_BYTES;
+    for l in labels {
+        let n = encoded_len(&l);
+        if !current.is_empty() && size.saturating_add(n) > max {
+            parts.push(std::mem::take(&mut current));
+            size = BATCH_HEADER_BYTES;
+        }
+        size = size.saturating_add(n);
+        current.push(l);
+    }
+    if !current.is_empty() || parts.is_empty() {
+        parts.push(current);
+    }
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, labels)| MetricBatch {
+            agent,
+            second,
+            labels,
+            vus,
+            iterations: if i == 0 { iterations } else { 0 },
+            dropped_iterations: if i == 0 { dropped_iterations } else { 0 },
+        })
+        .collect()
+}
+
 /// Samples as a coordinator keeps them: bounded in number and size whatever an agent sent.
 pub fn bounded_samples(samples: &[(String, String)]) -> Vec<(String, String)> {
     samples
@@ -295,6 +352,81 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
 
 #[cfg(test)]
 mod tests {
+    /// A second with thousands of labels (a k6 script naming every URL) goes out as several
+    /// messages, each within what IoT Core accepts, and they add up to the second exactly.
+    #[test]
+    fn a_batch_too_large_for_one_message_is_split_between_labels_and_adds_up() {
+        use super::*;
+        use crate::metrics::LabelStats;
+        let mut labels = Vec::new();
+        for i in 0..3000u64 {
+            let mut s = LabelStats::default();
+            for v in 0..20 {
+                s.latency
+                    .record(1_000 + i * 37 + v * 1_009)
+                    .expect("record");
+            }
+            s.requests = 20;
+            s.errors = i % 3;
+            *s.status.entry(200).or_default() += 20;
+            labels.push(s.to_wire(&format!("GET /items/{i}")));
+        }
+        let whole = MetricBatch {
+            agent: 3,
+            second: 1_700_000_000,
+            labels,
+            vus: 40,
+            iterations: 777,
+            dropped_iterations: 5,
+        };
+        assert!(
+            encoded_len(&whole) > MAX_BATCH_PAYLOAD_BYTES,
+            "the test needs a large batch"
+        );
+        let parts = split_batch(whole.clone(), MAX_BATCH_PAYLOAD_BYTES);
+        assert!(parts.len() > 1);
+        for p in &parts {
+            assert!(
+                encoded_len(p) <= MAX_BATCH_PAYLOAD_BYTES,
+                "{}",
+                encoded_len(p)
+            );
+            assert_eq!((p.agent, p.second, p.vus), (3, 1_700_000_000, 40));
+            let env = Envelope {
+                version: WIRE_VERSION,
+                run_id: "shop-20261201T000000Z-ab12".into(),
+                sender: "agent-3".into(),
+                seq: u64::MAX,
+                sent_at_ms: u64::MAX,
+                body: Body::Metrics(p.clone()),
+            };
+            assert!(
+                encode(&env).expect("encodes").len() < 128 * 1024,
+                "fits IoT Core"
+            );
+        }
+        assert_eq!(parts.iter().map(|p| p.iterations).sum::<u64>(), 777);
+        assert_eq!(parts.iter().map(|p| p.dropped_iterations).sum::<u64>(), 5);
+        let (mut a, mut b) = (
+            std::collections::BTreeMap::new(),
+            std::collections::BTreeMap::new(),
+        );
+        whole.fold_into(&mut a).expect("fold");
+        for p in &parts {
+            p.fold_into(&mut b).expect("fold");
+        }
+        assert_eq!(a, b, "every label, histogram and count, once");
+        // A batch that fits is left as it is.
+        let small = MetricBatch {
+            labels: whole.labels[..3].to_vec(),
+            ..whole
+        };
+        assert_eq!(
+            split_batch(small.clone(), MAX_BATCH_PAYLOAD_BYTES),
+            vec![small]
+        );
+    }
+
     /// An agent's Finished is outside input: however many and however long the samples it
     /// sends, the coordinator keeps at most 16, each clipped on a character boundary.
     #[test]

@@ -1,7 +1,10 @@
-//! IoT Core credentials. Each run gets one policy (`herd-<run>`) and each agent its own thing
-//! (`herd-<run>-agent-<i>`, which is also its MQTT client id) and certificate; the policy lets
-//! a certificate connect only as a thing attached to it and publish/subscribe only on its
-//! run's topics. All of it is made at launch and deactivated and deleted at run end.
+//! IoT Core credentials. Each agent gets its own thing (`herd-<run>-agent-<i>`, which is also
+//! its MQTT client id, with attributes `run` and `agent`) and certificate, under the one static
+//! agent policy (`[aws.iot] agent_policy`, `deploy/iot-agent-policy.json`) whose policy
+//! variables let a certificate connect only as the thing attached to it and publish or
+//! subscribe only on that thing's run's and its own topics. No policy is made per run, so the
+//! coordinator needs no right to make or delete policies. Things and certificates are made at
+//! launch and deactivated and deleted at run end.
 //!
 //! Certificates come from IoT Core (CreateKeysAndCertificate) or are signed here by our own CA
 //! and registered (RegisterCertificateWithoutCA): the second suits a self-managed CA and any
@@ -62,6 +65,10 @@ pub struct Iot {
     source: CertificateSource,
     /// Our CA (certificate PEM, key PEM) for [`CertificateSource::OwnCa`].
     ca: Option<(String, String)>,
+    /// The static policy every agent certificate gets.
+    agent_policy: String,
+    /// Set once the agent policy is known to exist.
+    policy_ready: std::sync::Arc<tokio::sync::OnceCell<()>>,
 }
 
 pub use transport::keys::agent_client_id;
@@ -69,19 +76,20 @@ pub use transport::keys::agent_client_id;
 /// The thing attribute that holds an agent's index: the policy lets a thing publish only on
 /// `agents/${iot:Connection.Thing.Attributes[agent]}/…`, its own topics.
 pub const AGENT_ATTRIBUTE: &str = "agent";
+/// The thing attribute that holds its run: `herd/runs/${iot:Connection.Thing.Attributes[run]}/…`.
+pub const RUN_ATTRIBUTE: &str = "run";
 
 /// The template of a run's agent policy: the file in `deploy/` is the one herd uses.
 pub const AGENT_POLICY_TEMPLATE: &str = include_str!("../../../deploy/iot-agent-policy.json");
 
-/// The policy of a run's agents: connect only as a thing attached to the certificate (each
-/// agent has its own), publish only on its own status and metrics topics (the thing's
-/// `agent` attribute), subscribe to and receive only the run's control topic.
-pub fn agent_policy(region: &str, account: &str, run: &str) -> String {
+/// The agents' policy: connect only as a thing attached to the certificate (each agent has
+/// its own), publish only on its own status and metrics topics (the thing's `agent` and `run`
+/// attributes), subscribe to and receive only its run's control topic.
+pub fn agent_policy(region: &str, account: &str) -> String {
     AGENT_POLICY_TEMPLATE
         .replace("${Partition}", partition_of(region))
         .replace("${Region}", region)
         .replace("${Account}", account)
-        .replace("${Run}", run)
 }
 
 /// The ARN partition of `region`: China and GovCloud regions are not `arn:aws:`.
@@ -111,13 +119,49 @@ impl Iot {
         region: String,
         source: CertificateSource,
         ca: Option<(String, String)>,
+        agent_policy: String,
     ) -> Iot {
         Iot {
             client,
             region,
             source,
             ca,
+            agent_policy,
+            policy_ready: Default::default(),
         }
+    }
+
+    /// Makes sure the agent policy exists: the stack makes it (and grants the coordinator only
+    /// GetPolicy on it); a coordinator set up by hand makes it here from
+    /// `deploy/iot-agent-policy.json` when it is missing, once.
+    pub async fn ensure_agent_policy(&self) -> Result<(), IotError> {
+        self.policy_ready
+            .get_or_try_init(|| async {
+                match self
+                    .client
+                    .get_policy()
+                    .policy_name(&self.agent_policy)
+                    .send()
+                    .await
+                {
+                    Ok(_) => return Ok(()),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_resource_not_found_exception()) => {}
+                    Err(e) => return Err(iot_err("GetPolicy")(&e)),
+                }
+                tracing::info!(policy = %self.agent_policy, "making the agents' IoT policy");
+                self.client
+                    .create_policy()
+                    .policy_name(&self.agent_policy)
+                    .policy_document(agent_policy(&self.region, "*"))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| iot_err("CreatePolicy")(&e))
+            })
+            .await
+            .map(|_| ())
     }
 
     /// `mqtts://<account endpoint>:8883`.
@@ -184,18 +228,11 @@ impl Iot {
         }
     }
 
-    /// Policy, things and certificates for `count` agents of `run`. On error, whatever was
-    /// made is removed again before the error is returned.
+    /// Things and certificates for `count` agents of `run`, under the agent policy. On error,
+    /// whatever was made is removed again before the error is returned.
     pub async fn issue_run(&self, run: &str, count: u32) -> Result<RunCredentials, IotError> {
-        let policy = format!("herd-{run}");
-        let doc = agent_policy(&self.region, "*", run);
-        self.client
-            .create_policy()
-            .policy_name(&policy)
-            .policy_document(doc)
-            .send()
-            .await
-            .map_err(|e| iot_err("CreatePolicy")(&e))?;
+        self.ensure_agent_policy().await?;
+        let policy = self.agent_policy.clone();
         let made: Vec<Result<Credential, (Option<Credential>, IotError)>> =
             futures::stream::iter(0..count)
                 .map(|i| self.issue_agent(run, i, &policy))
@@ -239,6 +276,7 @@ impl Iot {
                 .attribute_payload(
                     aws_sdk_iot::types::AttributePayload::builder()
                         .attributes(AGENT_ATTRIBUTE, i.to_string())
+                        .attributes(RUN_ATTRIBUTE, run)
                         .build(),
                 )
                 .send()
@@ -266,17 +304,11 @@ impl Iot {
         }
     }
 
-    /// Detaches, deactivates and deletes everything [`Iot::issue_run`] made. Best effort: each
-    /// failure is logged and the rest still goes.
-    /// Removes the things, certificates and policies of every run `keep` does not name: runs
-    /// whose coordinator died mid-run, or whose cleanup failed part-way. A run's artefacts are
-    /// found by name (policy `herd-<run>`, things `herd-<run>-agent-<i>`); `coordinator_policy`
-    /// is never touched. Returns how many things and policies went.
-    pub async fn sweep(
-        &self,
-        coordinator_policy: &str,
-        keep: impl Fn(&str) -> bool,
-    ) -> Result<usize, IotError> {
+    /// Removes the things and certificates of every run `keep` does not name: runs whose
+    /// coordinator died mid-run, or whose cleanup failed part-way. A run's artefacts are found
+    /// by name (things `herd-<run>-agent-<i>`); the agent policy is only detached from their
+    /// certificates. Returns how many things went.
+    pub async fn sweep(&self, keep: impl Fn(&str) -> bool) -> Result<usize, IotError> {
         let mut removed = 0;
         let mut things = Vec::new();
         let mut token = None;
@@ -305,7 +337,6 @@ impl Iot {
             if keep(run) {
                 continue;
             }
-            let policy = format!("herd-{run}");
             let principals = self
                 .client
                 .list_thing_principals()
@@ -328,66 +359,22 @@ impl Iot {
                     cert_pem: String::new(),
                     key_pem: Redacted(String::new()),
                 };
-                self.revoke(&c, Some(&policy)).await;
+                self.revoke(&c, Some(&self.agent_policy)).await;
             }
             tracing::info!(%thing, %run, "swept an abandoned agent identity");
             removed += 1;
         }
-        let policies = self
-            .client
-            .list_policies()
-            .send()
-            .await
-            .map_err(|e| iot_err("ListPolicies")(&e))?;
-        for name in policies.policies().iter().filter_map(|p| p.policy_name()) {
-            let Some(run) = name.strip_prefix("herd-") else {
-                continue;
-            };
-            if name == coordinator_policy || keep(run) {
-                continue;
-            }
-            if let Ok(targets) = self
-                .client
-                .list_targets_for_policy()
-                .policy_name(name)
-                .send()
-                .await
-            {
-                for t in targets.targets() {
-                    let _ = self
-                        .client
-                        .detach_policy()
-                        .policy_name(name)
-                        .target(t)
-                        .send()
-                        .await;
-                }
-            }
-            match self.client.delete_policy().policy_name(name).send().await {
-                Ok(_) => removed += 1,
-                Err(e) => {
-                    tracing::warn!(policy = %name, error = %err_text(&e), "IoT DeletePolicy failed")
-                }
-            }
-        }
         Ok(removed)
     }
 
+    /// Detaches, deactivates and deletes everything [`Iot::issue_run`] made. Best effort: each
+    /// failure is logged and the rest still goes.
     pub async fn revoke_run(&self, creds: &RunCredentials) {
         futures::stream::iter(creds.agents.iter())
             .map(|c| self.revoke(c, Some(&creds.policy)))
             .buffer_unordered(PARALLEL)
             .collect::<Vec<()>>()
             .await;
-        if let Err(e) = self
-            .client
-            .delete_policy()
-            .policy_name(&creds.policy)
-            .send()
-            .await
-        {
-            tracing::warn!(policy = %creds.policy, error = %err_text(&e), "IoT DeletePolicy failed");
-        }
     }
 
     async fn revoke(&self, c: &Credential, policy: Option<&str>) {
@@ -513,19 +500,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_policy_names_only_the_runs_topics() {
+    fn the_policy_names_only_the_things_runs_topics() {
         let p: serde_json::Value =
-            serde_json::from_str(&agent_policy("eu-west-1", "*", "shop-1")).expect("JSON");
+            serde_json::from_str(&agent_policy("eu-west-1", "*")).expect("JSON");
         let text = p.to_string();
         assert!(text.contains(
-            "arn:aws:iot:eu-west-1:*:topic/herd/runs/shop-1/agents/${iot:Connection.Thing.Attributes[agent]}/metrics"
+            "arn:aws:iot:eu-west-1:*:topic/herd/runs/${iot:Connection.Thing.Attributes[run]}/agents/${iot:Connection.Thing.Attributes[agent]}/metrics"
         ));
         assert!(text.contains("client/${iot:Connection.Thing.ThingName}"));
         assert!(!text.contains("${Run}") && !text.contains("${Region}"));
         assert!(!text.contains("${Partition}"));
-        assert!(agent_policy("cn-north-1", "*", "r").contains("arn:aws-cn:iot:cn-north-1:"));
-        assert!(agent_policy("us-gov-west-1", "*", "r").contains("arn:aws-us-gov:iot:"));
-        assert!(agent_policy("eu-west-1", "*", "r").contains("arn:aws:iot:eu-west-1:"));
+        assert!(agent_policy("cn-north-1", "*").contains("arn:aws-cn:iot:cn-north-1:"));
+        assert!(agent_policy("us-gov-west-1", "*").contains("arn:aws-us-gov:iot:"));
+        assert!(agent_policy("eu-west-1", "*").contains("arn:aws:iot:eu-west-1:"));
     }
 
     #[test]
@@ -542,9 +529,14 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-')),
             "{thing}"
         );
-        // CreatePolicy: [\w+=,.@-]+, at most 128.
-        let policy = format!("herd-{run}");
-        assert!(policy.len() <= 128, "{policy}");
+        // A thing attribute's value (the `run` attribute): [a-zA-Z0-9_.,@/:#=\[\]-]*, at
+        // most 800.
+        assert!(run.len() <= 800, "{run}");
+        assert!(
+            run.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.,@/:#=[]-".contains(c)),
+            "{run}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{agent_client_id, agent_policy, AGENT_ATTRIBUTE};
+use super::{agent_client_id, agent_policy, AGENT_ATTRIBUTE, RUN_ATTRIBUTE};
 
 /// The connected thing, as IoT Core knows it (attached to its certificate).
 struct Thing {
@@ -88,14 +88,16 @@ fn arn(kind: &str, rest: &str) -> String {
 fn agent(run: &str, i: u32) -> Thing {
     Thing {
         name: agent_client_id(run, i),
-        attributes: BTreeMap::from([(AGENT_ATTRIBUTE.to_string(), i.to_string())]),
+        attributes: BTreeMap::from([
+            (AGENT_ATTRIBUTE.to_string(), i.to_string()),
+            (RUN_ATTRIBUTE.to_string(), run.to_string()),
+        ]),
     }
 }
 
 #[test]
 fn an_agent_may_publish_only_on_its_own_topics_and_read_only_its_runs_control() {
-    let doc: Value =
-        serde_json::from_str(&agent_policy(REGION, ACCOUNT, "shop-1")).expect("policy JSON");
+    let doc: Value = serde_json::from_str(&agent_policy(REGION, ACCOUNT)).expect("policy JSON");
     let me = agent("shop-1", 1);
     let can = |action: &str, kind: &str, rest: &str| allows(&doc, &me, action, &arn(kind, rest));
     assert!(can("iot:Connect", "client", "herd-shop-1-agent-1"));
@@ -160,7 +162,7 @@ fn an_agent_may_publish_only_on_its_own_topics_and_read_only_its_runs_control() 
         "herd/runs/shop-1/agents/0/metrics"
     ));
     assert!(!can("iot:Receive", "topic", "herd/runs/shop-2/control"));
-    // A thing without the attribute (made by someone else) publishes nowhere.
+    // A thing without the attributes (made by someone else) publishes nowhere.
     let stranger = Thing {
         name: agent_client_id("shop-1", 1),
         attributes: BTreeMap::new(),
@@ -170,6 +172,30 @@ fn an_agent_may_publish_only_on_its_own_topics_and_read_only_its_runs_control() 
         &stranger,
         "iot:Publish",
         &arn("topic", "herd/runs/shop-1/agents/1/metrics")
+    ));
+    // One static policy for every run: an agent of another run is confined to that run.
+    let other = agent("shop-2", 1);
+    let other_can =
+        |action: &str, kind: &str, rest: &str| allows(&doc, &other, action, &arn(kind, rest));
+    assert!(other_can(
+        "iot:Publish",
+        "topic",
+        "herd/runs/shop-2/agents/1/metrics"
+    ));
+    assert!(!other_can(
+        "iot:Publish",
+        "topic",
+        "herd/runs/shop-1/agents/1/metrics"
+    ));
+    assert!(other_can(
+        "iot:Receive",
+        "topic",
+        "herd/runs/shop-2/control"
+    ));
+    assert!(!other_can(
+        "iot:Receive",
+        "topic",
+        "herd/runs/shop-1/control"
     ));
 }
 

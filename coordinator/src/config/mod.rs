@@ -237,6 +237,12 @@ pub struct IotConfig {
     /// Name of the coordinator's own IoT policy (made by the stack).
     #[serde(default = "default_coordinator_policy")]
     pub coordinator_policy: String,
+    /// Name of the one IoT policy every agent certificate gets (`deploy/iot-agent-policy.json`,
+    /// made by the stack; made by the coordinator at start where it is missing). Its policy
+    /// variables (the thing's `run` and `agent` attributes) confine each agent to its own
+    /// run's and its own topics, so no policy is made per run.
+    #[serde(default = "default_agent_policy")]
+    pub agent_policy: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -274,6 +280,9 @@ fn default_visibility() -> i32 {
 }
 fn default_coordinator_policy() -> String {
     "herd-coordinator".into()
+}
+fn default_agent_policy() -> String {
+    "herd-agents".into()
 }
 fn default_container() -> String {
     "agent".into()

@@ -43,10 +43,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 const SWEEP_MIN_AGE_S: u64 = 900;
 
-/// Removes the IoT things, certificates and policies of runs this coordinator does not hold
-/// and that are old enough not to be starting: left by a coordinator that died, or by a
-/// cleanup that failed part-way.
-async fn sweep(iot: &crate::aws::iot::Iot, runs: &Addr<Runs>, coordinator_policy: &str) {
+/// Removes the IoT things and certificates of runs this coordinator does not hold and that
+/// are old enough not to be starting: left by a coordinator that died, or by a cleanup that
+/// failed part-way.
+async fn sweep(iot: &crate::aws::iot::Iot, runs: &Addr<Runs>) {
     let Ok(active) = runs.send(ActiveRuns).await else {
         return;
     };
@@ -56,7 +56,7 @@ async fn sweep(iot: &crate::aws::iot::Iot, runs: &Addr<Runs>, coordinator_policy
             || crate::clock::run_started_s(run)
                 .is_none_or(|made| now_s.saturating_sub(made) < SWEEP_MIN_AGE_S)
     };
-    match iot.sweep(coordinator_policy, keep).await {
+    match iot.sweep(keep).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(removed = n, "swept IoT identities of abandoned runs"),
         Err(e) => tracing::warn!(error = %e, "sweeping abandoned IoT identities failed"),
@@ -135,11 +135,11 @@ pub async fn run(
     for u in unfinished {
         runs.do_send(registry::ResumeRun(u));
     }
-    if let (Some(iot), Some(aws)) = (iot, &cfg.aws) {
-        let (runs, policy) = (runs.clone(), aws.iot.coordinator_policy.clone());
+    if let (Some(iot), Some(_)) = (iot, &cfg.aws) {
+        let runs = runs.clone();
         actix::spawn(async move {
             loop {
-                sweep(&iot, &runs, &policy).await;
+                sweep(&iot, &runs).await;
                 tokio::time::sleep(SWEEP_EVERY).await;
             }
         });

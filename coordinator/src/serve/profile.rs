@@ -182,7 +182,12 @@ async fn aws(
         aws.region.clone(),
         aws.iot.certificates.clone(),
         ca,
+        aws.iot.agent_policy.clone(),
     );
+    // Refuse to serve without the agents' policy rather than fail the first run.
+    iot.ensure_agent_policy()
+        .await
+        .with_context(|| format!("[aws.iot] agent_policy {:?}", aws.iot.agent_policy))?;
     let scheduler = match &aws.scheduler {
         Some(sc) => {
             let queue_arn = aws
