@@ -12,6 +12,15 @@
 //!
 //! Batches reach the aggregator through a counted, bounded hand-over ([`BatchQueue`], in
 //! `bus_queue.rs`): the run's deadlines count what is queued, and a full queue refuses.
+//!
+//! **Intake connections.** A broker may cap what it delivers to one connection — AWS IoT Core:
+//! 100 publishes/s, not adjustable — while a fleet sends one message per agent per second. With
+//! `intake` > 1 the agents' topics are read by that many further connections through one
+//! shared subscription (`$share/herd/…`, MQTT 5 and IoT Core; the broker hands each message
+//! to one of them), so the intake grows with the fleet; the first connection then only
+//! publishes. Messages of one agent may then arrive on different connections and out of
+//! order: nothing here depends on their order (batches are folded by second and deduplicated
+//! by seq; status messages are each complete).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,6 +45,10 @@ pub use queue::{BatchQueue, Queued, MAX_QUEUED_BYTES};
 pub const BUS_WAIT: Duration = Duration::from_secs(10);
 /// Requests the coordinator's client queues (control messages, live snapshots, results).
 const CAPACITY: usize = 10_000;
+/// The shared subscription group of the intake connections.
+const SHARE_GROUP: &str = "herd";
+/// Most intake connections (IoT Core: one shared subscription group holds at most 128).
+pub const MAX_INTAKE: u32 = 128;
 
 /// A status message from an agent (Ready, Heartbeat, Finished, Failed), for its supervisor.
 #[derive(Message, Debug)]
@@ -56,10 +69,19 @@ pub struct BatchIn {
     pub queued: Queued,
 }
 
+/// A metric batch from `agent` arrived: a sign of life like a heartbeat (agents send none while
+/// their batches flow, halving what the broker must deliver to the coordinator).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Heard {
+    pub agent: u32,
+}
+
 /// Where one run's agent messages go.
 #[derive(Clone)]
 pub struct Route {
     pub status: Recipient<FromAgent>,
+    pub heard: Recipient<Heard>,
     pub batches: Recipient<BatchIn>,
     /// What `batches` holds and has not folded yet; bounded.
     pub queue: Arc<BatchQueue>,
@@ -133,47 +155,90 @@ fn lock(routes: &Routes) -> MutexGuard<'_, HashMap<String, Attached>> {
 #[derive(Clone)]
 pub struct Bus {
     session: Arc<Session>,
+    /// Connections that read the agents' topics through a shared subscription, with what
+    /// each has delivered; empty: `session` reads them.
+    intake: Vec<(Arc<Session>, Arc<AtomicU64>)>,
     routes: Routes,
     identity: Arc<Identity>,
 }
 
 impl Bus {
-    /// Connects as `client_id` and returns once the broker accepted the connection. With
-    /// `login`, it logs in with the password `identity` derives for it (the embedded broker).
+    /// Connects as `client_id` (and, with `intake` > 1, that many intake connections as
+    /// `<client_id>-in<k>`) and returns once the broker accepted them. With `login`, each
+    /// logs in with the password `identity` derives for its id (the embedded broker).
     pub async fn connect(
         url: &BrokerUrl,
         tls: &TlsFiles,
         client_id: String,
         identity: Arc<Identity>,
         login: bool,
+        intake: u32,
     ) -> Result<Bus, BusError> {
         let routes: Routes = Arc::default();
-        let inbound = {
-            let routes = routes.clone();
-            move |topic: &str, payload: &[u8]| route(&routes, topic, payload)
+        let start = |client_id: String, capacity: usize, count: Option<Arc<AtomicU64>>| {
+            let inbound = {
+                let routes = routes.clone();
+                move |topic: &str, payload: &[u8]| {
+                    if let Some(n) = &count {
+                        n.fetch_add(1, Ordering::Relaxed);
+                    }
+                    route(&routes, topic, payload)
+                }
+            };
+            Session::start(
+                SessionConfig {
+                    url: url.clone(),
+                    tls: tls.clone(),
+                    login: login.then(|| {
+                        let password = keys::coordinator_password(identity.secret(), &client_id);
+                        (client_id.clone(), password)
+                    }),
+                    client_id,
+                    capacity,
+                    name: "coordinator".into(),
+                    // What agents send while this coordinator reconnects waits at the broker.
+                    persistent: true,
+                },
+                inbound,
+            )
         };
-        let session = Session::start(
-            SessionConfig {
-                url: url.clone(),
-                tls: tls.clone(),
-                login: login.then(|| {
-                    let password = keys::coordinator_password(identity.secret(), &client_id);
-                    (client_id.clone(), password)
-                }),
-                client_id,
-                capacity: CAPACITY,
-                name: "coordinator".into(),
-                // What agents send while this coordinator reconnects waits at the broker.
-                persistent: true,
-            },
-            inbound,
-        )?;
+        let session = start(client_id.clone(), CAPACITY, None)?;
         session.connected(BUS_WAIT).await?;
+        let mut readers = Vec::new();
+        if intake > 1 {
+            for k in 1..=intake.min(MAX_INTAKE) {
+                let count = Arc::new(AtomicU64::new(0));
+                // They only subscribe and acknowledge: a small request queue.
+                let s = start(format!("{client_id}-in{k}"), 64, Some(count.clone()))?;
+                s.connected(BUS_WAIT).await?;
+                readers.push((Arc::new(s), count));
+            }
+        }
         Ok(Bus {
             session: Arc::new(session),
+            intake: readers,
             routes,
             identity,
         })
+    }
+
+    /// What each intake connection has delivered so far (empty without intake connections).
+    pub fn intake_counts(&self) -> Vec<u64> {
+        self.intake
+            .iter()
+            .map(|(_, n)| n.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// The sessions that read agents' topics, and the filter each subscribes for `filter`.
+    fn readers(&self, filter: &str) -> Vec<(Arc<Session>, String)> {
+        if self.intake.is_empty() {
+            return vec![(self.session.clone(), filter.to_string())];
+        }
+        self.intake
+            .iter()
+            .map(|(s, _)| (s.clone(), format!("$share/{SHARE_GROUP}/{filter}")))
+            .collect()
     }
 
     /// Routes `run_id`'s agent topics (agents `0..agents`) to `route` and returns once the
@@ -192,15 +257,15 @@ impl Bus {
                 keys: keys.clone(),
             },
         );
-        let filter = topics::agents_wildcard(run_id);
-        if let Err(e) = self
-            .session
-            .subscribe(&filter, QoS::AtLeastOnce, BUS_WAIT)
-            .await
-        {
-            lock(&self.routes).remove(run_id);
-            self.session.unsubscribe(&filter);
-            return Err(e.into());
+        let readers = self.readers(&topics::agents_wildcard(run_id));
+        for (session, filter) in &readers {
+            if let Err(e) = session.subscribe(filter, QoS::AtLeastOnce, BUS_WAIT).await {
+                lock(&self.routes).remove(run_id);
+                for (s, f) in &readers {
+                    s.unsubscribe(f);
+                }
+                return Err(e.into());
+            }
         }
         Ok(RunBus {
             bus: self.clone(),
@@ -220,6 +285,9 @@ impl Bus {
     pub async fn close(&self, wait: Duration) {
         self.session.flush(wait).await;
         self.session.close(Duration::from_secs(2)).await;
+        for (s, _) in &self.intake {
+            s.close(Duration::from_secs(2)).await;
+        }
     }
 
     /// Runs routed now.
@@ -324,9 +392,9 @@ impl RunBus {
     /// Stops routing the run's agent topics (what arrives later for it is dropped).
     pub fn detach(&self) {
         lock(&self.bus.routes).remove(&self.run_id);
-        self.bus
-            .session
-            .unsubscribe(&topics::agents_wildcard(&self.run_id));
+        for (s, f) in self.bus.readers(&topics::agents_wildcard(&self.run_id)) {
+            s.unsubscribe(&f);
+        }
     }
 }
 
@@ -369,6 +437,7 @@ fn route(routes: &Routes, topic: &str, payload: &[u8]) {
                     queued,
                 })
             }
+            to.route.heard.do_send(Heard { agent });
         }
         (
             false,

@@ -242,6 +242,11 @@ pub struct RunArgs {
     /// coordinator (NAT, a proxy, a load balancer). Default: the same as --broker.
     #[arg(long, value_name = "URL")]
     pub agent_broker: Option<String>,
+    /// Connections that read the agents' messages through one shared subscription, for a
+    /// broker that caps what it delivers to one connection (IoT Core: 100 messages/s). 1: the
+    /// coordinator's own connection reads them.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::bus::MAX_INTAKE)))]
+    pub intake_connections: u32,
     #[command(flatten)]
     pub targets: PolicyArgs,
 }
@@ -375,6 +380,7 @@ pub async fn dispatch(cli: Cli, program: PathBuf) -> Exit {
                     quiet: r.quiet,
                     late_window_s: r.late_window,
                     agent_broker: r.agent_broker,
+                    intake_connections: r.intake_connections,
                     allow_targets: r.targets.allow,
                     deny_targets: r.targets.deny,
                     program,

@@ -630,6 +630,64 @@ async fn the_same_run_works_through_an_external_mosquitto() {
     assert_eq!(s["agents_lost"], 0);
 }
 
+/// Agents' messages read by three intake connections through one shared subscription (what a
+/// broker that caps each connection, as IoT Core does, needs): through mosquitto and through
+/// the embedded broker, every connection takes a share, nothing is lost or counted twice, and
+/// while batches flow agents send no heartbeats — about one message per agent per second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_connections_share_the_agents_messages_and_lose_none() {
+    let m = start_mosquitto();
+    let spec = "name: intake\ntarget: {url}\nscenario:\n  - request: GET /fast\nload: {executor: constant-arrival-rate, rate: 50, duration: 8s, pre_allocated_vus: 4}\n";
+    let mut brokers = vec![None];
+    if let Some(m) = &m {
+        brokers.push(Some(format!("mqtt://127.0.0.1:{}", m.port)));
+    }
+    for broker in brokers {
+        let t = start_target().await;
+        let mut args = vec!["--agents", "4", "--intake-connections", "3"];
+        if let Some(b) = &broker {
+            args.extend(["--broker", b.as_str()]);
+        }
+        let (code, stdout, stderr, results) =
+            spawn_run(herd(), spec, &t.url(), &args).finish().await;
+        assert_eq!(
+            code,
+            Some(0),
+            "{broker:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        let s = summary(results.path());
+        assert_eq!(s["total"]["requests"], 400, "{s}");
+        assert_eq!(t.stats().requests, 400);
+        assert_eq!(s["agents_lost"], 0, "{s}");
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("intake: 3 connections delivered"))
+            .unwrap_or_else(|| panic!("no intake line: {stdout}"));
+        let per: Vec<u64> = line
+            .rsplit_once('(')
+            .and_then(|(_, r)| r.strip_suffix(')'))
+            .map(|r| r.split(", ").filter_map(|n| n.parse().ok()).collect())
+            .unwrap_or_default();
+        assert!(
+            per.len() == 3 && per.iter().all(|n| *n > 0),
+            "{broker:?}: {line}"
+        );
+        // Batches stand in for heartbeats: the messages are about the batches plus the few
+        // status messages around the start and the end, not twice the batches.
+        let batches: u64 = s["agents"]
+            .as_array()
+            .expect("agents")
+            .iter()
+            .map(|a| a["batches_received"].as_u64().unwrap_or(0))
+            .sum();
+        let total: u64 = per.iter().sum();
+        assert!(
+            batches >= 32 && total < batches + 4 * 8,
+            "{broker:?}: {total} messages for {batches} batches"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_through_mosquitto_over_tls_with_client_certificates() {
     let pki = herd_tests::make_pki();

@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub late_window_s: u64,
     /// The broker address agents use, when it differs from the coordinator's (NAT, proxy).
     pub agent_broker: Option<String>,
+    /// `--intake-connections`: connections reading the agents' topics (`Bus::connect`).
+    pub intake_connections: u32,
     /// `--allow-target` / `--deny-target`: the target policy (`TargetPolicy::from_flags`;
     /// everything allowed without them).
     pub allow_targets: Vec<String>,
@@ -223,6 +225,7 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
         format!("herd-coordinator-{run_id}"),
         identity,
         embedded,
+        opts.intake_connections,
     )
     .await?;
     let plan = RunPlan::new(run_id, bundle, count, dir.clone()).with_baseline(baseline);
@@ -309,6 +312,19 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
         r.start_skew_ms()
             .map_or("n/a".to_string(), |s| s.to_string()),
     );
+    let intake = bus.intake_counts();
+    if !intake.is_empty() {
+        println!(
+            "intake: {} connections delivered {} messages ({})",
+            intake.len(),
+            intake.iter().sum::<u64>(),
+            intake
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     match &outcome.dir {
         Ok(d) => println!("results: {}", d.display()),
         Err(e) => eprintln!("herd: {e}"),

@@ -119,6 +119,10 @@ pub struct BrokerConfig {
     pub agent_url: Option<String>,
     /// CA (PEM) agents trust for the broker; default the public roots (right for IoT Core).
     pub agent_ca: Option<PathBuf>,
+    /// Connections reading agents' messages through one shared subscription (1–128; default
+    /// 1, the coordinator's own connection). IoT Core delivers at most 100 messages/s to one
+    /// connection and each agent sends about one a second: deploy/README.md has the numbers.
+    pub intake_connections: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -410,6 +414,14 @@ impl ServeConfig {
     /// Cross-field checks serde cannot express.
     fn check(&self) -> Result<(), String> {
         self.target_policy().map_err(|e| format!("[targets] {e}"))?;
+        if let Some(n) = self.broker.intake_connections {
+            if !(1..=crate::bus::MAX_INTAKE).contains(&n) {
+                return Err(format!(
+                    "[broker] intake_connections = {n}: between 1 and {}",
+                    crate::bus::MAX_INTAKE
+                ));
+            }
+        }
         self.history.check()?;
         if self.history.dynamodb_table.is_some() && self.aws.is_none() {
             return Err(

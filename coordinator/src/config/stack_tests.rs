@@ -24,6 +24,7 @@ fn the_stacks_coordinator_config_parses() {
     }
     let toml = toml
         .replace("${PublicIpToml}", "true")
+        .replace("${IntakeConnections}", "16")
         .replace("${ExtraRegionConfig}", "");
     // The console's sign-in lines, as the stack renders them with ApiDomainName and
     // SignInDomainPrefix set (and nothing without).
@@ -54,6 +55,7 @@ fn the_stacks_coordinator_config_parses() {
             .expect("[api.oidc]");
         assert_eq!(oidc.login_url.is_some(), login);
         assert_eq!(oidc.token_url.is_some(), login);
+        assert_eq!(c.broker.intake_connections, Some(16));
     }
 }
 

@@ -211,6 +211,7 @@ pub async fn start_run(
             count,
             Route {
                 status: sup.clone().recipient(),
+                heard: sup.clone().recipient(),
                 batches: agg.clone().recipient(),
                 queue: queue.clone(),
             },

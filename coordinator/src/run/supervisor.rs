@@ -509,6 +509,13 @@ impl Handler<super::protocol::ThresholdCrossed> for RunSupervisor {
     }
 }
 
+impl Handler<crate::bus::Heard> for RunSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: crate::bus::Heard, ctx: &mut Context<Self>) {
+        self.apply(Event::Heartbeat { agent: msg.agent }, ctx);
+    }
+}
+
 impl Handler<Fire> for RunSupervisor {
     type Result = ();
     fn handle(&mut self, msg: Fire, ctx: &mut Context<Self>) {

@@ -95,6 +95,7 @@ pub async fn run(
         client_id,
         env.identity.clone(),
         env.broker_login,
+        cfg.broker.intake_connections.unwrap_or(1),
     )
     .await
     .with_context(|| format!("connecting to the broker at {}", env.broker))?;
