@@ -214,6 +214,14 @@ pub async fn run(cfg: LinkConfig) -> Result<LinkOutcome, LinkError> {
         session
             .subscribe(&topics::control(&cfg.run_id), QoS::AtLeastOnce, cfg.wait)
             .await?;
+        // Its Assign comes on a topic of its own (before the first heartbeat asks for it).
+        session
+            .subscribe(
+                &topics::control_for(&cfg.run_id, cfg.agent),
+                QoS::AtLeastOnce,
+                cfg.wait,
+            )
+            .await?;
         // Heartbeats: the first announces this agent; later ones prove it alive. They count
         // from u64::MAX / 2 so they never share a seq with the status and batch stream.
         let vus = Arc::new(AtomicU64::new(0));

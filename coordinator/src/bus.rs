@@ -386,7 +386,11 @@ impl RunBus {
             }
             None => keys::sign_broadcast(self.bus.identity.signing(), &bytes),
         };
-        self.publish(topics::control(&self.run_id), frame, qos, false)
+        let topic = match sealed_for {
+            Some(agent) => topics::control_for(&self.run_id, agent),
+            None => topics::control(&self.run_id),
+        };
+        self.publish(topic, frame, qos, false)
     }
 
     /// Stops routing the run's agent topics (what arrives later for it is dropped).

@@ -1,7 +1,14 @@
 //! MQTT topic names (the same on IoT Core).
 
+/// Broadcasts to every agent of the run (Start, Stop, Alive).
 pub fn control(run: &str) -> String {
     format!("herd/runs/{run}/control")
+}
+/// What is for one agent alone (its Assign): on a topic of its own, so a fleet of N agents does
+/// not receive N² Assigns (each agent would get every peer's, sealed for the peer) — what a
+/// broker capping each connection (IoT Core: 100 messages/s) would hold back for seconds.
+pub fn control_for(run: &str, agent: u32) -> String {
+    format!("herd/runs/{run}/control/{agent}")
 }
 pub fn status(run: &str, agent: u32) -> String {
     format!("herd/runs/{run}/agents/{agent}/status")

@@ -3,6 +3,7 @@
 //! [`tinyfs`]: a small tmpfs, in a mount namespace of its own, for full-disk tests.
 
 pub mod aws;
+pub mod throttle;
 pub mod tinyfs;
 
 use std::collections::BTreeMap;

@@ -156,6 +156,20 @@ fn an_agent_may_publish_only_on_its_own_topics_and_read_only_its_runs_control() 
         "herd/runs/shop-2/control"
     ));
     assert!(can("iot:Receive", "topic", "herd/runs/shop-1/control"));
+    // Its own Assign topic, and no peer's.
+    assert!(can(
+        "iot:Subscribe",
+        "topicfilter",
+        "herd/runs/shop-1/control/1"
+    ));
+    assert!(can("iot:Receive", "topic", "herd/runs/shop-1/control/1"));
+    assert!(!can("iot:Receive", "topic", "herd/runs/shop-1/control/0"));
+    assert!(!can(
+        "iot:Subscribe",
+        "topicfilter",
+        "herd/runs/shop-1/control/+"
+    ));
+    assert!(!can("iot:Publish", "topic", "herd/runs/shop-1/control/1"));
     assert!(!can(
         "iot:Receive",
         "topic",
