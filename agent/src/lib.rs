@@ -25,6 +25,7 @@ pub mod http;
 pub mod limits;
 pub mod link;
 pub mod orphan;
+pub mod pace;
 pub mod recorder;
 pub mod replay;
 pub mod report;

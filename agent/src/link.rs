@@ -398,6 +398,8 @@ async fn drive(
     let mut gave_up: Option<GiveUp> = None;
     let mut abandoned = false;
     let metrics_topic = topics::metrics(&cfg.run_id, me);
+    let mut pace =
+        crate::pace::Pace::new(crate::pace::MAX_METRICS_PER_S, std::time::Instant::now());
     // SIGTERM (ECS StopTask, a scaled-down fleet) ends the load like a Stop: the VUs stop
     // gracefully and every batch still goes out before Finished.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -412,8 +414,13 @@ async fn drive(
             b = batch_rx.recv() => match b {
                 Some(b) => {
                     vus.store(b.vus, Ordering::Relaxed);
-                    // Within what one IoT Core message may carry, split between labels.
+                    // Within what one IoT Core message may carry, split between labels, and
+                    // within what one connection may publish in a second.
                     for part in messages::wire::split_batch(b, messages::wire::MAX_BATCH_PAYLOAD_BYTES) {
+                        let wait = pace.next(std::time::Instant::now());
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                        }
                         sent += 1;
                         out.batch(&metrics_topic, sent, Body::Metrics(part), &mut kept);
                     }
