@@ -485,7 +485,7 @@ async fn a_killed_agent_leaves_no_tool_process_behind() {
 /// A Locust script that keeps loading after Locust's own end (a `test_stop` listener with its
 /// own session) runs past herd's planned length: at the run's deadline the agents are stopped
 /// and marked lost (every agent lost: the run fails, as it must), and what they measured until
-/// then is still counted — herd's count equals the target's.
+/// then is still counted — herd's count equals the target's but for requests in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_stopped_for_overrunning_still_count_what_they_measured() {
     let Some(locust) = find("locust") else { return };
@@ -521,9 +521,14 @@ def linger(environment, **kwargs):
                 && a["reason"].as_str().is_some_and(|w| w.contains("overran"))),
         "{agents:?}"
     );
+    // Everything they measured is counted; stopping Locust interrupts the request in flight in
+    // each agent's loop (the target counted it on arrival), so at most one per agent is missing.
     let seen = t.stats().requests;
-    assert!(seen > 0);
-    assert_eq!(s["total"]["requests"].as_u64(), Some(seen), "{s}");
+    let herd = s["total"]["requests"].as_u64().unwrap_or(0);
+    assert!(
+        seen > 0 && herd <= seen && seen - herd <= 2,
+        "herd {herd}, target {seen}: {s}"
+    );
 }
 
 /// A k6 script as its author wrote it, with no `load:` or `thresholds:` in the spec: its own
