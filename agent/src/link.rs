@@ -564,34 +564,14 @@ fn heard_stop(env: Envelope, dog: &mut Watchdog, kept: &mut Unconfirmed, out: &O
                     "sending unconfirmed batches again"
                 );
             }
-            // Paced like the live batches (`crate::pace`): up to an hour of batches may go
-            // again, and a broker such as IoT Core throttles a connection past 100 publishes/s.
-            // A frame the queue refuses is sent again when stale.
-            let mut frames = Vec::with_capacity(again.len());
-            for (seq, frame) in again {
-                kept.resent(seq, now);
-                frames.push(frame);
-            }
-            if !frames.is_empty() {
-                let session = out.session.clone();
-                tokio::spawn(async move {
-                    let mut pace = crate::pace::Pace::new(
-                        crate::pace::MAX_METRICS_PER_S,
-                        std::time::Instant::now(),
-                    );
-                    for (topic, frame) in frames {
-                        let wait = pace.next(std::time::Instant::now());
-                        if !wait.is_zero() {
-                            tokio::time::sleep(wait).await;
-                        }
-                        if session
-                            .publish(topic, frame, QoS::AtLeastOnce, false)
-                            .is_err()
-                        {
-                            tracing::warn!("outgoing queue full: a batch is sent again when stale");
-                        }
-                    }
-                });
+            for (seq, (topic, frame)) in again {
+                if out
+                    .session
+                    .publish(topic, frame, QoS::AtLeastOnce, false)
+                    .is_ok()
+                {
+                    kept.resent(seq, now);
+                }
             }
             false
         }
