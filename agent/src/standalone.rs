@@ -113,16 +113,7 @@ pub async fn run(
 }
 
 fn check_results(report: &crate::executor::Report) -> Vec<messages::summary::CheckResult> {
-    report
-        .checks
-        .iter()
-        .map(|c| messages::summary::CheckResult {
-            label: c.label.clone(),
-            name: c.name.clone(),
-            passed: c.passed,
-            failed: c.failed,
-        })
-        .collect()
+    report.checks.iter().map(Into::into).collect()
 }
 
 fn unix_ms() -> u64 {

@@ -163,6 +163,17 @@ pub struct CheckResult {
     pub failed: u64,
 }
 
+impl From<&crate::wire::CheckCount> for CheckResult {
+    fn from(c: &crate::wire::CheckCount) -> CheckResult {
+        CheckResult {
+            label: c.label.clone(),
+            name: c.name.clone(),
+            passed: c.passed,
+            failed: c.failed,
+        }
+    }
+}
+
 impl CheckResult {
     /// `login: status 200`, or the name alone for a check without a label.
     pub fn title(&self) -> String {

@@ -255,16 +255,8 @@ impl FinalResult {
                 .map(|(k, v)| (k.clone(), Stats::of(v, s)))
                 .collect()
         };
-        let checks: Vec<messages::summary::CheckResult> = self
-            .checks
-            .iter()
-            .map(|c| messages::summary::CheckResult {
-                label: c.label.clone(),
-                name: c.name.clone(),
-                passed: c.passed,
-                failed: c.failed,
-            })
-            .collect();
+        let checks: Vec<messages::summary::CheckResult> =
+            self.checks.iter().map(Into::into).collect();
         Summary {
             run: self.run_id.clone(),
             spec: self.spec_name.clone(),

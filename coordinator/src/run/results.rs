@@ -168,11 +168,7 @@ fn checks_suite(x: &mut String, r: &FinalResult) {
         r.checks.len()
     );
     for c in &r.checks {
-        let name = if c.label.is_empty() {
-            c.name.clone()
-        } else {
-            format!("{}: {}", c.label, c.name)
-        };
+        let name = messages::summary::CheckResult::from(c).title();
         let all = c.passed.saturating_add(c.failed);
         let _ = write!(
             x,
