@@ -189,6 +189,7 @@ pub async fn run(cfg: LinkConfig) -> Result<LinkOutcome, LinkError> {
             name: format!("agent {}", cfg.agent),
             // Control messages sent while this agent reconnects wait at the broker.
             persistent: true,
+            keep_alive: transport::options::KEEP_ALIVE,
         },
         move |topic: &str, payload: &[u8]| {
             let plain = match keys::open_control(payload, me, &creds.keys, &creds.coordinator) {

@@ -45,6 +45,13 @@ pub use queue::{BatchQueue, Queued, MAX_QUEUED_BYTES};
 pub const BUS_WAIT: Duration = Duration::from_secs(10);
 /// Requests the coordinator's client queues (control messages, live snapshots, results).
 const CAPACITY: usize = 10_000;
+/// Ping interval of an intake connection. Its PINGRESP waits behind the fleet's messages the
+/// broker is still delivering, which a broker that throttles each connection (IoT Core: 100
+/// a second) can hold for seconds: with the agents' 5 s, a CI run saw all ten intake
+/// connections time out and reconnect in mid-run. 30 s is also the shortest keep-alive IoT
+/// Core honours. A broker that dies still ends the connection at once (TCP reset).
+const INTAKE_KEEP_ALIVE: Duration = Duration::from_secs(30);
+
 /// The shared subscription group of the intake connections.
 const SHARE_GROUP: &str = "herd";
 /// Most intake connections (IoT Core: one shared subscription group holds at most 128).
@@ -175,7 +182,10 @@ impl Bus {
         intake: u32,
     ) -> Result<Bus, BusError> {
         let routes: Routes = Arc::default();
-        let start = |client_id: String, capacity: usize, count: Option<Arc<AtomicU64>>| {
+        let start = |client_id: String,
+                     capacity: usize,
+                     count: Option<Arc<AtomicU64>>,
+                     keep_alive: Duration| {
             let inbound = {
                 let routes = routes.clone();
                 move |topic: &str, payload: &[u8]| {
@@ -198,18 +208,29 @@ impl Bus {
                     name: "coordinator".into(),
                     // What agents send while this coordinator reconnects waits at the broker.
                     persistent: true,
+                    keep_alive,
                 },
                 inbound,
             )
         };
-        let session = start(client_id.clone(), CAPACITY, None)?;
+        let session = start(
+            client_id.clone(),
+            CAPACITY,
+            None,
+            transport::options::KEEP_ALIVE,
+        )?;
         session.connected(BUS_WAIT).await?;
         let mut readers = Vec::new();
         if intake > 1 {
             for k in 1..=intake.min(MAX_INTAKE) {
                 let count = Arc::new(AtomicU64::new(0));
                 // They only subscribe and acknowledge: a small request queue.
-                let s = start(format!("{client_id}-in{k}"), 64, Some(count.clone()))?;
+                let s = start(
+                    format!("{client_id}-in{k}"),
+                    64,
+                    Some(count.clone()),
+                    INTAKE_KEEP_ALIVE,
+                )?;
                 s.connected(BUS_WAIT).await?;
                 readers.push((Arc::new(s), count));
             }

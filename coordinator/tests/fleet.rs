@@ -67,11 +67,15 @@ async fn a_fleet_of_500_agents_through_a_broker_capped_at_100_messages_per_conne
         delivered.iter().all(|c| c.peak_per_s <= 100),
         "the limit held: {delivered:?}"
     );
-    let busy = delivered.iter().filter(|c| c.publishes > 0).count();
-    assert_eq!(
-        busy, 10,
+    // Accepted in order: the coordinator's own connection, then its 10 intake connections
+    // (each waits for the one before); any later one is a reconnect, which loses nothing (a
+    // persistent session) but should be rare now that intake connections ping every 30 s.
+    assert!(delivered.len() >= 11, "{delivered:?}");
+    assert!(
+        delivered[1..=10].iter().all(|c| c.publishes > 0),
         "every intake connection took a share: {delivered:?}"
     );
+    let reconnects = delivered.len() - 11;
     // More than one connection could have taken in the whole run: the limit mattered.
     let total: u64 = delivered.iter().map(|c| c.publishes).sum();
     assert!(
@@ -79,7 +83,7 @@ async fn a_fleet_of_500_agents_through_a_broker_capped_at_100_messages_per_conne
         "{total} messages in {took:?}"
     );
     eprintln!(
-        "fleet: 500 agents, {total} messages through 10 intake connections in {took:?}, start skew {} ms, load {} s, dropped {dropped}",
+        "fleet: 500 agents, {total} messages through 10 intake connections ({reconnects} reconnects) in {took:?}, start skew {} ms, load {} s, dropped {dropped}",
         s["start_skew_ms"], s["duration_s"]
     );
 }

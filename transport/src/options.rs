@@ -39,6 +39,9 @@ fn read(what: &'static str, p: &PathBuf) -> Result<Vec<u8>, MqttSetupError> {
     })
 }
 
+/// Ping interval of a client: short, so an agent notices a broker gone within seconds.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
 /// Options for one MQTT client. `capacity` bounds the client's outgoing queue: publishes that
 /// find it full are refused (and counted by the caller) instead of growing memory without end.
 pub fn options(
@@ -48,7 +51,7 @@ pub fn options(
     capacity: usize,
 ) -> Result<MqttOptions, MqttSetupError> {
     let mut o = MqttOptions::new(client_id, url.host.clone(), url.port);
-    o.set_keep_alive(Duration::from_secs(5));
+    o.set_keep_alive(KEEP_ALIVE);
     o.set_max_packet_size(
         messages::wire::MAX_MESSAGE_BYTES + 1024,
         messages::wire::MAX_MESSAGE_BYTES + 1024,

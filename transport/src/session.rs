@@ -46,6 +46,11 @@ pub struct SessionConfig {
     /// it comes back with the same client id. The broker's own expiry bounds how long
     /// (mosquitto `persistent_client_expiration`, IoT Core one hour by default).
     pub persistent: bool,
+    /// How often the client pings and how long it waits for the answer before it reconnects.
+    /// A PINGRESP queues behind every message the broker is still delivering, so a connection
+    /// that takes in a fleet's backlog through a throttled broker needs a longer one than
+    /// [`crate::options::KEEP_ALIVE`].
+    pub keep_alive: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +208,7 @@ impl Session {
             opts.set_credentials(user, password);
         }
         opts.set_clean_session(!cfg.persistent);
+        opts.set_keep_alive(cfg.keep_alive);
         let (client, eventloop) = AsyncClient::new(opts, cfg.capacity);
         let (changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
