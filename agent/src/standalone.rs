@@ -174,6 +174,7 @@ fn standalone_summary(
         error_samples: crate::http::error_samples().into_iter().collect(),
         checks: check_results(report),
         http_versions: report.http_versions.iter().cloned().collect(),
+        timing: Default::default(),
     };
     serde_json::to_value(&s).unwrap_or_default()
 }

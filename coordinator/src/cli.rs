@@ -247,6 +247,10 @@ pub struct RunArgs {
     /// coordinator's own connection reads them.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::bus::MAX_INTAKE)))]
     pub intake_connections: u32,
+    /// Agents one child process hosts (each still its own MQTT client, keys and engine): a
+    /// fleet of thousands on one machine without thousands of processes.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::commands::agent::MAX_AGENTS_PER_PROCESS)))]
+    pub agents_per_process: u32,
     #[command(flatten)]
     pub targets: PolicyArgs,
 }
@@ -311,6 +315,17 @@ pub struct AgentArgs {
     /// HERD_AGENT_SECRET and HERD_COORDINATOR_KEY).
     #[arg(long, requires = "broker")]
     pub credentials_stdin: bool,
+    /// Coordinated mode: host agents `index..index + count` in this process, each its own MQTT
+    /// client with its own keys (one credentials line each on stdin, in index order). What
+    /// `herd run --agents-per-process` starts.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        requires = "credentials_stdin",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::commands::agent::MAX_AGENTS_PER_PROCESS))
+    )]
+    pub count: u32,
     /// Coordinated mode: stop by itself after hearing no Alive from the coordinator for this
     /// many seconds (gracefully, every batch sent, if the load runs; at once before it).
     #[arg(
@@ -381,6 +396,7 @@ pub async fn dispatch(cli: Cli, program: PathBuf) -> Exit {
                     late_window_s: r.late_window,
                     agent_broker: r.agent_broker,
                     intake_connections: r.intake_connections,
+                    agents_per_process: r.agents_per_process,
                     allow_targets: r.targets.allow,
                     deny_targets: r.targets.deny,
                     program,
@@ -544,6 +560,7 @@ fn agent_mode(a: AgentArgs) -> Option<AgentMode> {
         broker: a.broker?,
         run: a.run?,
         index: a.index?,
+        count: a.count,
         tls: a.tls.files(),
         credentials_stdin: a.credentials_stdin,
         orphan_after,

@@ -454,3 +454,54 @@ fn validate_reads_a_k6_scripts_own_options_and_refuses_what_it_cannot_carry_over
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("load"), "{err}");
 }
+
+/// `herd agent --count N` reads one credentials line per agent: fewer lines, or a line that is
+/// not a launcher's, are refused before any agent connects, saying which line.
+#[test]
+fn an_agent_process_hosting_several_agents_needs_a_credentials_line_for_each() {
+    use std::io::Write;
+    let key = "11".repeat(32);
+    let line = format!(r#"{{"secret":"{key}","coordinator_key":"{key}"}}"#);
+    let go = |stdin: String, count: &str| {
+        let mut child = std::process::Command::new(herd())
+            .args([
+                "agent",
+                "--broker",
+                "mqtt://127.0.0.1:9",
+                "--run",
+                "r-1",
+                "--index",
+                "0",
+                "--credentials-stdin",
+                "--count",
+                count,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn herd agent");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("herd agent ends")
+    };
+    let out = go(format!("{line}\n"), "3");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("stdin ended after 1 credentials lines; --count asked for 3"),
+        "{err}"
+    );
+    let out = go(format!("{line}\nnot json\n"), "2");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("credentials line 2 on stdin"), "{err}");
+    let out = go(String::new(), "1001");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("1001 is not in 1..=1000"), "{err}");
+}

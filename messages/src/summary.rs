@@ -152,6 +152,34 @@ pub struct Summary {
     /// `version: auto` got. Empty for k6, Locust and JMeter runs.
     #[serde(default)]
     pub http_versions: BTreeMap<String, u64>,
+    /// How the coordinator kept up with its fleet: how long agents took to be ready, and how
+    /// far behind the clock the batches and the live view ran.
+    #[serde(default)]
+    pub timing: Timing,
+}
+
+/// How the coordinator kept up with its fleet. What a fleet run is judged by: a coordinator
+/// that falls behind shows it here first (growing lag) before anything is lost.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Timing {
+    /// From launching the agents to the last one Ready, when the start instant was set.
+    pub ready_ms: Option<u64>,
+    /// From the end of a second to the coordinator folding a batch for it, over every batch
+    /// (agents send a second's batch about 250 ms after it ends).
+    pub intake_lag_ms: Option<Lag>,
+    /// From the end of a second to its live snapshot going out (by design 1–2 s: the live
+    /// view shows the second that ended two clock seconds ago, to wait for the fleet's
+    /// batches). The snapshots sent at the run's end are not in it.
+    pub live_lag_ms: Option<Lag>,
+}
+
+/// A distribution of delays, in ms.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Lag {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
 }
 
 /// One check's result in `summary.json` (and a JUnit test case).

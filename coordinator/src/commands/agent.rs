@@ -34,6 +34,8 @@ pub enum AgentMode {
         broker: String,
         run: String,
         index: u32,
+        /// Agents `index..index + count` in this process (`--count`).
+        count: u32,
         tls: TlsFiles,
         /// Read the credentials from stdin (what local launchers do), else the environment.
         credentials_stdin: bool,
@@ -69,12 +71,41 @@ pub async fn run(mode: AgentMode, interrupts: Interrupts) -> anyhow::Result<Exit
             broker,
             run,
             index,
+            count,
             tls,
             credentials_stdin,
             orphan_after,
         } => {
-            let credentials = credentials(credentials_stdin)?;
-            link(&broker, tls, run, index, credentials, orphan_after).await
+            if count <= 1 {
+                let credentials = credentials(credentials_stdin)?;
+                return link(broker, tls, run, index, credentials, orphan_after).await;
+            }
+            let all = credentials_lines(count)?;
+            index.checked_add(count).ok_or_else(|| {
+                anyhow::anyhow!("--index {index} with --count {count} is past the last agent index")
+            })?;
+            let mut agents = tokio::task::JoinSet::new();
+            for (k, c) in (index..).zip(all) {
+                let (broker, tls, run) = (broker.clone(), tls.clone(), run.clone());
+                agents.spawn(link(broker, tls, run, k, c, orphan_after));
+            }
+            // The process's exit is its worst agent's.
+            let mut exit = Exit::Ok;
+            while let Some(done) = agents.join_next().await {
+                match done {
+                    Ok(Ok(Exit::Ok)) => {}
+                    Ok(Ok(other)) => exit = other,
+                    Ok(Err(e)) => {
+                        eprintln!("herd agent: {e:#}");
+                        exit = Exit::Error;
+                    }
+                    Err(e) => {
+                        eprintln!("herd agent: an agent's task ended abnormally: {e}");
+                        exit = Exit::Error;
+                    }
+                }
+            }
+            Ok(exit)
         }
         AgentMode::Bootstrap {
             url,
@@ -223,7 +254,7 @@ async fn bootstrapped(
         broker_login: false,
     };
     link(
-        &boot.broker,
+        boot.broker,
         tls,
         boot.run_id,
         boot.index,
@@ -235,6 +266,35 @@ async fn bootstrapped(
 
 /// The largest credentials line read from stdin.
 const MAX_CREDENTIALS_LINE: u64 = 4096;
+
+/// The most agents one `herd agent` process hosts (`--count`): each holds an MQTT connection,
+/// its VUs' connections and a few tasks, so a thousand stay well inside one process's file
+/// descriptors and one runtime.
+pub const MAX_AGENTS_PER_PROCESS: u32 = 1000;
+
+/// `count` credentials lines from stdin, one per agent in index order (`--count`).
+fn credentials_lines(count: u32) -> anyhow::Result<Vec<Credentials>> {
+    use std::io::BufRead;
+    let mut stdin = std::io::stdin().lock();
+    let mut all = Vec::new();
+    for k in 0..count {
+        let mut line = String::new();
+        let n = std::io::Read::take(&mut stdin, MAX_CREDENTIALS_LINE)
+            .read_line(&mut line)
+            .context("reading credentials from stdin")?;
+        if n == 0 {
+            anyhow::bail!("stdin ended after {k} credentials lines; --count asked for {count}");
+        }
+        let parsed = serde_json::from_str::<CredentialsLine>(&line).with_context(|| {
+            format!(
+                "credentials line {} on stdin is not what a herd launcher writes",
+                k + 1
+            )
+        })?;
+        all.push(parsed.credentials()?);
+    }
+    Ok(all)
+}
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -274,15 +334,21 @@ fn credentials(from_stdin: bool) -> anyhow::Result<Credentials> {
             broker_login: std::env::var("HERD_BROKER_LOGIN").is_ok_and(|v| v == "1"),
         }
     };
-    Ok(Credentials {
-        keys: AgentKeys::new(Secret::from_hex("agent secret", &line.secret)?),
-        coordinator: PublicKey::from_hex(&line.coordinator_key)?,
-        broker_login: line.broker_login,
-    })
+    line.credentials()
+}
+
+impl CredentialsLine {
+    fn credentials(&self) -> anyhow::Result<Credentials> {
+        Ok(Credentials {
+            keys: AgentKeys::new(Secret::from_hex("agent secret", &self.secret)?),
+            coordinator: PublicKey::from_hex(&self.coordinator_key)?,
+            broker_login: self.broker_login,
+        })
+    }
 }
 
 async fn link(
-    broker: &str,
+    broker: String,
     tls: TlsFiles,
     run_id: String,
     index: u32,
@@ -293,7 +359,7 @@ async fn link(
     let skew =
         agent::clock::test_skew_ms(index, |n| std::env::var(n).ok()).map_err(anyhow::Error::msg)?;
     let cfg = agent::link::LinkConfig {
-        broker: BrokerUrl::parse(broker)?,
+        broker: BrokerUrl::parse(&broker)?,
         tls,
         run_id,
         agent: index,

@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub agent_broker: Option<String>,
     /// `--intake-connections`: connections reading the agents' topics (`Bus::connect`).
     pub intake_connections: u32,
+    /// `--agents-per-process`: agents one child process hosts.
+    pub agents_per_process: u32,
     /// `--allow-target` / `--deny-target`: the target policy (`TargetPolicy::from_flags`;
     /// everything allowed without them).
     pub allow_targets: Vec<String>,
@@ -241,9 +243,11 @@ pub async fn run(opts: RunOptions, mut interrupts: Interrupts) -> anyhow::Result
         live_tap: None,
     };
     let program = opts.program.clone();
+    let per_process = opts.agents_per_process;
     let handle = start_run(plan, settings, &bus, move |sup| {
         let l = LocalLauncher::new(program, sup, dir)
             .dying_with_parent()
+            .agents_per_process(per_process)
             .start();
         LauncherLink {
             launch: l.clone().recipient(),

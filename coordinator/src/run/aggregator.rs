@@ -27,6 +27,7 @@ use messages::metrics::LabelStats;
 use super::abort::{AbortWatch, Crossed};
 use super::durable::{BatchJournal, StoredBatch};
 use super::fold::{Added, Fold, Row};
+use super::lag::LagMeter;
 use super::protocol::{
     BatchesRejected, Confirmed, Drained, ExpectBatches, LiveRow, Started, ThresholdCrossed,
 };
@@ -49,6 +50,10 @@ pub struct Folded {
     pub confirmed: Vec<u64>,
     /// The `abort_on_fail` threshold that stopped the run, if one did.
     pub crossed: Option<Crossed>,
+    /// Second's end → batch folded, over every batch.
+    pub intake_lag: Option<messages::summary::Lag>,
+    /// Second's end → its live snapshot sent.
+    pub live_lag: Option<messages::summary::Lag>,
 }
 
 /// End of run: finalize every second and hand over the results.
@@ -81,6 +86,8 @@ pub struct Aggregator {
     overflow_reported: HashSet<u32>,
     /// `HERD_TEST_FOLD_DELAY_MS` (tests only).
     fold_delay: Option<Duration>,
+    intake_lag: LagMeter,
+    live_lag: LagMeter,
 }
 
 /// The test-only pause after each batch, in ms: a slow aggregator without a slow machine.
@@ -136,6 +143,8 @@ impl Aggregator {
             last_confirmed: None,
             queue: links.queue,
             overflow_reported: HashSet::new(),
+            intake_lag: LagMeter::default(),
+            live_lag: LagMeter::default(),
             fold_delay: std::env::var(TEST_FOLD_DELAY_VAR)
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -246,6 +255,8 @@ impl Actor for Aggregator {
             let now_s = unix_ms() / 1000;
             if let Some(row) = a.fold.peek(now_s.saturating_sub(LIVE_LAG_S)) {
                 a.live_upto = Some(row.second);
+                a.live_lag
+                    .record(row.second.saturating_add(1).saturating_mul(1000), unix_ms());
                 a.live.do_send(LiveRow { row });
             }
             a.fold.tick(now_s);
@@ -271,8 +282,13 @@ impl Handler<BatchIn> for Aggregator {
             );
             return;
         }
-        let now_s = unix_ms() / 1000;
+        let now_ms = unix_ms();
+        let now_s = now_ms / 1000;
         let added = self.fold.add(msg.agent, msg.seq, &msg.batch, now_s);
+        if matches!(added, Ok(Added::New | Added::Late)) {
+            let due = msg.batch.second.saturating_add(1).saturating_mul(1000);
+            self.intake_lag.record(due, now_ms);
+        }
         if !matches!(added, Ok(Added::Duplicate)) {
             self.journal(StoredBatch {
                 now_s,
@@ -365,6 +381,8 @@ impl Handler<Finish> for Aggregator {
             rejected,
             confirmed: self.journal.confirmed(self.agents),
             crossed: self.abort.crossed().cloned(),
+            intake_lag: self.intake_lag.lag(),
+            live_lag: self.live_lag.lag(),
         })
     }
 }

@@ -285,6 +285,9 @@ pub struct RunMachine {
     /// Agents overran the run's deadline and were told to stop: the run waits for
     /// [`Timer::OverrunGrace`] before it ends, so what they measured until then still arrives.
     overrun_grace: bool,
+    /// When the launch began, and how long it then took until every agent was Ready.
+    begun_at_ms: Option<u64>,
+    ready_ms: Option<u64>,
 }
 
 impl RunMachine {
@@ -309,6 +312,8 @@ impl RunMachine {
             backlog: Vec::new(),
             grace_until: None,
             overrun_grace: false,
+            begun_at_ms: None,
+            ready_ms: None,
         }
     }
 
@@ -325,6 +330,12 @@ impl RunMachine {
         self.start_at_ms
     }
 
+    /// From the launch to every agent Ready, once the start was set (not for a run resumed
+    /// after its start: its launch was another process's).
+    pub fn ready_ms(&self) -> Option<u64> {
+        self.ready_ms
+    }
+
     /// Feeds one event; returns what to do, in order.
     pub fn on(&mut self, event: Event, now: u64) -> Vec<Effect> {
         if self.state.is_terminal() {
@@ -334,6 +345,7 @@ impl RunMachine {
             Event::Begin => {
                 if self.state == RunState::Accepted {
                     self.state = RunState::Launching;
+                    self.begun_at_ms = Some(now);
                     self.effects.push(Effect::Launch);
                 }
             }
@@ -508,6 +520,7 @@ impl RunMachine {
     fn start(&mut self, now: u64) {
         let at_ms = now + self.cfg.timing.start_lead_ms;
         self.start_at_ms = Some(at_ms);
+        self.ready_ms = self.begun_at_ms.map(|b| now.saturating_sub(b));
         self.effects.push(Effect::Start { at_ms });
         for s in self
             .slots

@@ -140,6 +140,7 @@ fn all_ready_starts_the_load_at_a_common_instant_and_arms_the_run_deadline() {
     );
     assert_eq!(r.m.state(), &RunState::Running);
     assert_eq!(r.m.start_at_ms(), Some(at));
+    assert_eq!(r.m.ready_ms(), Some(20), "from Begin to the last Ready");
     assert!(r.m.slots().iter().all(|s| s.state == SlotState::Running));
 }
 

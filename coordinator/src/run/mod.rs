@@ -18,6 +18,7 @@ pub mod baseline;
 pub mod clocks;
 pub mod durable;
 pub mod fold;
+pub mod lag;
 pub mod launcher;
 pub mod live;
 pub mod machine;

@@ -44,6 +44,7 @@ pub struct FinalResult {
     pub checks: Vec<messages::wire::CheckCount>,
     /// Connections by the HTTP version they spoke, over the agents (set by the supervisor).
     pub http_versions: BTreeMap<String, u64>,
+    pub timing: messages::summary::Timing,
 }
 
 /// What the state machine knew at the end.
@@ -55,6 +56,8 @@ pub struct RunFacts<'a> {
     pub state: &'a RunState,
     pub slots: &'a [Slot],
     pub start_at_ms: Option<u64>,
+    /// Launch → every agent Ready ([`super::machine::RunMachine::ready_ms`]).
+    pub ready_ms: Option<u64>,
     pub ended_at_ms: u64,
     /// Messages the bus refused on each agent's topics, by index.
     pub refused: &'a [u64],
@@ -159,6 +162,11 @@ pub fn build(facts: RunFacts<'_>, folded: Folded) -> FinalResult {
         error_samples: BTreeMap::new(),
         checks: Vec::new(),
         http_versions: BTreeMap::new(),
+        timing: messages::summary::Timing {
+            ready_ms: facts.ready_ms,
+            intake_lag_ms: folded.intake_lag,
+            live_lag_ms: folded.live_lag,
+        },
     }
 }
 
@@ -186,6 +194,7 @@ fn never_ran(run_id: &str, spec: &Spec, state: &RunState) -> FinalResult {
             state,
             slots: &[],
             start_at_ms: None,
+            ready_ms: None,
             ended_at_ms: crate::clock::unix_ms(),
             refused: &[],
             clocks: &[],
@@ -287,6 +296,7 @@ impl FinalResult {
             error_samples: self.error_samples.clone(),
             checks,
             http_versions: self.http_versions.clone(),
+            timing: self.timing.clone(),
         }
     }
 
@@ -356,6 +366,7 @@ mod tests {
                 state: &state,
                 slots,
                 start_at_ms: Some(1_000),
+                ready_ms: Some(400),
                 ended_at_ms: 3_000,
                 refused: &[],
                 clocks: &[],
@@ -414,6 +425,11 @@ mod tests {
         );
         assert_eq!(sum.duration_s, 1.0);
         assert_eq!(sum.start_skew_ms, Some(0));
+        assert_eq!(
+            sum.timing.ready_ms,
+            Some(400),
+            "the machine's launch-to-ready time"
+        );
     }
 
     #[test]
@@ -458,6 +474,7 @@ mod tests {
                     state: &RunState::Completed,
                     slots: &slots,
                     start_at_ms: Some(1_000),
+                    ready_ms: None,
                     ended_at_ms: 3_000,
                     refused: &[],
                     clocks,

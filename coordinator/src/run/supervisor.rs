@@ -307,6 +307,7 @@ impl RunSupervisor {
         let tallies = std::mem::take(&mut self.tallies);
         let refused = self.deps.bus.refused();
         let start_at_ms = self.machine.start_at_ms();
+        let ready_ms = self.machine.ready_ms();
         let aggregator = self.deps.aggregator.clone();
         let results = self.deps.results.clone();
         let done = self.done.take();
@@ -335,6 +336,7 @@ impl RunSupervisor {
                         state: &state,
                         slots: &slots,
                         start_at_ms,
+                        ready_ms,
                         ended_at_ms,
                         refused: &refused,
                         clocks: &clocks,
